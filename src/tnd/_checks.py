@@ -1,0 +1,39 @@
+"""Input validation shared by the public entry points: errors name the argument, what was
+expected and what came."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def check_float_tensor(name: str, value: Any, ranks: tuple[int, ...], last_dim: int | None = None) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.dtype.is_floating_point:
+        raise TypeError(f"{name} must have a floating-point dtype, got {value.dtype}")
+    if value.dim() not in ranks:
+        want = " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(f"{name} must be {want}, got shape {tuple(value.shape)}")
+    if last_dim is not None and value.shape[-1] != last_dim:
+        raise ValueError(f"{name} must have last dimension {last_dim}, got shape {tuple(value.shape)}")
+    check_finite(name, value)
+    return value
+
+
+def check_finite(name: str, value: torch.Tensor) -> None:
+    if not bool(torch.isfinite(value).all()):
+        bad = "NaN" if bool(torch.isnan(value).any()) else "Inf"
+        raise ValueError(f"{name} contains {bad} values")
+
+
+def check_shape(name: str, value: torch.Tensor, shape: tuple[int, ...], hint: str = "") -> None:
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}{hint}, got {tuple(value.shape)}")
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value

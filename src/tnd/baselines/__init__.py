@@ -1,0 +1,27 @@
+"""Baseline sequence models behind the common ``forward(x, hx=None) -> (y, h)`` interface.
+
+``VanillaRNN``, ``SparseRNN``, ``LSTM`` (:mod:`.recurrent`), ``CfC`` and ``LTC`` (ncps wrappers,
+:mod:`.cfc`) and ``CausalTransformer`` (:mod:`.transformer`); build them by name with
+:func:`make_baseline` and parameter-match them with :func:`hidden_size_for_budget`.
+"""
+
+from .cfc import LTC, CfC
+from .recurrent import LSTM, BaselineModel, SparseRNN, VanillaRNN, detach_state, map_state
+from .registry import BASELINES, count_parameters, hidden_size_for_budget, make_baseline
+from .transformer import CausalTransformer
+
+__all__ = [
+    "BaselineModel",
+    "VanillaRNN",
+    "SparseRNN",
+    "LSTM",
+    "CfC",
+    "LTC",
+    "CausalTransformer",
+    "BASELINES",
+    "make_baseline",
+    "count_parameters",
+    "hidden_size_for_budget",
+    "detach_state",
+    "map_state",
+]

@@ -1,0 +1,89 @@
+"""Name -> baseline class registry, construction by name and parameter-budget matching."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Type
+
+import torch
+from torch import nn
+
+from .cfc import LTC, CfC
+from .recurrent import LSTM, SparseRNN, VanillaRNN
+from .transformer import CausalTransformer
+
+__all__ = ["BASELINES", "make_baseline", "count_parameters", "hidden_size_for_budget"]
+
+BASELINES: Dict[str, Type[nn.Module]] = {
+    "rnn": VanillaRNN,
+    "sparse_rnn": SparseRNN,
+    "lstm": LSTM,
+    "cfc": CfC,
+    "ltc": LTC,
+    "transformer": CausalTransformer,
+}
+
+
+def _lookup(name: str) -> Type[nn.Module]:
+    try:
+        return BASELINES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown baseline name {name!r}; valid names: "
+                         f"{', '.join(sorted(BASELINES))}") from None
+
+
+def make_baseline(name: str, input_size: int, output_size: int, hidden_size: int,
+                  **kw: Any) -> nn.Module:
+    """Build the baseline registered as ``name`` (see ``BASELINES``)."""
+    return _lookup(name)(input_size, output_size, hidden_size, **kw)
+
+
+def count_parameters(module: nn.Module, *, effective: bool = False) -> int:
+    """Number of trainable parameters (``requires_grad``) of ``module``.
+
+    With ``effective=True`` a module exposing ``num_effective_parameters()`` (``SparseRNN``:
+    masked recurrent weights are not counted) reports that number instead.
+    """
+    if effective and hasattr(module, "num_effective_parameters"):
+        return int(module.num_effective_parameters())
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def hidden_size_for_budget(name: str, input_size: int, output_size: int, param_budget: int,
+                           *, effective: bool = False, max_hidden: int = 1 << 16,
+                           **kw: Any) -> int:
+    """Hidden size whose trainable-parameter count is closest to ``param_budget``.
+
+    ``kw`` are passed to the model constructor (e.g. ``nhead``/``num_layers`` for the
+    Transformer, ``backbone_units`` for CfC). Only valid hidden sizes are searched (multiples of
+    ``nhead`` for the Transformer). Ties go to the smaller model. Models are built inside
+    ``torch.random.fork_rng`` so the global RNG state is left untouched. If even the smallest
+    model exceeds the budget, the smallest valid hidden size is returned.
+    """
+    cls = _lookup(name)
+    if isinstance(param_budget, bool) or not isinstance(param_budget, int) or param_budget < 1:
+        raise ValueError(f"param_budget must be a positive int, got {param_budget!r}")
+    step = int(getattr(cls, "hidden_size_multiple", lambda **_: 1)(**kw))
+    cache: Dict[int, int] = {}
+
+    def count(k: int) -> int:  # parameters at hidden size k * step
+        if k not in cache:
+            with torch.random.fork_rng(devices=[]):
+                m = cls(input_size, output_size, k * step, **kw)
+            cache[k] = count_parameters(m, effective=effective)
+        return cache[k]
+
+    # parameter counts are non-decreasing in the hidden size: exponential then binary search
+    lo, hi = 1, 1
+    while count(hi) < param_budget:
+        if hi * step >= max_hidden:
+            return hi * step
+        lo, hi = hi, min(hi * 2, max(1, max_hidden // step))
+    # now count(hi) >= budget and (lo == hi or count(lo) < budget)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count(mid) < param_budget:
+            lo = mid
+        else:
+            hi = mid
+    best = min((lo, hi), key=lambda k: (abs(count(k) - param_budget), k))
+    return best * step

@@ -1,0 +1,148 @@
+"""One step of the graph-coupled system T = (G, I, F).
+
+    u(t)   = I(G, s(t))                       what each neuron receives along its in-edges
+    s(t+1) = solve(F(s, u, x(t)), dt)         each neuron's own update (discrete or continuous)
+
+External input ``x`` (C channels) reaches the input neurons only, through a learned
+projection; every other neuron's drive is zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import solvers
+from ._checks import check_finite, check_float_tensor, check_positive_int
+from .dynamics import NeuronDynamics, make_dynamics
+from .graph import NeuronGraph
+from .interactions import Interaction, make_interaction
+
+MODES = ("discrete", "continuous")
+
+
+class TNDCell(nn.Module):
+    """One step of a TND system.
+
+    Args:
+        input_size: C, channels of the external input.
+        graph: the neuron graph G.
+        state_size: d, dimensions of each neuron's state.
+        interaction: I by name (``"linear"`` or ``"attention"``).
+        dynamics: F by name (``"leaky"``, ``"gated"``, ``"mlp"``).
+        per_neuron: one F per neuron (True) or one F shared by all (False, the paper's).
+        mode: ``"discrete"`` (the paper's update, exponential Euler with one sub-step) or
+            ``"continuous"`` (F as a vector field, integrated by ``solver``).
+        solver: for continuous mode: ``"rk4"`` (default), ``"euler"``, ``"midpoint"``,
+            ``"exp_euler"`` or an adaptive torchdiffeq method such as ``"dopri5"``.
+        substeps: sub-steps per input step for fixed-step solvers.
+        impl: interaction path, ``"auto"``, ``"dense"`` or ``"sparse"``.
+        interaction_kw, dynamics_kw: extra keyword arguments of I and F.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        graph: NeuronGraph,
+        state_size: int = 1,
+        interaction: str = "linear",
+        dynamics: str = "leaky",
+        per_neuron: bool = True,
+        mode: str = "discrete",
+        solver: str | None = None,
+        substeps: int | None = None,
+        impl: str = "auto",
+        interaction_kw: dict[str, Any] | None = None,
+        dynamics_kw: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive_int("input_size", input_size)
+        check_positive_int("state_size", state_size)
+        if not isinstance(graph, NeuronGraph):
+            raise TypeError(f"graph must be a NeuronGraph, got {type(graph).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "discrete":
+            if solver not in (None, "exp_euler") or substeps not in (None, 1):
+                raise ValueError("mode='discrete' is the one-sub-step exponential Euler update; "
+                                 f"solver and substeps apply to mode='continuous' (got solver={solver!r}, substeps={substeps!r})")
+            solver, substeps = "exp_euler", 1
+        else:
+            solver = solver or "rk4"
+            substeps = 2 if substeps is None else check_positive_int("substeps", substeps)
+        solvers.check_solver(solver)
+        self.graph = graph
+        self.input_size, self.state_size = input_size, state_size
+        self.num_neurons = graph.num_neurons
+        self.mode, self.solver, self.substeps = mode, solver, substeps
+        self.interaction_name, self.dynamics_name, self.per_neuron = interaction, dynamics, per_neuron
+        self.interaction_kw, self.dynamics_kw = dict(interaction_kw or {}), dict(dynamics_kw or {})
+        self.interaction: Interaction = make_interaction(interaction, graph, state_size, impl, **self.interaction_kw)
+        self.dynamics: NeuronDynamics = make_dynamics(dynamics, graph.num_neurons, state_size, per_neuron, **self.dynamics_kw)
+        self.register_buffer("input_neurons", graph.input_neurons.clone(), persistent=False)
+        self.input_proj = nn.Linear(input_size, graph.input_neurons.numel() * state_size)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "graph": self.graph.to_dict(),
+            "state_size": self.state_size,
+            "interaction": self.interaction_name,
+            "dynamics": self.dynamics_name,
+            "per_neuron": self.per_neuron,
+            "mode": self.mode,
+            "solver": self.solver if self.mode == "continuous" else None,
+            "substeps": self.substeps if self.mode == "continuous" else None,
+            "impl": self.interaction.impl,
+            "interaction_kw": self.interaction_kw,
+            "dynamics_kw": {k: list(v) if isinstance(v, tuple) else v for k, v in self.dynamics_kw.items()},
+        }
+
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        """External input ``(..., C)`` -> drive ``(..., N, d)``, non-zero at input neurons only."""
+        proj = self.input_proj(x).unflatten(-1, (self.input_neurons.numel(), self.state_size))
+        out = proj.new_zeros(*proj.shape[:-2], self.num_neurons, self.state_size)
+        return out.index_copy(-2, self.input_neurons, proj)
+
+    def step(self, s: torch.Tensor, drive: torch.Tensor, dt: torch.Tensor | float = 1.0, prep: Any = None) -> torch.Tensor:
+        """Advance states ``s`` ``(B, N, d)`` by one input step with drive ``(B, N, d)``.
+
+        ``dt`` is a float or a tensor broadcastable to ``s`` (e.g. ``(B, 1, 1)``); ``prep`` is
+        :meth:`Interaction.prepare`'s result, computed once per sequence by the caller.
+        """
+        if prep is None:
+            prep = self.interaction.prepare()
+        agg, rate_target = self.interaction.aggregate, self.dynamics.rate_and_target
+
+        def rt(z: torch.Tensor):
+            return rate_target(z, agg(prep, z), drive)
+
+        return solvers.integrate(self.solver, rt, s, torch.as_tensor(dt, dtype=s.dtype), self.substeps)
+
+    def initial_state(self, batch: int, dtype=None, device=None) -> torch.Tensor:
+        return torch.zeros(batch, self.num_neurons, self.state_size, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, dt: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """One step: ``x`` ``(B, C)``, ``hx`` ``(B, N, d)`` or None -> the next state ``(B, N, d)``."""
+        check_float_tensor("x", x, (2,), self.input_size)
+        if hx is None:
+            hx = self.initial_state(x.shape[0], x.dtype, x.device)
+        else:
+            check_float_tensor("hx", hx, (3,))
+            if tuple(hx.shape) != (x.shape[0], self.num_neurons, self.state_size):
+                raise ValueError(f"hx must have shape {(x.shape[0], self.num_neurons, self.state_size)}, got {tuple(hx.shape)}")
+        if isinstance(dt, torch.Tensor):
+            check_finite("dt", dt)
+            if dt.dim() > 0 and tuple(dt.shape) != (x.shape[0],):
+                raise ValueError(f"dt must be a scalar or of shape ({x.shape[0]},) (one per sequence), got {tuple(dt.shape)}")
+            if bool((dt <= 0).any()):
+                raise ValueError("dt must be > 0")
+            dt = dt.to(x.dtype).reshape(-1, 1, 1)
+        elif not dt > 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        return self.step(hx, self.drive(x), dt)
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, mode={self.mode!r}, solver={self.solver!r}, substeps={self.substeps}"

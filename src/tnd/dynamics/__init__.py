@@ -1,0 +1,17 @@
+"""F: neuron dynamics families, chosen by name."""
+
+from .base import NeuronDynamics
+from .gated import GatedDynamics
+from .leaky import LeakyDynamics
+from .mlp import MLPDynamics
+
+DYNAMICS = {"leaky": LeakyDynamics, "gated": GatedDynamics, "mlp": MLPDynamics}
+
+
+def make_dynamics(name: str, num_neurons: int, state_size: int = 1, per_neuron: bool = True, **kw) -> NeuronDynamics:
+    if name not in DYNAMICS:
+        raise ValueError(f"dynamics must be one of {sorted(DYNAMICS)}, got {name!r}")
+    return DYNAMICS[name](num_neurons, state_size=state_size, per_neuron=per_neuron, **kw)
+
+
+__all__ = ["NeuronDynamics", "LeakyDynamics", "GatedDynamics", "MLPDynamics", "DYNAMICS", "make_dynamics"]

@@ -1,0 +1,476 @@
+"""G: the directed neuron graph of a TND system.
+
+A :class:`NeuronGraph` holds ``num_neurons`` neurons and a set of directed edges
+``j -> i`` ("neuron j may influence neuron i"), stored as ``edge_index`` of shape
+``(2, E)`` with row 0 the source and row 1 the target (PyTorch Geometric's convention).
+Edges are kept in a canonical order, sorted by (target, source), so that two graphs with
+the same edges compare equal and the interaction operators can build CSR rows directly.
+
+Each edge may carry a fixed sign (+1 excitatory, -1 inhibitory). Input neurons receive
+the external input; output neurons are read out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from typing import Any, Iterable, Sequence
+
+import torch
+
+__all__ = ["NeuronGraph", "GraphError"]
+
+
+class GraphError(ValueError):
+    """An invalid neuron graph (bad ids, duplicate edges, empty or unreachable sets)."""
+
+
+def _as_index_tensor(value: Any, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise GraphError(f"{name} must hold integer neuron ids, got dtype {t.dtype}")
+    return t.to(torch.long)
+
+
+class NeuronGraph:
+    """A directed graph over ``num_neurons`` neurons with designated input and output neurons.
+
+    Args:
+        num_neurons: N, the number of neurons (ids ``0 .. N-1``).
+        edge_index: ``(2, E)`` integer tensor (or nested list); row 0 sources, row 1 targets.
+        input_neurons: ids of the neurons that receive the external input.
+        output_neurons: ids of the neurons that are read out.
+        sign: optional ``(E,)`` tensor of +1/-1, aligned with ``edge_index`` as given.
+        allow_unreachable: if False (default), every output neuron must be reachable from
+            some input neuron along the edges; otherwise that is an error.
+    """
+
+    def __init__(
+        self,
+        num_neurons: int,
+        edge_index: Any,
+        input_neurons: Iterable[int],
+        output_neurons: Iterable[int],
+        sign: Any | None = None,
+        allow_unreachable: bool = False,
+    ) -> None:
+        if isinstance(num_neurons, bool) or not isinstance(num_neurons, int) or num_neurons < 1:
+            raise GraphError(f"num_neurons must be a positive int, got {num_neurons!r}")
+        n = num_neurons
+        ei = _as_index_tensor(edge_index, "edge_index")
+        if ei.numel() == 0:
+            ei = ei.reshape(2, 0)
+        if ei.dim() != 2 or ei.shape[0] != 2:
+            raise GraphError(f"edge_index must have shape (2, E), got {tuple(ei.shape)}")
+        if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
+            bad = ei[(ei < 0) | (ei >= n)][0].item()
+            raise GraphError(f"edge_index holds neuron id {bad}, outside [0, {n - 1}] for num_neurons={n}")
+        if sign is not None:
+            sg = torch.as_tensor(sign)
+            if sg.shape != (ei.shape[1],):
+                raise GraphError(f"sign must have shape ({ei.shape[1]},) (one per edge), got {tuple(sg.shape)}")
+            if not bool(((sg == 1) | (sg == -1)).all()):
+                raise GraphError("sign must hold only +1 (excitatory) and -1 (inhibitory)")
+            sg = sg.to(torch.int8)
+        else:
+            sg = None
+        # Canonical order: by target, then source (a CSR over targets is then just a cumsum).
+        key = ei[1] * n + ei[0]
+        if key.numel() != torch.unique(key).numel():
+            uniq, counts = torch.unique(key, return_counts=True)
+            dup = int(uniq[counts > 1][0])
+            raise GraphError(f"edge_index has duplicate edge {dup % n} -> {dup // n}")
+        order = torch.argsort(key)
+        self.num_neurons = n
+        self.edge_index = ei[:, order].contiguous()
+        self.sign = None if sg is None else sg[order].contiguous()
+        self.input_neurons = self._check_set(input_neurons, "input_neurons", n)
+        self.output_neurons = self._check_set(output_neurons, "output_neurons", n)
+        self.allow_unreachable = bool(allow_unreachable)
+        if not allow_unreachable:
+            unreachable = sorted(set(self.output_neurons.tolist()) - self.reachable_from_inputs())
+            if unreachable:
+                raise GraphError(
+                    f"output neurons {unreachable[:10]} are unreachable from every input neuron; "
+                    "add edges or pass allow_unreachable=True"
+                )
+
+    @staticmethod
+    def _check_set(ids: Iterable[int], name: str, n: int) -> torch.Tensor:
+        ids = ids if isinstance(ids, torch.Tensor) else list(ids)
+        if len(ids) == 0:
+            raise GraphError(f"{name} must name at least one neuron, got an empty set")
+        t = _as_index_tensor(ids, name).reshape(-1)
+        if t.numel() == 0:
+            raise GraphError(f"{name} must name at least one neuron, got an empty set")
+        if int(t.min()) < 0 or int(t.max()) >= n:
+            raise GraphError(f"{name} holds an id outside [0, {n - 1}]: {t.tolist()[:10]}")
+        if torch.unique(t).numel() != t.numel():
+            raise GraphError(f"{name} holds duplicate ids: {t.tolist()[:10]}")
+        return t
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    @property
+    def density(self) -> float:
+        """E / N^2 (self-loops count as possible edges)."""
+        return self.num_edges / float(self.num_neurons**2)
+
+    @property
+    def signed(self) -> bool:
+        return self.sign is not None
+
+    def in_degree(self) -> torch.Tensor:
+        return torch.bincount(self.edge_index[1], minlength=self.num_neurons)
+
+    def out_degree(self) -> torch.Tensor:
+        return torch.bincount(self.edge_index[0], minlength=self.num_neurons)
+
+    def reachable_from_inputs(self) -> set[int]:
+        """Neuron ids reachable from any input neuron (inputs included)."""
+        adj: list[list[int]] = [[] for _ in range(self.num_neurons)]
+        for s, t in self.edge_index.t().tolist():
+            adj[s].append(t)
+        seen = set(self.input_neurons.tolist())
+        queue = deque(seen)
+        while queue:
+            for t in adj[queue.popleft()]:
+                if t not in seen:
+                    seen.add(t)
+                    queue.append(t)
+        return seen
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NeuronGraph):
+            return NotImplemented
+        same_sign = (self.sign is None and other.sign is None) or (
+            self.sign is not None and other.sign is not None and torch.equal(self.sign, other.sign)
+        )
+        return (
+            self.num_neurons == other.num_neurons
+            and torch.equal(self.edge_index, other.edge_index)
+            and same_sign
+            and torch.equal(self.input_neurons, other.input_neurons)
+            and torch.equal(self.output_neurons, other.output_neurons)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"NeuronGraph(num_neurons={self.num_neurons}, num_edges={self.num_edges}, "
+            f"density={self.density:.3f}, inputs={self.input_neurons.numel()}, "
+            f"outputs={self.output_neurons.numel()}, signed={self.signed})"
+        )
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description that :meth:`from_dict` rebuilds exactly."""
+        return {
+            "num_neurons": self.num_neurons,
+            "edge_index": self.edge_index.tolist(),
+            "sign": None if self.sign is None else self.sign.tolist(),
+            "input_neurons": self.input_neurons.tolist(),
+            "output_neurons": self.output_neurons.tolist(),
+            "allow_unreachable": self.allow_unreachable,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NeuronGraph":
+        if not isinstance(d, dict):
+            raise GraphError(f"from_dict expects a dict, got {type(d).__name__}")
+        missing = {"num_neurons", "edge_index", "input_neurons", "output_neurons"} - set(d)
+        if missing:
+            raise GraphError(f"graph config is missing keys {sorted(missing)}")
+        return cls(
+            d["num_neurons"],
+            d["edge_index"],
+            d["input_neurons"],
+            d["output_neurons"],
+            sign=d.get("sign"),
+            allow_unreachable=d.get("allow_unreachable", False),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "NeuronGraph":
+        return cls.from_dict(json.loads(text))
+
+    # ------------------------------------------------------------ conversions
+    def to_dense(self) -> torch.Tensor:
+        """``(N, N)`` adjacency ``A`` with ``A[j, i]`` = sign (or 1) of edge ``j -> i``."""
+        a = torch.zeros(self.num_neurons, self.num_neurons)
+        vals = torch.ones(self.num_edges) if self.sign is None else self.sign.float()
+        a[self.edge_index[0], self.edge_index[1]] = vals
+        return a
+
+    @classmethod
+    def from_dense(
+        cls, adjacency: Any, input_neurons: Iterable[int], output_neurons: Iterable[int], signed: bool = False, **kw: Any
+    ) -> "NeuronGraph":
+        """Edges where ``adjacency[j, i] != 0``; with ``signed=True`` the entry's sign is the edge sign."""
+        a = torch.as_tensor(adjacency)
+        if a.dim() != 2 or a.shape[0] != a.shape[1]:
+            raise GraphError(f"adjacency must be a square (N, N) matrix, got shape {tuple(a.shape)}")
+        src, tgt = torch.nonzero(a, as_tuple=True)
+        sign = torch.sign(a[src, tgt]).to(torch.int8) if signed else None
+        return cls(int(a.shape[0]), torch.stack([src, tgt]), input_neurons, output_neurons, sign=sign, **kw)
+
+    def to_networkx(self):
+        """A ``networkx.DiGraph``; node attribute ``role`` and edge attribute ``sign``."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        inputs, outputs = set(self.input_neurons.tolist()), set(self.output_neurons.tolist())
+        for v in range(self.num_neurons):
+            role = "input" if v in inputs else "output" if v in outputs else "hidden"
+            if v in inputs and v in outputs:
+                role = "input+output"
+            g.add_node(v, role=role)
+        signs = [1] * self.num_edges if self.sign is None else self.sign.tolist()
+        for (s, t), sg in zip(self.edge_index.t().tolist(), signs):
+            g.add_edge(s, t, sign=sg)
+        g.graph.update(signed=self.signed)
+        return g
+
+    @classmethod
+    def from_networkx(
+        cls, g, input_neurons: Iterable[int] | None = None, output_neurons: Iterable[int] | None = None, **kw: Any
+    ) -> "NeuronGraph":
+        """From a ``networkx`` (Di)Graph with nodes ``0..N-1``. Undirected edges become both directions.
+
+        Input and output neurons default to the node attribute ``role`` written by :meth:`to_networkx`.
+        """
+        import networkx as nx
+
+        nodes = sorted(g.nodes)
+        if nodes != list(range(len(nodes))):
+            raise GraphError("from_networkx needs nodes labelled 0..N-1 (use nx.convert_node_labels_to_integers)")
+        dg = g if g.is_directed() else g.to_directed()
+        edges = list(dg.edges(data=True))
+        ei = torch.tensor([[s for s, _, _ in edges], [t for _, t, _ in edges]], dtype=torch.long).reshape(2, -1)
+        signed = bool(g.graph.get("signed", False))
+        sign = torch.tensor([d.get("sign", 1) for _, _, d in edges], dtype=torch.int8) if signed else None
+        roles = nx.get_node_attributes(g, "role")
+        if input_neurons is None:
+            input_neurons = [v for v in nodes if "input" in roles.get(v, "")]
+        if output_neurons is None:
+            output_neurons = [v for v in nodes if "output" in roles.get(v, "")]
+        return cls(len(nodes), ei, input_neurons, output_neurons, sign=sign, **kw)
+
+    # ---------------------------------------------------------------- builders
+    @staticmethod
+    def _io_sets(n: int, num_inputs: int | None, num_outputs: int | None) -> tuple[list[int], list[int]]:
+        """Default roles: the first neurons take input, the last ones are read out."""
+        ni = num_inputs if num_inputs is not None else max(1, n // 4)
+        no = num_outputs if num_outputs is not None else max(1, n // 4)
+        if ni < 1 or no < 1 or ni > n or no > n:
+            raise GraphError(f"num_inputs and num_outputs must lie in [1, {n}], got {ni} and {no}")
+        return list(range(ni)), list(range(n - no, n))
+
+    @staticmethod
+    def _random_sign(e: int, inhibitory_fraction: float, gen: torch.Generator) -> torch.Tensor | None:
+        if inhibitory_fraction <= 0:
+            return None
+        if inhibitory_fraction > 1:
+            raise GraphError(f"inhibitory_fraction must lie in [0, 1], got {inhibitory_fraction}")
+        return torch.where(torch.rand(e, generator=gen) < inhibitory_fraction, -1, 1).to(torch.int8)
+
+    @classmethod
+    def _build(cls, n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw) -> "NeuronGraph":
+        ei = torch.stack([torch.as_tensor(src, dtype=torch.long), torch.as_tensor(tgt, dtype=torch.long)])
+        ins, outs = cls._io_sets(n, num_inputs, num_outputs)
+        sign = cls._random_sign(ei.shape[1], inhibitory_fraction, gen)
+        return cls(n, ei, ins, outs, sign=sign, **kw)
+
+    @classmethod
+    def random(
+        cls,
+        num_neurons: int,
+        density: float,
+        seed: int = 0,
+        num_inputs: int | None = None,
+        num_outputs: int | None = None,
+        self_loops: bool = False,
+        inhibitory_fraction: float = 0.0,
+        **kw: Any,
+    ) -> "NeuronGraph":
+        """Erdos-Renyi directed graph: each possible edge present with probability ``density``."""
+        if not 0.0 < density <= 1.0:
+            raise GraphError(f"density must lie in (0, 1], got {density}")
+        gen = torch.Generator().manual_seed(seed)
+        mask = torch.rand(num_neurons, num_neurons, generator=gen) < density
+        if not self_loops:
+            mask.fill_diagonal_(False)
+        src, tgt = torch.nonzero(mask, as_tuple=True)
+        return cls._build(num_neurons, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def fully_connected(
+        cls, num_neurons: int, num_inputs: int | None = None, num_outputs: int | None = None,
+        self_loops: bool = False, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
+    ) -> "NeuronGraph":
+        mask = torch.ones(num_neurons, num_neurons, dtype=torch.bool)
+        if not self_loops:
+            mask.fill_diagonal_(False)
+        src, tgt = torch.nonzero(mask, as_tuple=True)
+        gen = torch.Generator().manual_seed(seed)
+        return cls._build(num_neurons, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def ring(
+        cls, num_neurons: int, k: int = 2, bidirectional: bool = True, num_inputs: int | None = None,
+        num_outputs: int | None = None, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
+    ) -> "NeuronGraph":
+        """Ring lattice: neuron ``i`` sends to its ``k`` successors (and predecessors if bidirectional)."""
+        n = num_neurons
+        if not 1 <= k < n:
+            raise GraphError(f"k must lie in [1, num_neurons - 1], got {k}")
+        pairs = {(i, (i + o) % n) for i in range(n) for o in range(1, k + 1)}
+        if bidirectional:
+            pairs |= {(t, s) for s, t in pairs}
+        src, tgt = zip(*sorted(pairs))
+        gen = torch.Generator().manual_seed(seed)
+        return cls._build(n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def small_world(
+        cls, num_neurons: int, k: int = 4, rewire_prob: float = 0.1, seed: int = 0,
+        num_inputs: int | None = None, num_outputs: int | None = None, inhibitory_fraction: float = 0.0, **kw: Any,
+    ) -> "NeuronGraph":
+        """Directed Watts-Strogatz: a ring where each neuron sends to its ``k`` successors, and each
+        edge's target is rewired with probability ``rewire_prob`` to a uniformly chosen neuron
+        (no self-loops, no duplicates)."""
+        n = num_neurons
+        if not 1 <= k < n:
+            raise GraphError(f"k must lie in [1, num_neurons - 1], got {k}")
+        if not 0.0 <= rewire_prob <= 1.0:
+            raise GraphError(f"rewire_prob must lie in [0, 1], got {rewire_prob}")
+        gen = torch.Generator().manual_seed(seed)
+        edges = {(i, (i + o) % n) for i in range(n) for o in range(1, k + 1)}
+        for s, t in sorted(edges):
+            if torch.rand((), generator=gen).item() < rewire_prob:
+                for _ in range(8 * n):  # a bounded search for a free target
+                    nt = int(torch.randint(n, (), generator=gen))
+                    if nt != s and (s, nt) not in edges:
+                        edges.discard((s, t))
+                        edges.add((s, nt))
+                        break
+        src, tgt = zip(*sorted(edges))
+        return cls._build(n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def scale_free(
+        cls, num_neurons: int, m: int = 2, seed: int = 0, num_inputs: int | None = None,
+        num_outputs: int | None = None, inhibitory_fraction: float = 0.0, **kw: Any,
+    ) -> "NeuronGraph":
+        """Directed Barabasi-Albert: each new neuron links with ``m`` existing neurons chosen with
+        probability proportional to degree; each link is made in both directions, so hubs both
+        collect and broadcast."""
+        n = num_neurons
+        if not 1 <= m < n:
+            raise GraphError(f"m must lie in [1, num_neurons - 1], got {m}")
+        gen = torch.Generator().manual_seed(seed)
+        edges: set[tuple[int, int]] = set()
+        targets = list(range(m))
+        repeated: list[int] = []
+        for v in range(m, n):
+            for t in set(targets):
+                edges.add((v, t))
+                edges.add((t, v))
+            repeated.extend(targets)
+            repeated.extend([v] * m)
+            chosen: set[int] = set()
+            while len(chosen) < m:
+                chosen.add(repeated[int(torch.randint(len(repeated), (), generator=gen))])
+            targets = sorted(chosen)
+        src, tgt = zip(*sorted(edges))
+        return cls._build(n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def layered(
+        cls,
+        sensory: int,
+        inter: int,
+        command: int,
+        motor: int,
+        sensory_fanout: int | None = None,
+        inter_fanout: int | None = None,
+        recurrent_command_synapses: int | None = None,
+        motor_fanin: int | None = None,
+        inhibitory_fraction: float = 0.0,
+        seed: int = 0,
+        **kw: Any,
+    ) -> "NeuronGraph":
+        """A four-layer circuit as ncps's NCP: sensory -> inter -> command -> motor, with recurrent
+        synapses among command neurons. Sensory neurons take the input, motor neurons are read out.
+        Every inter neuron gets at least one sensory input, every command neuron at least one
+        inter input, every motor neuron at least ``motor_fanin`` command inputs."""
+        sizes = (sensory, inter, command, motor)
+        if min(sizes) < 1:
+            raise GraphError(f"layer sizes must be >= 1, got {sizes}")
+        gen = torch.Generator().manual_seed(seed)
+        off = [0, sensory, sensory + inter, sensory + inter + command]
+        n = sum(sizes)
+        layers = [list(range(off[i], off[i] + sizes[i])) for i in range(4)]
+        sensory_fanout = sensory_fanout or max(1, math.ceil(inter * 0.5))
+        inter_fanout = inter_fanout or max(1, math.ceil(command * 0.5))
+        motor_fanin = motor_fanin or max(1, math.ceil(command * 0.5))
+        rec = command * 2 if recurrent_command_synapses is None else recurrent_command_synapses
+        edges: set[tuple[int, int]] = set()
+
+        def pick(pool: Sequence[int], k: int) -> list[int]:
+            perm = torch.randperm(len(pool), generator=gen)[: min(k, len(pool))]
+            return [pool[i] for i in perm.tolist()]
+
+        def feed(src_layer: list[int], dst_layer: list[int], fanout: int) -> None:
+            for s in src_layer:
+                for t in pick(dst_layer, fanout):
+                    edges.add((s, t))
+            for t in dst_layer:  # nobody left without input
+                if not any((s, t) in edges for s in src_layer):
+                    edges.add((pick(src_layer, 1)[0], t))
+
+        feed(layers[0], layers[1], sensory_fanout)
+        feed(layers[1], layers[2], inter_fanout)
+        for t in layers[3]:
+            for s in pick(layers[2], motor_fanin):
+                edges.add((s, t))
+        cmd = layers[2]
+        for _ in range(rec):
+            s, t = pick(cmd, 1)[0], pick(cmd, 1)[0]
+            edges.add((s, t))
+        src, tgt = zip(*sorted(edges))
+        ei = torch.tensor([src, tgt], dtype=torch.long)
+        sign = cls._random_sign(ei.shape[1], inhibitory_fraction, gen)
+        return cls(n, ei, layers[0], layers[3], sign=sign, **kw)
+
+    @classmethod
+    def from_name(cls, name: str, num_neurons: int, seed: int = 0, **kw: Any) -> "NeuronGraph":
+        """Build a graph family by name: random, fully_connected, small_world, scale_free, ring, layered."""
+        builders = {
+            "random": lambda: cls.random(num_neurons, kw.pop("density", 0.25), seed=seed, **kw),
+            "fully_connected": lambda: cls.fully_connected(num_neurons, seed=seed, **kw),
+            "small_world": lambda: cls.small_world(num_neurons, seed=seed, **kw),
+            "scale_free": lambda: cls.scale_free(num_neurons, seed=seed, **kw),
+            "ring": lambda: cls.ring(num_neurons, seed=seed, **kw),
+            "layered": lambda: cls.layered(*_layer_sizes(num_neurons, kw), seed=seed, **kw),
+        }
+        if name not in builders:
+            raise GraphError(f"unknown graph family {name!r}; expected one of {sorted(builders)}")
+        return builders[name]()
+
+
+def _layer_sizes(n: int, kw: dict[str, Any]) -> tuple[int, int, int, int]:
+    """Split n neurons into sensory/inter/command/motor (motor = num_outputs, sensory = num_inputs)."""
+    motor = kw.pop("num_outputs", None) or max(1, n // 8)
+    sensory = kw.pop("num_inputs", None) or max(1, n // 4)
+    rest = n - motor - sensory
+    if rest < 2:
+        raise GraphError(f"a layered graph of {n} neurons leaves fewer than 2 inter+command neurons")
+    inter = rest // 2
+    return sensory, inter, rest - inter, motor

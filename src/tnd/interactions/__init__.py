@@ -1,0 +1,16 @@
+"""I: interaction operators, chosen by name."""
+
+from .attention import AttentionInteraction
+from .base import Interaction, choose_impl
+from .linear import LinearInteraction
+
+INTERACTIONS = {"linear": LinearInteraction, "attention": AttentionInteraction}
+
+
+def make_interaction(name: str, graph, state_size: int = 1, impl: str = "auto", **kw) -> Interaction:
+    if name not in INTERACTIONS:
+        raise ValueError(f"interaction must be one of {sorted(INTERACTIONS)}, got {name!r}")
+    return INTERACTIONS[name](graph, state_size=state_size, impl=impl, **kw)
+
+
+__all__ = ["Interaction", "LinearInteraction", "AttentionInteraction", "INTERACTIONS", "make_interaction", "choose_impl"]

@@ -1,0 +1,218 @@
+"""Tests for tnd.tasks (data side of the benchmark suite); all use small=True."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tnd.tasks import SPLITS, TASKS, SequenceTask, load_task
+
+SYNTHETIC = ["multiscale", "adding", "copy", "adding_500", "copy_1000"]
+AEON_TASKS = [
+    "japanese_vowels",
+    "italy_power_demand",
+    "irregular_japanese_vowels",
+    "irregular_japanese_vowels_30",
+    "irregular_japanese_vowels_70",
+]
+PMD_TASKS = ["electricity"]
+
+
+def _needs(name):
+    if name in AEON_TASKS:
+        pytest.importorskip("aeon")
+    if name in PMD_TASKS:
+        pytest.importorskip("pmdarima")
+
+
+def _check_task(task: SequenceTask):
+    assert task.kind in ("classification", "regression", "forecast")
+    T, C = task.seq_len, task.input_size
+    for s in SPLITS:
+        x, y = task.split(s)
+        assert x.dtype == torch.float32 and x.ndim == 3
+        assert x.shape[1:] == (T, C)
+        assert x.shape[0] > 0 and y.shape[0] == x.shape[0]
+        assert torch.isfinite(x).all()
+        if task.kind == "classification":
+            assert y.dtype == torch.int64
+            assert int(y.min()) >= 0 and int(y.max()) < task.num_classes
+            assert y.ndim == (2 if task.per_step else 1)
+        else:
+            assert y.dtype == torch.float32 and torch.isfinite(y).all()
+            if task.per_step:
+                assert y.ndim == 3 and y.shape[-1] == task.output_size
+            else:
+                assert y.shape == (x.shape[0], task.output_size)
+        if task.per_step:
+            assert y.shape[1] <= T
+        ts = task.timespans(s)
+        assert ts.shape == (x.shape[0], T) and ts.dtype == torch.float32
+        assert (ts > 0).all()
+        ln = task.lengths(s)
+        assert ln.dtype == torch.int64 and ln.shape == (x.shape[0],)
+        assert int(ln.min()) >= 1 and int(ln.max()) <= T
+
+
+def _assert_same(a: SequenceTask, b: SequenceTask):
+    for s in SPLITS:
+        for pre in ("x_", "y_", "timespans_", "lengths_"):
+            ta, tb = getattr(a, pre + s), getattr(b, pre + s)
+            assert (ta is None) == (tb is None)
+            if ta is not None:
+                assert torch.equal(ta, tb)
+
+
+ALL = SYNTHETIC + AEON_TASKS + PMD_TASKS
+
+
+def test_registry_covers_everything():
+    for n in ALL + ["adding_100", "adding_1000", "copy_100", "copy_500", "irregular_japanese_vowels_50"]:
+        assert n in TASKS
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_task_loads_small(name):
+    _needs(name)
+    task = load_task(name, seed=0, small=True)
+    _check_task(task)
+
+
+@pytest.mark.parametrize("name", ["multiscale", "adding", "copy", "irregular_japanese_vowels", "japanese_vowels"])
+def test_determinism_and_seed_dependence(name):
+    _needs(name)
+    a = load_task(name, seed=3, small=True)
+    b = load_task(name, seed=3, small=True)
+    _assert_same(a, b)
+    c = load_task(name, seed=4, small=True)
+    assert not torch.equal(a.x_train, c.x_train)
+
+
+def _rows(x: torch.Tensor):
+    return {r.tobytes() for r in x.reshape(x.shape[0], -1).numpy()}
+
+
+@pytest.mark.parametrize("name", ["multiscale", "adding", "copy"])
+def test_synthetic_splits_disjoint(name):
+    task = load_task(name, seed=0, small=True)
+    tr, va, te = (_rows(task.split(s)[0]) for s in SPLITS)
+    assert not (tr & va) and not (tr & te) and not (va & te)
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(KeyError) as ei:
+        load_task("no_such_task")
+    msg = str(ei.value)
+    assert "no_such_task" in msg and "multiscale" in msg and "adding" in msg
+
+
+def test_adding_semantics():
+    task = load_task("adding", seed=0, small=True, length=40)
+    x, y = task.split("train")
+    assert x.shape[1] == 40
+    marks = x[:, :, 1]
+    assert torch.all(marks.sum(1) == 2)
+    assert torch.all(marks[:, :20].sum(1) == 1)
+    torch.testing.assert_close((x[:, :, 0] * marks).sum(1, keepdim=True), y)
+    assert task.metadata["baseline_mse"] == pytest.approx(1 / 6)
+
+
+def test_copy_semantics():
+    task = load_task("copy", seed=0, small=True, length=12, k=3, n_symbols=5)
+    x, y = task.split("test")
+    assert x.shape[1:] == (3 + 12 + 3, 7) and y.shape[1] == 3
+    assert torch.all(x.sum(-1) == 1)  # one-hot
+    assert torch.equal(x[:, :3, :5].argmax(-1), y)
+    assert torch.all(x[:, 3 + 12 - 1, 6] == 1)  # delimiter
+    assert task.metadata["chance_accuracy"] == pytest.approx(0.2)
+
+
+def test_copy_and_adding_lengths():
+    for L in (100, 500):
+        t = load_task("adding", seed=0, length=L, n_train=8, n_val=4, n_test=4)
+        assert t.seq_len == L
+        c = load_task("copy", seed=0, length=L, n_train=8, n_val=4, n_test=4)
+        assert c.seq_len == L + 20
+
+
+def test_multiscale_label_is_balanced_function_of_inputs():
+    from tnd.tasks.multiscale import make_multiscale
+
+    rng = np.random.default_rng(0)
+    x, y, info = make_multiscale(2000, 64, rng)
+    assert abs(y.mean() - 0.5) < 0.05
+    assert info["taus"][0] == pytest.approx(1.0) and info["taus"][-1] == pytest.approx(1000.0)
+    # standardised features have ~unit variance and are uncorrelated with each other
+    assert np.std(info["F_n"]) == pytest.approx(1.0, rel=0.1)
+    assert np.std(info["S_n"]) == pytest.approx(1.0, rel=0.1)
+    assert abs(np.corrcoef(info["F_n"], info["S_n"])[0, 1]) < 0.1
+    # the slow feature is (nearly) uncorrelated with the slow channel's final level
+    assert abs(np.corrcoef(info["S_n"], x[:, -4:, -1].mean(1))[0, 1]) < 0.1
+    t = load_task("multiscale", seed=0, small=True, target="regress")
+    assert t.kind == "regression" and t.y_train.shape[1] == 1
+
+
+@pytest.mark.parametrize("drop", [0.3, 0.5, 0.7])
+def test_irregular_keeps_fraction_and_times(drop):
+    pytest.importorskip("aeon")
+    base = load_task("japanese_vowels", seed=1, small=True)
+    task = load_task("irregular_japanese_vowels", seed=1, small=True, drop=drop)
+    assert torch.equal(task.y_test, base.y_test)
+    for s in SPLITS:
+        L = base.lengths(s)
+        m = task.lengths(s)
+        expect = torch.clamp(torch.round((1 - drop) * L.double()).long(), min=1)
+        assert torch.equal(m, expect)
+        ts = task.timespans(s)
+        kept = task.metadata[f"kept_indices_{s}"]
+        xb, xi = base.split(s)[0], task.split(s)[0]
+        for i in range(len(kept)):
+            idx = np.array(kept[i])
+            assert len(idx) == int(m[i]) and np.all(np.diff(idx) > 0) and idx[-1] < int(L[i])
+            # elapsed times: first = index + 1, then gaps; cumulative sum = index + 1
+            np.testing.assert_allclose(np.cumsum(ts[i, : len(idx)].numpy()), idx + 1)
+            torch.testing.assert_close(xi[i, : len(idx)], xb[i, idx])
+        assert abs(task.metadata[f"kept_fraction_{s}"] - (1 - drop)) < 0.05
+
+
+def test_real_classification_splits_and_standardisation():
+    pytest.importorskip("aeon")
+    for name, T, C, K in (("japanese_vowels", 29, 12, 9), ("italy_power_demand", 24, 1, 2)):
+        task = load_task(name, seed=0)
+        assert (task.seq_len, task.input_size, task.num_classes) == (T, C, K)
+        md = task.metadata
+        assert md["archive_split_train"] == md["archive_split_val"] == "TRAIN"
+        assert not set(md["indices_train"]) & set(md["indices_val"])
+        # stratified validation carve: every class present in train and val
+        assert len(torch.unique(task.y_val)) == K and len(torch.unique(task.y_train)) == K
+        # train statistics only: train valid frames are standardised
+        ln = task.lengths("train")
+        mask = torch.arange(T)[None, :] < ln[:, None]
+        frames = task.x_train[mask]
+        torch.testing.assert_close(frames.mean(0), torch.zeros(C), atol=1e-4, rtol=0)
+        torch.testing.assert_close(frames.std(0, unbiased=False), torch.ones(C), atol=1e-4, rtol=0)
+    jv = load_task("japanese_vowels", seed=0)
+    assert jv.sizes() == {"train": 216, "val": 54, "test": 370}
+    # padding repeats the last valid frame
+    ln = jv.lengths("test")
+    i = int(torch.argmin(ln))
+    assert torch.all(jv.x_test[i, ln[i]:] == jv.x_test[i, ln[i] - 1])
+
+
+def test_electricity_windows():
+    pytest.importorskip("pmdarima")
+    task = load_task("electricity", small=True, time_features=True)
+    assert task.input_size == 5 and task.output_size == task.y_train.shape[1]
+    md = task.metadata
+    starts = {s: np.array(md[f"target_start_{s}"]) for s in SPLITS}
+    H = md["horizon"]
+    b1, b2, n = md["split_boundaries"]
+    assert starts["train"].max() + H <= b1 <= starts["val"].min()
+    assert starts["val"].max() + H <= b2 <= starts["test"].min()
+    assert starts["test"].max() + H <= n
+    assert 0 < md["seasonal_naive_mse"] < md["mean_mse"]
+    # target of one window equals the future inputs of a later window (same series)
+    full = load_task("electricity")
+    assert full.x_train.shape[1:] == (336, 1) and full.y_train.shape[1] == 48
+    torch.testing.assert_close(full.y_train[0, :1], full.x_train[1, -1:, 0])
