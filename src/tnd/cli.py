@@ -12,6 +12,7 @@ COMMANDS = {
     "demo": ("tnd.demo", "train TND on a small built-in sequence task and print its metrics"),
     "pong": ("tnd.pong.experiment", "the paper's experiment: Pong behaviour cloning against five baselines"),
     "bench": ("tnd.bench", "speed and memory benchmark of TND against its peers"),
+    "suite": ("tnd.suite.cli", "benchmarks beyond Pong: multi-timescale, irregular, real data, memory; sweeps on Ray"),
 }
 
 

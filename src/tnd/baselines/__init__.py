@@ -7,7 +7,7 @@
 
 from .cfc import LTC, CfC
 from .recurrent import LSTM, BaselineModel, SparseRNN, VanillaRNN, detach_state, map_state
-from .registry import BASELINES, count_parameters, hidden_size_for_budget, make_baseline
+from .registry import BASELINES, count_parameters, hidden_size_for_budget, make_baseline, size_for_budget
 from .transformer import CausalTransformer
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "make_baseline",
     "count_parameters",
     "hidden_size_for_budget",
+    "size_for_budget",
     "detach_state",
     "map_state",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Type
+from typing import Any, Callable, Dict, Type
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from .cfc import LTC, CfC
 from .recurrent import LSTM, SparseRNN, VanillaRNN
 from .transformer import CausalTransformer
 
-__all__ = ["BASELINES", "make_baseline", "count_parameters", "hidden_size_for_budget"]
+__all__ = ["BASELINES", "make_baseline", "count_parameters", "hidden_size_for_budget", "size_for_budget"]
 
 BASELINES: Dict[str, Type[nn.Module]] = {
     "rnn": VanillaRNN,
@@ -63,27 +63,35 @@ def hidden_size_for_budget(name: str, input_size: int, output_size: int, param_b
     if isinstance(param_budget, bool) or not isinstance(param_budget, int) or param_budget < 1:
         raise ValueError(f"param_budget must be a positive int, got {param_budget!r}")
     step = int(getattr(cls, "hidden_size_multiple", lambda **_: 1)(**kw))
+    def count(k: int) -> int:  # parameters at hidden size k * step
+        with torch.random.fork_rng(devices=[]):
+            m = cls(input_size, output_size, k * step, **kw)
+        return count_parameters(m, effective=effective)
+
+    return size_for_budget(count, param_budget, lo=1, hi=max(1, max_hidden // step)) * step
+
+
+def size_for_budget(count: Callable[[int], int], target: int, lo: int = 1, hi: int = 1 << 16) -> int:
+    """The size ``k`` in ``[lo, hi]`` whose ``count(k)`` (non-decreasing in k, e.g. a parameter
+    count) is closest to ``target``; ties go to the smaller size. Exponential then binary
+    search, each size counted once. Models should be built inside ``torch.random.fork_rng``
+    by ``count`` so the global RNG state is left untouched."""
     cache: Dict[int, int] = {}
 
-    def count(k: int) -> int:  # parameters at hidden size k * step
+    def c(k: int) -> int:
         if k not in cache:
-            with torch.random.fork_rng(devices=[]):
-                m = cls(input_size, output_size, k * step, **kw)
-            cache[k] = count_parameters(m, effective=effective)
+            cache[k] = count(k)
         return cache[k]
 
-    # parameter counts are non-decreasing in the hidden size: exponential then binary search
-    lo, hi = 1, 1
-    while count(hi) < param_budget:
-        if hi * step >= max_hidden:
-            return hi * step
-        lo, hi = hi, min(hi * 2, max(1, max_hidden // step))
-    # now count(hi) >= budget and (lo == hi or count(lo) < budget)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count(mid) < param_budget:
-            lo = mid
+    if c(lo) >= target:
+        return lo
+    a, b = lo, lo
+    while c(b) < target and b < hi:
+        a, b = b, min(2 * b, hi)
+    while b - a > 1:
+        m = (a + b) // 2
+        if c(m) < target:
+            a = m
         else:
-            hi = mid
-    best = min((lo, hi), key=lambda k: (abs(count(k) - param_budget), k))
-    return best * step
+            b = m
+    return min((a, b), key=lambda k: (abs(c(k) - target), k))

@@ -1,0 +1,400 @@
+"""``tnd bench``: speed and memory of TND against its peers, in one process.
+
+Models at equal neuron count N (hidden size N for the layer-wise ones): TND (leaky F, linear I,
+random graph of density 0.25, discrete mode: the fused fast path), TND with gated dynamics (fused
+fast path, d = 1 and d = 2) and with per-neuron-MLP dynamics (fused fast path), TND with the
+attention interaction (reference loop; measured at T = 32), ``nn.RNN``, ``nn.LSTM``, ncps CfC
+and LTC with a fully-connected and an AutoNCP wiring, and a small causal ``nn.TransformerEncoder``
+(d_model 64, 2 layers, 4 heads). Each is timed after a warm-up, as the median over repeats, in
+microseconds per sequence step (the time of one call over T steps divided by T), for training
+(forward + backward of ``y.sum()``) and inference (``torch.no_grad``); ratios are against
+``nn.LSTM`` at the same shape. ``--large`` adds the large-graph rows (N = 65,536, mean in-degree
+16 and 32, B = 8, T = 64, sparse, forward + backward), each in a subprocess that reports its
+peak resident memory during one call (``VmHWM`` after resetting it) above what it held before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+C_IN, C_OUT = 8, 4
+CLOCK = time.perf_counter  # or time.process_time (--cpu-time)
+FULL_SHAPES = [(1, 64), (1, 256), (64, 64), (64, 256)]
+QUICK_SHAPES = [(1, 16), (4, 16)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test): B in {1,4}, N=16, T=16")
+    parser.add_argument("--large", action="store_true", help="add the large-graph rows (N=65,536, sparse)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--steps", type=int, default=None, help="sequence length T (default 256; quick 16)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5; quick 2)")
+    parser.add_argument("--models", default=None, help="comma-separated subset of the model names")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers as JSON")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall time (with --threads 1: a "
+                             "proxy for an idle machine's wall time when the machine is shared)")
+
+
+# ------------------------------------------------------------------------------ models
+class _Seq(nn.Module):
+    """Wraps a (B, T, C) -> (y, h) module so every model has the same call."""
+
+    def __init__(self, core: nn.Module, readout: nn.Module | None = None):
+        super().__init__()
+        self.core, self.readout = core, readout
+
+    def forward(self, x):
+        y = self.core(x)[0]
+        return self.readout(y) if self.readout is not None else y
+
+
+class _Transformer(nn.Module):
+    def __init__(self, d_model: int = 64, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.inp = nn.Linear(C_IN, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, heads, 2 * d_model, dropout=0.0, batch_first=True, norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(d_model, C_OUT)
+
+    def forward(self, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+        return self.out(self.enc(self.inp(x), mask=mask, is_causal=True))
+
+
+def _tnd(n: int, seed: int = 0, **kw):
+    from .graph import NeuronGraph
+    from .model import TND
+
+    g = NeuronGraph.random(n, 0.25, seed=seed, num_inputs=max(1, n // 4), num_outputs=max(1, n // 4))
+    return TND(C_IN, g, C_OUT, **kw)
+
+
+def _ncps(kind: str, wiring: str, n: int):
+    from ncps.torch import LTC, CfC
+    from ncps.wirings import AutoNCP, FullyConnected
+
+    w = FullyConnected(n) if wiring == "fc" else AutoNCP(n, C_OUT)
+    return _Seq(CfC(C_IN, w, batch_first=True)) if kind == "cfc" else _Seq(LTC(C_IN, w, batch_first=True))
+
+
+MODELS = {
+    "TND (leaky, linear; fast path)": lambda n: _Seq(_tnd(n)),
+    "TND (gated; fast path)": lambda n: _Seq(_tnd(n, dynamics="gated")),
+    "TND (gated, d=2; fast path)": lambda n: _Seq(_tnd(n, dynamics="gated", state_size=2)),
+    "TND (MLP F; fast path)": lambda n: _Seq(_tnd(n, dynamics="mlp")),
+    "TND (attention I; reference loop)": lambda n: _Seq(_tnd(n, interaction="attention")),
+    "nn.RNN": lambda n: _Seq(nn.RNN(C_IN, n, batch_first=True), nn.Linear(n, C_OUT)),
+    "nn.LSTM": lambda n: _Seq(nn.LSTM(C_IN, n, batch_first=True), nn.Linear(n, C_OUT)),
+    "ncps CfC (fully connected)": lambda n: _ncps("cfc", "fc", n),
+    "ncps CfC (AutoNCP)": lambda n: _ncps("cfc", "ncp", n),
+    "ncps LTC (fully connected)": lambda n: _ncps("ltc", "fc", n),
+    "ncps LTC (AutoNCP)": lambda n: _ncps("ltc", "ncp", n),
+    "Transformer (causal, d64, 2 layers)": lambda n: _Transformer(),
+}
+SLOW = ("TND (attention", "ncps LTC")
+
+
+def _median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = CLOCK()
+        fn()
+        ts.append(CLOCK() - t0)
+    return statistics.median(ts)
+
+
+def _saved_bytes(model, x) -> int:
+    """Bytes of the tensors autograd saves for backward in one forward call (unique storages)."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        try:
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        except Exception:  # pragma: no cover - exotic tensors
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(seen.values())
+
+
+def _skip_reason(name: str, b: int, n: int, steps: int, quick: bool) -> str | None:
+    if quick:
+        return None
+    if name.startswith("ncps LTC") and b * n * steps > 64 * 64 * 256:
+        return "skipped (minutes per call)"
+    if name.startswith("TND (attention") and b * n > 64 * 64:
+        return "skipped (reference loop; slow)"
+    return None
+
+
+def measure(names, shapes, steps, repeats, log=print) -> dict:
+    """Per shape: build every model, warm each up, then time them in interleaved rounds (model 1,
+    model 2, ..., model 1, ...) so that a change of machine load hits all of them alike; medians."""
+    res: dict = {}
+    for b, n in shapes:
+        key = f"{b},{n}"
+        torch.manual_seed(0)
+        x = torch.randn(b, steps, C_IN)
+        cases = []
+        for name in names:
+            skip = _skip_reason(name, b, n, steps, steps <= 32)
+            if skip:
+                res.setdefault(name, {})[key] = {"skip": skip}
+                continue
+            model = MODELS[name](n)
+            slow = name.startswith(SLOW) and steps > 32  # per-step cost does not depend on T
+            xx = x[:, :32] if slow else x
+
+            def train(model=model, xx=xx):
+                model.zero_grad(set_to_none=True)
+                model(xx).sum().backward()
+
+            def infer(model=model, xx=xx):
+                with torch.no_grad():
+                    model(xx)
+
+            t0 = time.perf_counter()
+            train()
+            first = time.perf_counter() - t0
+            infer()
+            cases.append(dict(name=name, train=train, infer=infer, T=xx.shape[1], reps=max(1, repeats // 2) if slow else repeats,
+                              first=first, saved=_saved_bytes(model, xx), tr=[], inf=[]))
+        for rnd in range(repeats):
+            for c in cases:
+                if rnd >= c["reps"]:
+                    continue
+                for fn, bucket in ((c["train"], c["tr"]), (c["infer"], c["inf"])):
+                    t0 = CLOCK()
+                    fn()
+                    bucket.append(CLOCK() - t0)
+        for c in cases:
+            tr, inf = statistics.median(c["tr"]) / c["T"] * 1e6, statistics.median(c["inf"]) / c["T"] * 1e6
+            res.setdefault(c["name"], {})[key] = {"train_us": tr, "infer_us": inf, "first_call_s": c["first"],
+                                                  "saved_mb": c["saved"] / 2**20, "T": c["T"]}
+            log(f"  B={b:<3d} N={n:<4d} {c['name']:<38s} train {tr:9.1f} us/step  no-grad {inf:9.1f} us/step  "
+                f"saved {c['saved'] / 2**20:7.1f} MB  (load {os.getloadavg()[0]:.2f})")
+    return res
+
+
+def single_step(n: int = 64, repeats: int = 200) -> dict:
+    """B = 1, one step per call, state carried (a control loop), no grad."""
+    out: dict = {"N": n}
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, C_IN)
+    model = _tnd(n)
+    h = None
+    with torch.no_grad():
+        def tnd_step():
+            nonlocal h
+            _, h = model(x, h)
+
+        out["TND (leaky, linear; fast path)"] = _median_time(tnd_step, repeats, warmup=10) * 1e6
+        lstm = nn.LSTM(C_IN, n, batch_first=True)
+        hc = None
+
+        def lstm_step():
+            nonlocal hc
+            _, hc = lstm(x, hc)
+
+        out["nn.LSTM"] = _median_time(lstm_step, repeats, warmup=10) * 1e6
+    return out
+
+
+# ------------------------------------------------------------------------ large graphs
+_LARGE_CHILD = r"""
+import json, resource, sys, time, torch
+torch.set_num_threads({threads})
+from tnd.graph import NeuronGraph
+from tnd.model import TND
+n, deg, b, steps = {n}, {deg}, {b}, {steps}
+g = torch.Generator().manual_seed(0)
+src = torch.randint(0, n, (n * deg,), generator=g)
+tgt = torch.arange(n).repeat_interleave(deg)
+key = torch.unique(tgt * n + src)
+graph = NeuronGraph(n, torch.stack([key % n, key // n]), range(n // 64), range(n - n // 64, n), allow_unreachable=True)
+model = TND(8, graph, 4, impl="sparse")
+x = torch.randn(b, steps, 8)
+small = x[:, :2]
+model(small)[0].sum().backward()  # compile / load the kernel, allocator warm-up on a short sequence
+
+def status_kb(key):  # VmRSS / VmHWM of this process (ru_maxrss would include the parent's peak on Linux)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith(key + ":"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
+except OSError:
+    pass
+base = status_kb("VmRSS")
+t0 = {clock}(); model(x)[0].sum().backward(); first = {clock}() - t0
+peak = status_kb("VmHWM")
+ts = []
+for _ in range({repeats}):
+    model.zero_grad(set_to_none=True)
+    t0 = {clock}(); model(x)[0].sum().backward(); ts.append({clock}() - t0)
+ts.sort()
+print(json.dumps(dict(edges=graph.num_edges, time_s=ts[len(ts) // 2], first_s=first, peak_mb=(peak - base) / 1024,
+                      process_peak_mb=peak / 1024)))
+"""
+
+
+def large_graph(threads: int, repeats: int = 3, n: int = 65536, b: int = 8, steps: int = 64, log=print) -> dict:
+    out = {}
+    for deg in (16, 32):
+        clock = "time.process_time" if CLOCK is time.process_time else "time.perf_counter"
+        code = _LARGE_CHILD.format(threads=threads, n=n, deg=deg, b=b, steps=steps, repeats=repeats, clock=clock)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+        if res.returncode != 0:
+            raise RuntimeError(f"large-graph child failed:\n{res.stderr[-3000:]}")
+        out[deg] = json.loads(res.stdout.strip().splitlines()[-1])
+        log(f"  large graph, in-degree {deg}: {out[deg]}")
+    return out
+
+
+def warmup_time() -> dict:
+    """First call in a fresh process with an empty kernel cache (includes the compile), and with
+    the cache filled (a later process)."""
+    import tempfile
+
+    code = ("import time, torch; t0 = time.perf_counter(); from tnd.bench import _tnd; m = _tnd(64); "
+            "m(torch.randn(4, 16, 8))[0].sum().backward(); print(time.perf_counter() - t0)")
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, TND_CACHE_DIR=d)
+        for label in ("cold (compile)", "cached"):
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+            out[label] = float(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else float("nan")
+    return out
+
+
+# ----------------------------------------------------------------------------- tables
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def tables(res: dict, shapes, steps: int, single: dict | None, large: dict | None, warm: dict | None,
+           header: str) -> str:
+    cols = [f"B={b}, N={n}" for b, n in shapes]
+    lines = [header, ""]
+    for metric, title in (("train_us", f"Training (forward + backward), microseconds per step, T = {steps}"),
+                          ("infer_us", f"Inference (no grad), microseconds per step, T = {steps}")):
+        lines += [f"### {title}", "", "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for name, per in res.items():
+            cells = []
+            for b, n in shapes:
+                r = per.get(f"{b},{n}", {})
+                if "skip" in r or metric not in r:
+                    cells.append(r.get("skip", "-"))
+                    continue
+                ref = res.get("nn.LSTM", {}).get(f"{b},{n}", {}).get(metric)
+                cell = _fmt(r[metric]) + (f" ({r[metric] / ref:.2f}x)" if ref else "")
+                if r.get("T", steps) != steps:
+                    cell += f" [T={r['T']}]"
+                cells.append(cell)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["### Memory saved for backward (MB, one training call)", "", "| model | " + " | ".join(cols) + " |",
+              "|---|" + "---|" * len(cols)]
+    for name, per in res.items():
+        cells = [f"{per[f'{b},{n}']['saved_mb']:.1f}" if "saved_mb" in per.get(f"{b},{n}", {}) else "-"
+                 for b, n in shapes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if single:
+        n1 = single.pop("N", 64)
+        lines += [f"### Single step (B = 1, T = 1, N = {n1}, state carried, no grad), microseconds per call", "",
+                  "| model | us per call |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in single.items()]
+        lines.append("")
+    if warm:
+        lines += ["### Warm-up (first training call of a new process, N = 64)", "", "| kernel cache | seconds |",
+                  "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in warm.items()] + [""]
+    if large:
+        lines += ["### Large graph (N = 65,536, B = 8, T = 64, sparse, forward + backward)", "",
+                  "| mean in-degree | edges | seconds per call | us per step | peak RSS above baseline (MB) "
+                  "| peak RSS of the process (MB) |",
+                  "|---|---|---|---|---|---|"]
+        for deg, r in large.items():
+            lines.append(f"| {deg} | {r['edges']:,} | {r['time_s']:.2f} | {r['time_s'] / 64 * 1e6:.0f} | "
+                         f"{r['peak_mb']:.0f} | {r.get('process_peak_mb', float('nan')):.0f} |")
+        if 16 in large and 32 in large:
+            lines.append("")
+            lines.append(f"Doubling the edges costs {large[32]['time_s'] / large[16]['time_s']:.2f}x the time.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def machine_line(threads: int, cpu_time: bool = False) -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
+    except OSError:
+        cpu = platform.processor()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    from . import fast
+
+    return (f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, "
+            f"C kernel {'on' if fast.c_available() else 'off'}; "
+            f"{'CPU time of the process' if cpu_time else 'wall time'}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+            f"at the end of the run; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+
+
+def run(args: argparse.Namespace) -> int:
+    global CLOCK
+    torch.set_num_threads(args.threads)
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    quick = args.quick
+    shapes = QUICK_SHAPES if quick else FULL_SHAPES
+    steps = args.steps or (16 if quick else 256)
+    repeats = args.repeats or (2 if quick else 5)
+    names = list(MODELS)
+    if args.models:
+        wanted = [s.strip() for s in args.models.split(",")]
+        names = [m for m in names if any(w.lower() in m.lower() for w in wanted)]
+        if "nn.LSTM" not in names:
+            names.append("nn.LSTM")
+    if quick:
+        names = [m for m in names if not m.startswith("TND (") or "fast" in m] if not args.models else names
+    from . import fast
+
+    fast.c_available()  # compile / load the kernel before timing
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True))
+    res = measure(names, shapes, steps, repeats, log=log)
+    single = single_step(16 if quick else 64, 20 if quick else 300)
+    warm = None if quick else warmup_time()
+    large = large_graph(args.threads, log=log) if args.large else None
+    text = tables(res, shapes, steps, single, large, warm, machine_line(args.threads, args.cpu_time))
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"results": res, "single": single, "large": large, "warmup": warm}, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_speed", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,561 @@
+"""The sweep runner: models x tasks x seeds x topologies, resumable, locally or on Ray.
+
+A *cell* is one (task, model, topology, seed). Each finished cell is written atomically as
+``<out>/cells/<cell_id>.json``; a rerun with the same settings skips every cell whose file
+exists with ``status == "ok"`` and the same settings key, so an interrupted sweep resumes
+without losing work (failed cells are retried). When the sweep ends, ``report.md`` and
+``results.json`` are (re)written from all the plan's finished cells.
+
+Backends: ``local`` runs the cells one after another in this process (no Ray needed);
+``ray`` runs them as Ray tasks (one CPU each) on a local instance started -- and shut down --
+by the runner (``ray.init(num_cpus=...)``) or, with ``ray_address``, on an existing cluster.
+If Ray is already initialised by the caller it is used as is and left running. The driver
+writes the cell files, so workers of a cluster need no shared file system. ``auto`` picks
+``ray`` when it is importable. ``import tnd.suite`` never imports Ray.
+
+Topologies apply to the TND models only; the baselines run once per seed (topology ``na``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from ..io import atomic_write_text
+from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
+from .train import TrainConfig, train_and_evaluate
+
+__all__ = [
+    "DEFAULT_TASKS",
+    "DEFAULT_MODELS",
+    "Cell",
+    "SweepSpec",
+    "task_settings",
+    "plan",
+    "run_cell",
+    "run_sweep",
+    "write_report",
+    "load_cells",
+]
+
+DEFAULT_TASKS = (
+    "japanese_vowels", "italy_power_demand",
+    "irregular_japanese_vowels_30", "irregular_japanese_vowels_50", "irregular_japanese_vowels_70",
+    "multiscale",
+    "electricity",
+    "adding_100", "adding_500", "adding_1000",
+    "copy_100", "copy_500", "copy_1000",
+)
+DEFAULT_MODELS = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc", "transformer", "ode_rnn")
+NA_TOPOLOGY = "na"
+
+#: nominal sequence length of each default task (used by the skip rules without loading data)
+NOMINAL_LENGTH = {
+    "multiscale": 256, "japanese_vowels": 29, "italy_power_demand": 24, "electricity": 336,
+    "irregular_japanese_vowels_30": 21, "irregular_japanese_vowels_50": 15,
+    "irregular_japanese_vowels_70": 9,
+    "adding_100": 100, "adding_500": 500, "adding_1000": 1000,
+    "copy_100": 120, "copy_500": 520, "copy_1000": 1020,
+}
+#: longest nominal sequence each slow model runs on (speed, see docs/SUITE.md)
+MAX_LENGTH = {"ltc": 64, "tnd_ct": 300, "tnd_ct_shared": 300, "transformer": 400}
+
+#: default protocol, then per-task overrides (same for every model of a task)
+BASE_SETTINGS: Dict[str, Any] = {
+    "param_budget": 2000, "updates": 200, "batch_size": 32, "lr": 3e-3, "clip": 1.0,
+    "eval_every": 25, "patience": 4, "max_train": None, "max_val": 256, "max_test": None,
+    "data_seed": 0, "graph_seed": 0,
+}
+TASK_OVERRIDES: Dict[str, Dict[str, Any]] = {
+    "multiscale": {"updates": 300, "max_test": 1000},
+    "electricity": {"updates": 400},
+    "japanese_vowels": {"updates": 200},
+    "italy_power_demand": {"updates": 200},
+    "irregular_japanese_vowels_30": {"updates": 200},
+    "irregular_japanese_vowels_50": {"updates": 200},
+    "irregular_japanese_vowels_70": {"updates": 200},
+    "adding_100": {"updates": 300, "max_test": 500},
+    "copy_100": {"updates": 300, "max_test": 500},
+    "adding_500": {"updates": 60, "eval_every": 20, "max_val": 128, "max_test": 256},
+    "copy_500": {"updates": 60, "eval_every": 20, "max_val": 128, "max_test": 256},
+    "adding_1000": {"updates": 40, "eval_every": 20, "max_val": 128, "max_test": 256},
+    "copy_1000": {"updates": 40, "eval_every": 20, "max_val": 128, "max_test": 256},
+}
+QUICK_SETTINGS: Dict[str, Any] = {
+    "param_budget": 300, "updates": 3, "batch_size": 8, "eval_every": 2, "patience": 2,
+    "max_train": 32, "max_val": 8, "max_test": 8,
+}
+
+
+def task_settings(task: str, quick: bool = False, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The protocol of ``task``: defaults, per-task overrides, ``quick`` tiny budget, then ``overrides``."""
+    s = dict(BASE_SETTINGS)
+    s.update(TASK_OVERRIDES.get(task, {}))
+    if quick:
+        s.update(QUICK_SETTINGS)
+    s.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    s["small"] = bool(quick)
+    return s
+
+
+def skip_reason(task: str, model: str, *, no_skip: bool = False) -> Optional[str]:
+    """Why ``model`` does not run on ``task`` by default (None: it runs)."""
+    if no_skip:
+        return None
+    if model == "ode_rnn" and not task.startswith("irregular"):
+        return "ODE-RNN runs on the irregular tasks only"
+    limit = MAX_LENGTH.get(model)
+    length = NOMINAL_LENGTH.get(task)
+    if limit is not None and length is not None and length > limit:
+        return f"{model} too slow on CPU for T={length} (runs up to T={limit})"
+    return None
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    model: str
+    topology: str
+    seed: int
+    settings: Dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.task}__{self.model}__{self.topology}__seed{self.seed}"
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"task": self.task, "model": self.model, "topology": self.topology,
+                           "seed": self.seed, "settings": self.settings}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"task": self.task, "model": self.model, "topology": self.topology, "seed": self.seed,
+                "settings": dict(self.settings), "cell_id": self.cell_id, "key": self.key}
+
+
+@dataclass
+class SweepSpec:
+    tasks: Sequence[str] = DEFAULT_TASKS
+    models: Sequence[str] = DEFAULT_MODELS
+    seeds: Sequence[int] = (0, 1, 2)
+    topologies: Sequence[str] = ("small_world",)
+    quick: bool = False
+    overrides: Dict[str, Any] = field(default_factory=dict)
+    no_skip: bool = False
+    threads: int = 1
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"tasks": list(self.tasks), "models": list(self.models), "seeds": list(self.seeds),
+                "topologies": list(self.topologies), "quick": self.quick,
+                "overrides": dict(self.overrides), "no_skip": self.no_skip, "threads": self.threads}
+
+
+def plan(spec: SweepSpec):
+    """``(cells, skipped)``: the cells to run and ``(task, model, reason)`` of skipped pairs."""
+    from ..tasks import TASKS
+
+    for t in spec.tasks:
+        if t not in TASKS:
+            raise ValueError(f"unknown task {t!r}; valid: {', '.join(sorted(TASKS))}")
+    for m in spec.models:
+        if m not in MODEL_NAMES:
+            raise ValueError(f"unknown model {m!r}; valid: {', '.join(MODEL_NAMES)}")
+    for g in spec.topologies:
+        if g not in TOPOLOGIES:
+            raise ValueError(f"unknown topology {g!r}; valid: {', '.join(TOPOLOGIES)}")
+    cells: List[Cell] = []
+    skipped = []
+    for task in spec.tasks:
+        settings = task_settings(task, spec.quick, spec.overrides)
+        settings["threads"] = int(spec.threads)
+        for model in spec.models:
+            reason = skip_reason(task, model, no_skip=spec.no_skip)
+            if reason:
+                skipped.append((task, model, reason))
+                continue
+            topos = spec.topologies if model in TND_NAMES else (NA_TOPOLOGY,)
+            for topo in topos:
+                for seed in spec.seeds:
+                    cells.append(Cell(task, model, topo, int(seed), settings))
+    return cells, skipped
+
+
+# ------------------------------------------------------------------------------ one cell
+@lru_cache(maxsize=4)
+def _load_task(name: str, seed: int, small: bool):
+    from ..tasks import load_task
+
+    return load_task(name, seed=seed, small=small)
+
+
+def run_cell(cell: Dict[str, Any]) -> Dict[str, Any]:
+    """Train and evaluate one cell (a dict from :meth:`Cell.to_dict`); never raises.
+
+    Returns the cell dict plus ``status`` (``"ok"`` or ``"error"``), the model ``spec`` and the
+    scores of :func:`tnd.suite.train.train_and_evaluate` (or ``error`` with the traceback).
+    """
+    import torch
+
+    s = cell["settings"]
+    torch.set_num_threads(int(s.get("threads", 1)))
+    out = dict(cell)
+    t0 = time.perf_counter()
+    try:
+        task = _load_task(cell["task"], int(s["data_seed"]), bool(s["small"]))
+        torch.manual_seed(int(cell["seed"]))
+        topo = cell["topology"] if cell["topology"] != NA_TOPOLOGY else "small_world"
+        model, spec = build_model(cell["model"], task.input_size, int(task.output_size),
+                                  int(s["param_budget"]), topology=topo,
+                                  graph_seed=int(s["graph_seed"]), seq_len=task.seq_len)
+        cfg = TrainConfig(**{k: s[k] for k in ("updates", "batch_size", "lr", "clip", "eval_every",
+                                               "patience", "max_train", "max_val", "max_test")})
+        use_ts = takes_timespans(cell["model"]) and task.is_irregular
+        res = train_and_evaluate(model, task, cfg, int(cell["seed"]), use_timespans=use_ts)
+        out.update(status="ok", spec=spec, used_timespans=use_ts, seq_len=task.seq_len, **res)
+        out["reference"] = _reference(task)
+    except Exception as exc:  # a failed cell is recorded and retried on the next run
+        out.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    out["wall_time_s"] = time.perf_counter() - t0
+    return out
+
+
+def _reference(task) -> Dict[str, Any]:
+    md = task.metadata
+    keys = ("chance_accuracy", "chance_accuracy_test", "seasonal_naive_mse", "daily_naive_mse",
+            "baseline_mse", "baseline_mse_test", "success_mse")
+    return {k: md[k] for k in keys if isinstance(md.get(k), (int, float))}
+
+
+# ----------------------------------------------------------------------------- the sweep
+def _cell_path(out: Path, cell_id: str) -> Path:
+    return out / "cells" / f"{cell_id}.json"
+
+
+def _finished(out: Path, cell: Cell) -> Optional[Dict[str, Any]]:
+    p = _cell_path(out, cell.cell_id)
+    if not p.exists():
+        return None
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    if d.get("status") == "ok" and d.get("key") == cell.key:
+        return d
+    return None
+
+
+def _write_cell(out: Path, result: Dict[str, Any]) -> None:
+    atomic_write_text(_cell_path(out, result["cell_id"]), json.dumps(result, indent=1, sort_keys=True))
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    if tqdm is None or not enabled:
+        class _Null:
+            def update(self, n=1): pass
+            def set_postfix_str(self, s): pass
+            def close(self): pass
+        return _Null()
+    return tqdm(total=total, desc=desc, unit="cell", dynamic_ncols=True)
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in ("auto", "ray", "local"):
+        raise ValueError(f"backend must be 'auto', 'ray' or 'local', got {backend!r}")
+    if backend == "auto":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            return "local"
+        return "ray"
+    return backend
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, backend: str = "auto",
+              ray_address: Optional[str] = None, num_cpus: Optional[int] = None,
+              progress: bool = True, log=print) -> Dict[str, Any]:
+    """Run (or resume) the sweep ``spec`` into folder ``out`` and write its report.
+
+    Returns ``{"ran", "skipped_done", "failed", "planned", "backend", "wall_time_s",
+    "results": [...]}`` (``skipped_done``: cells already finished by an earlier run).
+    """
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    cells, skipped = plan(spec)
+    done = {c.cell_id: _finished(out, c) for c in cells}
+    todo = [c for c in cells if done[c.cell_id] is None]
+    backend = resolve_backend(backend)
+    atomic_write_text(out / "sweep.json", json.dumps({"spec": spec.to_dict(), "backend": backend,
+                                                      "cells": len(cells)}, indent=1))
+    log(f"[suite] {len(cells)} cells planned, {len(cells) - len(todo)} already done, "
+        f"{len(todo)} to run on backend={backend}; {len(skipped)} model/task pairs skipped by rule")
+    t0 = time.perf_counter()
+    new: List[Dict[str, Any]] = []
+    if todo:
+        runner = _run_ray if backend == "ray" else _run_local
+        new = runner(todo, out, progress=progress, ray_address=ray_address, num_cpus=num_cpus)
+    wall = time.perf_counter() - t0
+    runs = _read_runs(out) + [{"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - wall)),
+                               "wall_time_s": wall, "ran": len(new), "backend": backend,
+                               "tasks": sorted({c.task for c in todo})}]
+    atomic_write_text(out / "runs.json", json.dumps(runs, indent=1))
+    results = [done[c.cell_id] or next((r for r in new if r["cell_id"] == c.cell_id), None) for c in cells]
+    ok = [r for r in results if r is not None and r.get("status") == "ok"]
+    failed = [r for r in new if r.get("status") != "ok"]
+    for r in failed:
+        log(f"[suite] cell {r['cell_id']} failed: {r.get('error')}")
+    write_report(out, spec, ok, skipped, wall_time_s=wall, backend=backend, planned=len(cells))
+    return {"ran": len(new), "skipped_done": len(cells) - len(todo), "failed": len(failed),
+            "planned": len(cells), "backend": backend, "wall_time_s": wall, "results": ok}
+
+
+def _run_local(cells: List[Cell], out: Path, *, progress: bool, **_: Any) -> List[Dict[str, Any]]:
+    bar = _progress(len(cells), progress, "suite (local)")
+    res = []
+    try:
+        for c in cells:
+            bar.set_postfix_str(c.cell_id)
+            r = run_cell(c.to_dict())
+            _write_cell(out, r)
+            res.append(r)
+            bar.update(1)
+    finally:
+        bar.close()
+    return res
+
+
+def _run_ray(cells: List[Cell], out: Path, *, progress: bool, ray_address: Optional[str] = None,
+             num_cpus: Optional[int] = None) -> List[Dict[str, Any]]:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False)
+        started = True
+    bar = _progress(len(cells), progress, "suite (ray)")
+    res = []
+    try:
+        threads = int(cells[0].settings.get("threads", 1)) if cells else 1
+        remote = ray.remote(num_cpus=threads, max_retries=1)(run_cell)
+        pending = {remote.remote(c.to_dict()): c for c in cells}
+        while pending:
+            # a timeout keeps the driver responsive to Ctrl-C (ray.wait blocks signals)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                c = pending.pop(ref)
+                try:
+                    r = ray.get(ref)
+                except Exception as exc:  # worker crash: record, retry on the next run
+                    r = dict(c.to_dict(), status="error", error=f"{type(exc).__name__}: {exc}")
+                _write_cell(out, r)
+                res.append(r)
+                bar.set_postfix_str(c.cell_id)
+                bar.update(1)
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+    return res
+
+
+def report_only(spec: SweepSpec, out: str | os.PathLike) -> int:
+    """Rewrite the report of ``spec`` from the finished cells in ``out`` (runs nothing).
+
+    The wall time reported is the summed wall time of the previous runs recorded in
+    ``out/runs.json`` (0 if none). Returns the number of finished cells used."""
+    out = Path(out)
+    cells, skipped = plan(spec)
+    ok = [d for d in (_finished(out, c) for c in cells) if d is not None]
+    wall = sum(float(r.get("wall_time_s", 0.0)) for r in _read_runs(out))
+    write_report(out, spec, ok, skipped, wall_time_s=wall, backend="(report only)", planned=len(cells))
+    return len(ok)
+
+
+def _read_runs(out: Path) -> List[Dict[str, Any]]:
+    try:
+        return list(json.loads((out / "runs.json").read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def load_cells(out: str | os.PathLike) -> List[Dict[str, Any]]:
+    """Every cell result stored under ``out/cells``."""
+    res = []
+    for p in sorted((Path(out) / "cells").glob("*.json")):
+        try:
+            res.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    return res
+
+
+# ------------------------------------------------------------------------------ the report
+PUBLISHED = {
+    "japanese_vowels": "published (Fawaz et al. 2019): FCN 99.3 %, ResNet 99.2 %, MLP 97.6 %",
+}
+
+
+def reference_value(ref: Dict[str, Any], metric: str):
+    """``(name, value)`` of the task's reference score (see the report), or None."""
+    order = (("chance", "chance_accuracy_test"), ("chance", "chance_accuracy")) if metric == "accuracy" else \
+        (("seasonal naive", "seasonal_naive_mse"), ("constant", "baseline_mse_test"), ("constant", "baseline_mse"))
+    for name, key in order:
+        if key in ref:
+            return name, float(ref[key])
+    return None
+
+
+def beats_reference(value: float, ref, metric: str) -> str:
+    if ref is None:
+        return "-"
+    ok = value > ref[1] + 0.03 if metric == "accuracy" else value < 0.95 * ref[1]
+    return "yes" if ok else "**no**"
+
+
+def _fmt(mean: float, std: float, metric: str) -> str:
+    if metric == "accuracy":
+        return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def aggregate(results: Iterable[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """``{task: {"model/topology": stats}}`` with mean/std of the test metric over seeds."""
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["task"], r["model"], r["topology"]), []).append(r)
+    agg: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for (task, model, topo), rs in sorted(groups.items()):
+        metric = rs[0]["metric"]
+        vals = [float(r[f"test_{metric}"]) for r in rs]
+        label = model if topo == NA_TOPOLOGY else f"{model}/{topo}"
+        agg.setdefault(task, {})[label] = {
+            "model": model, "topology": topo, "metric": metric,
+            "higher_is_better": bool(rs[0]["higher_is_better"]),
+            "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "n_seeds": len(vals), "seeds": sorted(int(r["seed"]) for r in rs), "values": vals,
+            "params": int(rs[0]["spec"]["params"]),
+            "size": rs[0]["spec"].get("num_neurons", rs[0]["spec"].get("hidden_size")),
+            "sec_per_cell": statistics.fmean(float(r["wall_time_s"]) for r in rs),
+            "sec_per_update": statistics.fmean(float(r["sec_per_update"]) for r in rs),
+            "mean_updates": statistics.fmean(float(r["updates"]) for r in rs),
+            "reference": rs[0].get("reference", {}),
+            "seq_len": rs[0].get("seq_len"),
+        }
+    return agg
+
+
+def write_report(out: str | os.PathLike, spec: SweepSpec, results: List[Dict[str, Any]],
+                 skipped: Sequence[tuple], *, wall_time_s: float, backend: str, planned: int) -> str:
+    """Write ``report.md`` and ``results.json`` into ``out``; returns the Markdown."""
+    out = Path(out)
+    agg = aggregate(results)
+    cell_time = sum(float(r["wall_time_s"]) for r in results)
+    lines = ["# TND suite results", ""]
+    wall_txt = (f"summed wall time of the recorded runs (runs.json) {wall_time_s:.0f} s" if backend == "(report only)"
+                else f"backend `{backend}`; wall time of this run {wall_time_s:.0f} s")
+    lines.append(f"{len(results)}/{planned} cells finished; {wall_txt}; summed cell time {cell_time:.0f} s"
+                 + (" (**quick** budget: smoke test, not a benchmark)" if spec.quick else "") + ".")
+    lines.append(f"Seeds {list(spec.seeds)}; topologies {list(spec.topologies)} (TND only). "
+                 "Test metric: accuracy (higher is better) or MSE in normalised units (lower is better), "
+                 "mean ± std over seeds.")
+    lines.append("")
+    summary_rows = []
+    for task in [t for t in spec.tasks if t in agg]:
+        rows = agg[task]
+        any_row = next(iter(rows.values()))
+        metric, hib = any_row["metric"], any_row["higher_is_better"]
+        st = task_settings(task, spec.quick, spec.overrides)
+        ordered = sorted(rows.items(), key=lambda kv: (-kv[1]["mean"] if hib else kv[1]["mean"]))
+        lines.append(f"## {task}")
+        lines.append("")
+        lines.append(f"T = {any_row['seq_len']}; budget: {st['param_budget']} parameters, {st['updates']} updates "
+                     f"of batch {st['batch_size']}, Adam lr {st['lr']}, early stopping on validation "
+                     f"(every {st['eval_every']} updates, patience {st['patience']}).")
+        lines.append("")
+        lines.append(f"| rank | model | params | size | test {metric} | seeds | updates run | s/update | s/cell |")
+        lines.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for i, (label, a) in enumerate(ordered, 1):
+            lines.append(f"| {i} | {label} | {a['params']} | {a['size']} | {_fmt(a['mean'], a['std'], metric)} | "
+                         f"{a['n_seeds']} | {a['mean_updates']:.0f} | {a['sec_per_update']:.3f} | {a['sec_per_cell']:.1f} |")
+        ref = any_row["reference"]
+        if ref:
+            lines.append("")
+            lines.append("References: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(ref.items())))
+        if task in PUBLISHED:
+            lines.append("")
+            lines.append(PUBLISHED[task] + " (full-size models, long training; not the same budget).")
+        sk = [(m, r) for t, m, r in skipped if t == task]
+        if sk:
+            lines.append("")
+            lines.append("Not run: " + "; ".join(f"{m} ({r})" for m, r in sk) + ".")
+        lines.append("")
+        best_label, best = ordered[0]
+        tnd_rows = [(lab, a) for lab, a in ordered if a["model"].startswith("tnd")]
+        best_tnd = tnd_rows[0] if tnd_rows else None
+        summary_rows.append((task, metric, best_label, best, best_tnd,
+                             {lab: i for i, (lab, _) in enumerate(ordered, 1)}, len(ordered)))
+    # overall summary
+    lines.append("## Summary")
+    lines.append("")
+    lines.append("| task | metric | reference | best model | best | best TND | TND rank | any model beats the reference? |")
+    lines.append("|---|---|---|---|---:|---|---:|---|")
+    for task, metric, bl, b, bt, ranks, n in summary_rows:
+        tnd_txt = f"{bt[0]}: {_fmt(bt[1]['mean'], bt[1]['std'], metric)}" if bt else "-"
+        rank_txt = f"{ranks[bt[0]]}/{n}" if bt else "-"
+        ref = reference_value(b["reference"], metric)
+        ref_txt = "-"
+        if ref:
+            ref_txt = f"{ref[0]} {100 * ref[1]:.1f} %" if metric == "accuracy" else f"{ref[0]} {ref[1]:.4f}"
+        lines.append(f"| {task} | {metric} | {ref_txt} | {bl} | {_fmt(b['mean'], b['std'], metric)} | {tnd_txt} | "
+                     f"{rank_txt} | {beats_reference(b['mean'], ref, metric)} |")
+    lines.append("")
+    lines.append("Reference: chance accuracy, the constant predictor's MSE (adding) or the seasonal-naive "
+                 "forecast's MSE (electricity). \"Beats\" means accuracy more than 3 points above chance, "
+                 "or MSE more than 5 % below the reference: where no model does, the ranking is noise "
+                 "(no model learned the task within the budget).")
+    lines.append("")
+    # mean rank per model label over the tasks it ran on
+    mean_rank: Dict[str, List[int]] = {}
+    for *_, ranks, _n in summary_rows:
+        for lab, r in ranks.items():
+            mean_rank.setdefault(lab, []).append(r)
+    if mean_rank:
+        lines.append("Mean rank per model over the tasks it ran on (lower is better):")
+        lines.append("")
+        lines.append("| model | mean rank | tasks |")
+        lines.append("|---|---:|---:|")
+        for lab, rs in sorted(mean_rank.items(), key=lambda kv: statistics.fmean(kv[1])):
+            lines.append(f"| {lab} | {statistics.fmean(rs):.2f} | {len(rs)} |")
+        lines.append("")
+    md = "\n".join(lines)
+    atomic_write_text(out / "report.md", md)
+    slim = [{k: v for k, v in r.items() if k not in ("history", "traceback")} for r in results]
+    payload = {"spec": spec.to_dict(), "backend": backend, "planned": planned, "finished": len(results),
+               "wall_time_s": wall_time_s, "summed_cell_time_s": cell_time,
+               "skipped": [{"task": t, "model": m, "reason": r} for t, m, r in skipped],
+               "aggregate": agg, "cells": slim}
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=1, sort_keys=True, default=_json_default))
+    return md
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)

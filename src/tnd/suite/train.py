@@ -1,0 +1,204 @@
+"""A generic, seeded training loop for every task kind of :mod:`tnd.tasks`.
+
+Protocol (the same for every model of a task)
+---------------------------------------------
+* Adam (``lr``), gradient-norm clipping at ``clip``, mini-batches of ``batch_size`` drawn
+  without replacement from a per-seed permutation of the training set (a new permutation each
+  epoch), for exactly ``updates`` optimiser steps at most.
+* Every ``eval_every`` updates (and after the last) the model is scored on the validation split
+  (its first ``max_val`` sequences); the best state is kept (higher accuracy / lower MSE, ties to
+  the earlier one) and training stops early after ``patience`` evaluations without improvement.
+  The best state is restored and scored once on the test split (its first ``max_test``
+  sequences).
+* Losses and readouts:
+
+  - classification, one label per sequence: cross-entropy of the logits at the sequence's last
+    *valid* step (``lengths - 1``, padded data); metric: accuracy.
+  - classification per step (copy): cross-entropy over the last ``K`` steps; metric: accuracy
+    over all ``K`` steps of all sequences.
+  - regression / forecast per sequence: MSE of the output at the last valid step (``output_size``
+    values, e.g. a 48-step forecast); metric: MSE (in the task's normalised units).
+
+* Irregular tasks: models that accept ``timespans`` get the task's elapsed times; others see
+  only the observations (in order).
+
+Everything random (initial weights, batch order) is fixed by ``seed``; with one torch thread the
+result is bit-for-bit reproducible (which the test suite checks across backends).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..tasks.base import SequenceTask
+
+__all__ = ["TrainConfig", "train_and_evaluate", "evaluate", "higher_is_better", "metric_name"]
+
+
+@dataclass
+class TrainConfig:
+    updates: int = 200
+    batch_size: int = 32
+    lr: float = 3e-3
+    clip: float = 1.0
+    eval_every: int = 25
+    patience: int = 4
+    max_train: Optional[int] = None
+    max_val: Optional[int] = 256
+    max_test: Optional[int] = None
+    eval_batch: int = 256
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def metric_name(task: SequenceTask) -> str:
+    return "accuracy" if task.kind == "classification" else "mse"
+
+
+def higher_is_better(task: SequenceTask) -> bool:
+    return task.kind == "classification"
+
+
+def _forward(model: nn.Module, x: torch.Tensor, ts: Optional[torch.Tensor]) -> torch.Tensor:
+    y = model(x, timespans=ts)[0] if ts is not None else model(x)[0]
+    return y
+
+
+def _select(task: SequenceTask, y: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The outputs that carry a target: last valid step, or the last K steps (per step)."""
+    if task.per_step:
+        k = target.shape[1]
+        return y[:, -k:]
+    idx = (lengths - 1).clamp(min=0)
+    return y[torch.arange(y.shape[0]), idx]
+
+
+def _loss_and_stats(task: SequenceTask, out: torch.Tensor, target: torch.Tensor):
+    """(mean loss, metric numerator, metric denominator) of a batch."""
+    if task.kind == "classification":
+        logits = out.reshape(-1, out.shape[-1])
+        tgt = target.reshape(-1)
+        loss = F.cross_entropy(logits, tgt)
+        correct = (logits.argmax(-1) == tgt).sum().item()
+        return loss, float(correct), float(tgt.numel())
+    pred = out.reshape(target.shape)
+    se = (pred - target).pow(2)
+    return se.mean(), float(se.sum().item()), float(se.numel())
+
+
+class _Split:
+    def __init__(self, task: SequenceTask, which: str, limit: Optional[int], use_ts: bool) -> None:
+        x, y = task.split(which)
+        n = x.shape[0] if limit is None else min(int(limit), x.shape[0])
+        self.x, self.y = x[:n], y[:n]
+        self.lengths = task.lengths(which)[:n]
+        self.ts = task.timespans(which)[:n] if (use_ts and task.is_irregular) else None
+        self.n = n
+
+    def batch(self, idx) -> tuple:
+        ts = self.ts[idx] if self.ts is not None else None
+        return self.x[idx], self.y[idx], self.lengths[idx], ts
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: SequenceTask, split: "_Split", batch: int = 256) -> Dict[str, float]:
+    """Mean loss and metric of ``model`` on a prepared split."""
+    was = model.training
+    model.eval()
+    tot_loss = num = den = 0.0
+    for i in range(0, split.n, batch):
+        idx = slice(i, min(i + batch, split.n))
+        x, y, ln, ts = split.batch(idx)
+        out = _select(task, _forward(model, x, ts), ln, y)
+        loss, a, b = _loss_and_stats(task, out, y)
+        tot_loss += float(loss) * x.shape[0]
+        num, den = num + a, den + b
+    model.train(was)
+    return {"loss": tot_loss / max(split.n, 1), metric_name(task): num / max(den, 1.0)}
+
+
+def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, seed: int, *,
+                       use_timespans: bool = False,
+                       on_update: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+    """Train ``model`` on ``task`` with protocol ``cfg`` and return its scores (see module doc)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    train = _Split(task, "train", cfg.max_train, use_timespans)
+    val = _Split(task, "val", cfg.max_val, use_timespans)
+    test = _Split(task, "test", cfg.max_test, use_timespans)
+    mname, better_high = metric_name(task), higher_is_better(task)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    best_metric = -math.inf if better_high else math.inf
+    best_state = copy.deepcopy(model.state_dict())
+    best_update, bad_evals, updates, history = 0, 0, 0, []
+    t_train = t_eval = 0.0
+    perm, pos = rng.permutation(train.n), 0
+    bs = min(cfg.batch_size, train.n)
+    model.train()
+    last_loss = float("nan")
+    stopped_early = False
+    while updates < cfg.updates:
+        t0 = time.perf_counter()
+        if pos + bs > train.n:
+            perm, pos = rng.permutation(train.n), 0
+        idx = torch.from_numpy(perm[pos:pos + bs])
+        pos += bs
+        x, y, ln, ts = train.batch(idx)
+        out = _select(task, _forward(model, x, ts), ln, y)
+        loss, _, _ = _loss_and_stats(task, out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        updates += 1
+        last_loss = loss.item()
+        t_train += time.perf_counter() - t0
+        if on_update is not None:
+            on_update(updates)
+        if updates % cfg.eval_every == 0 or updates == cfg.updates:
+            t0 = time.perf_counter()
+            v = evaluate(model, task, val, cfg.eval_batch)
+            t_eval += time.perf_counter() - t0
+            history.append({"update": updates, "train_loss": last_loss, "val_loss": v["loss"],
+                            f"val_{mname}": v[mname]})
+            m = v[mname]
+            improved = (m > best_metric) if better_high else (m < best_metric)
+            if improved or not math.isfinite(best_metric):
+                best_metric, best_update, bad_evals = m, updates, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_evals += 1
+                if bad_evals >= cfg.patience:
+                    stopped_early = True
+                    break
+    model.load_state_dict(best_state)
+    t0 = time.perf_counter()
+    te = evaluate(model, task, test, cfg.eval_batch)
+    t_eval += time.perf_counter() - t0
+    return {
+        "metric": mname,
+        "higher_is_better": better_high,
+        f"test_{mname}": te[mname],
+        "test_loss": te["loss"],
+        f"val_{mname}": best_metric,
+        "best_update": best_update,
+        "updates": updates,
+        "stopped_early": stopped_early,
+        "final_train_loss": last_loss,
+        "train_time_s": t_train,
+        "eval_time_s": t_eval,
+        "sec_per_update": t_train / max(updates, 1),
+        "n_train": train.n, "n_val": val.n, "n_test": test.n,
+        "history": history,
+    }

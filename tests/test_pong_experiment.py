@@ -1,0 +1,178 @@
+"""The Pong experiment end to end on a tiny budget: CLI smoke test, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("gymnasium")
+pytest.importorskip("ncps")
+pytest.importorskip("matplotlib")
+
+from tnd.cli import main  # noqa: E402
+from tnd.pong import experiment  # noqa: E402
+from tnd.pong.data import make_windows  # noqa: E402
+from tnd.pong.evaluate import play_rounds  # noqa: E402
+from tnd.pong.models import MODEL_NAMES, build_model, model_from_spec  # noqa: E402
+from tnd.pong.report import bootstrap_ci  # noqa: E402
+from tnd.pong.train import generate_perturbed_demonstrations, train_model  # noqa: E402
+
+TINY = ["--max-steps", "4", "--eval-every", "2", "--eval-rounds", "3", "--demo-rounds", "6",
+        "--demo-steps-per-round", "60", "--frame-steps", "20", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pong") / "run"
+    rc = main(["pong", "--quick", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_cli_quick_run_writes_results_report_and_plots(quick_run):
+    out = quick_run
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["models"]) == set(MODEL_NAMES)
+    for name, m in res["models"].items():
+        for key in ("catch_rate", "mean_consecutive_catches", "catch_rate_ci", "mean_consecutive_catches_ci",
+                    "catch_rate_per_seed", "mean_consecutive_catches_per_seed", "median_consecutive_catches",
+                    "rounds_at_cap", "offline_action_accuracy", "params", "train_time_s"):
+            assert key in m, (name, key)
+        assert 0.0 <= m["catch_rate"] <= 1.0
+        assert m["mean_consecutive_catches"] >= 0
+        assert m["catch_rate_ci"][0] <= m["catch_rate"] + 1e-9 <= m["catch_rate_ci"][1] + 2e-9
+        assert len(m["catch_rate_per_seed"]) == len(res["config"]["seeds"])
+        assert m["params"] > 0 and m["train_time_s"] >= 0
+        # parameter-matched within 25% at the quick budget
+        assert abs(m["params"] - m["param_budget"]) <= 0.25 * m["param_budget"], (name, m["params"])
+    refs = res["references"]
+    assert set(refs) == {"expert", "tracker", "random"}
+    assert refs["expert"]["rounds_at_cap"] == refs["expert"]["rounds"]  # the expert reaches the cap
+    report = (out / "report.md").read_text()
+    assert "| tnd |" in report and "expert (reference)" in report and "## Protocol" in report
+    for png in ("bars.png", "learning_curves.png", "catch_distribution.png", "frames.png"):
+        p = out / png
+        assert p.is_file() and p.stat().st_size > 1000, png
+        assert p.read_bytes()[:4] == b"\x89PNG"
+    for m in MODEL_NAMES:
+        cell = out / "cells" / m / "seed-0"
+        assert (cell / "model.safetensors").stat().st_size > 0
+        assert json.loads((cell / "checkpoint.json").read_text())["spec"]["name"] == m
+
+
+def test_resume_skips_finished_cells(quick_run, capsys):
+    out = quick_run
+    cell = out / "cells" / "rnn" / "seed-0"
+    before = {f: (cell / f).stat().st_mtime_ns for f in ("model.safetensors", "metrics.json")}
+    first = json.loads((out / "results.json").read_text())
+    rc = main(["pong", "--quick", "--resume", "--out", str(out), "--models", "rnn", "lstm"])
+    assert rc == 0
+    assert "2 finished cell(s) kept, 0 to run" in capsys.readouterr().err
+    after = {f: (cell / f).stat().st_mtime_ns for f in ("model.safetensors", "metrics.json")}
+    assert before == after
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["models"]) == {"rnn", "lstm"}
+    assert res["models"]["rnn"]["mean_consecutive_catches_per_seed"] == \
+        first["models"]["rnn"]["mean_consecutive_catches_per_seed"]
+
+
+def test_resume_reruns_a_cell_with_changed_settings(tmp_path):
+    out = tmp_path / "run"
+    assert main(["pong", "--quick", "--out", str(out), "--models", "rnn", *TINY]) == 0
+    cfg = experiment.config_from_args(_parse(["--quick", "--out", str(out), "--models", "rnn", *TINY]))
+    assert experiment.cell_done(cfg, out, "rnn", 0) is not None
+    changed = experiment.config_from_args(_parse(["--quick", "--out", str(out), "--models", "rnn", *TINY,
+                                                  "--lr", "0.001"]))
+    assert experiment.cell_done(changed, out, "rnn", 0) is None
+
+
+def _parse(argv):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    experiment.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_training_is_deterministic(tmp_path):
+    def once():
+        demos = generate_perturbed_demonstrations(6, max_steps_per_round=40, serve_perturb_max_len=5)
+        X, Y = make_windows(demos, 16, stride=8)
+        assert X.shape[0] >= 10
+        torch.manual_seed(3)
+        model, spec = build_model("tnd", 3, 3, 300, window=16)
+        res = train_model(model, X[:8], Y[:8], X[8:10], Y[8:10], max_steps=5, batch_size=4, eval_every=2, seed=3)
+        ev = play_rounds(model, rounds=3, env_kwargs={"max_catches": 2})
+        return res["history"], torch.cat([p.detach().flatten() for p in model.parameters()]), ev["per_round"], spec
+
+    h1, p1, e1, s1 = once()
+    h2, p2, e2, s2 = once()
+    assert h1 == h2 and e1 == e2 and s1 == s2
+    assert torch.equal(p1, p2)
+
+
+def test_cell_run_is_deterministic(tmp_path):
+    cfg = experiment.config_from_args(_parse(["--quick", "--models", "lstm", *TINY]))
+    data = experiment.prepare_data(cfg, tmp_path / "d")
+    import dataclasses
+
+    a = experiment.run_cell(dataclasses.asdict(cfg), "lstm", 1, str(data), str(tmp_path / "a"))
+    b = experiment.run_cell(dataclasses.asdict(cfg), "lstm", 1, str(data), str(tmp_path / "b"))
+    assert a["train"]["history"] == b["train"]["history"]
+    assert a["eval"]["per_round"] == b["eval"]["per_round"]
+    m = experiment.load_cell_model(tmp_path / "a", "lstm", 1)
+    x = torch.rand(2, 5, 3)
+    ref = model_from_spec(a["spec"])
+    ref.load_state_dict(m.state_dict())
+    assert torch.equal(m(x)[0], ref(x)[0])
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_are_parameter_matched_and_stepwise_consistent(name):
+    torch.manual_seed(0)
+    model, spec = build_model(name, 3, 3, 1500, window=8)
+    assert abs(spec["params"] - 1500) <= 0.15 * 1500, spec
+    x = torch.rand(2, 12, 3)
+    with torch.no_grad():
+        y_full, _ = model(x)
+        h, ys = None, []
+        for t in range(12):
+            y, h = model(x[:, t:t + 1], h)
+            ys.append(y)
+    torch.testing.assert_close(torch.cat(ys, 1), y_full, rtol=1e-4, atol=1e-5)
+
+
+def test_lockstep_evaluation_equals_one_round_at_a_time():
+    torch.manual_seed(0)
+    model, _ = build_model("rnn", 3, 3, 300)
+    together = play_rounds(model, rounds=4, env_kwargs={"max_catches": 3})
+    alone = [play_rounds(model, rounds=1, seed=10_000_000 + i, env_kwargs={"max_catches": 3})["per_round"][0]
+             for i in range(4)]
+    assert together["per_round"] == alone
+
+
+def test_bootstrap_ci():
+    assert bootstrap_ci([1.0], np.mean) == [1.0, 1.0]
+    lo, hi = bootstrap_ci([0.0, 1.0, 2.0], lambda v: float(np.mean(v)))
+    assert 0.0 <= lo <= 1.0 <= hi <= 2.0
+    assert all(math.isfinite(v) for v in (lo, hi))
+
+
+def test_bad_options_are_rejected(tmp_path, capsys):
+    assert main(["pong", "--quick", "--out", str(tmp_path), "--max-steps", "0"]) == 2
+    assert "max-steps" in capsys.readouterr().err
+
+
+def test_parallel_workers_give_the_same_numbers(tmp_path):
+    runs = {}
+    for w in ("1", "2"):
+        out = tmp_path / f"w{w}"
+        assert main(["pong", "--quick", "--out", str(out), "--models", "rnn", "sparse_rnn", "--workers", w, *TINY]) == 0
+        runs[w] = json.loads((out / "results.json").read_text())["models"]
+    for m in ("rnn", "sparse_rnn"):
+        assert runs["1"][m]["per_round_catches"] == runs["2"][m]["per_round_catches"]
+        assert runs["1"][m]["learning_curves"] == runs["2"][m]["learning_curves"]

@@ -1,0 +1,205 @@
+"""Tests of ``tnd suite``: every task trains on a tiny budget, the ODE-RNN on the irregular task,
+the sweep runs locally and resumes, and on Ray gives the same cells as locally."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tnd.suite import ODERNN, SweepSpec, build_model, plan, run_cell, run_sweep
+from tnd.suite.sweep import DEFAULT_TASKS, load_cells, skip_reason, task_settings
+from tnd.suite.train import TrainConfig, train_and_evaluate
+
+pytest.importorskip("aeon")
+pytest.importorskip("pmdarima")
+
+TINY = {"updates": 2, "eval_every": 1, "patience": 1, "param_budget": 200}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_import_needs_no_ray():
+    code = ("import sys; sys.modules['ray'] = None; import tnd.suite, tnd.suite.cli, tnd.suite.sweep; "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "ok" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc",
+                                  "transformer", "ode_rnn"])
+def test_models_are_parameter_matched(name):
+    torch.manual_seed(0)
+    model, spec = build_model(name, 12, 9, 2000, seq_len=29)
+    assert abs(spec["params"] - 2000) / 2000 < 0.25, spec
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == spec["params"]
+    y, _ = model(torch.randn(3, 7, 12))
+    assert y.shape == (3, 7, 9)
+
+
+def test_odernn_uses_timespans():
+    torch.manual_seed(0)
+    m = ODERNN(3, 2, 8)
+    x = torch.randn(2, 5, 3)
+    y1, _ = m(x)
+    y2, _ = m(x, timespans=torch.ones(2, 5))
+    y3, _ = m(x, timespans=torch.full((2, 5), 3.0))
+    assert torch.allclose(y1, y2)
+    assert not torch.allclose(y1, y3)
+    # each sequence is evolved over its own elapsed time: batching does not mix them
+    ts = torch.rand(2, 5) + 0.5
+    yb, _ = m(x, timespans=ts)
+    y0, _ = m(x[:1], timespans=ts[:1])
+    assert torch.allclose(yb[:1], y0, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", DEFAULT_TASKS)
+def test_every_task_trains_tnd_and_lstm(task):
+    for model in ("tnd", "lstm"):
+        cell = {"task": task, "model": model, "topology": "small_world" if model == "tnd" else "na", "seed": 0,
+                "cell_id": f"{task}-{model}", "key": "k",
+                "settings": task_settings(task, quick=True, overrides=TINY)}
+        r = run_cell(cell)
+        assert r["status"] == "ok", r.get("traceback")
+        metric = r["metric"]
+        assert metric == ("accuracy" if ("copy" in task or "vowels" in task or task in ("multiscale", "italy_power_demand"))
+                          else "mse")
+        v = r[f"test_{metric}"]
+        assert v == v and v >= 0  # finite (not NaN), non-negative
+        if metric == "accuracy":
+            assert v <= 1
+        assert 1 <= r["updates"] <= TINY["updates"]
+
+
+def test_odernn_and_tnd_get_timespans_on_irregular_task():
+    for model in ("ode_rnn", "tnd_ct", "cfc", "lstm"):
+        cell = {"task": "irregular_japanese_vowels_50", "model": model,
+                "topology": "small_world" if model.startswith("tnd") else "na", "seed": 1, "cell_id": model,
+                "key": "k", "settings": task_settings("irregular_japanese_vowels_50", quick=True, overrides=TINY)}
+        r = run_cell(cell)
+        assert r["status"] == "ok", r.get("traceback")
+        assert r["used_timespans"] == (model != "lstm")
+        assert 0 <= r["test_accuracy"] <= 1
+
+
+def test_training_is_seeded_and_restores_best():
+    from tnd.tasks import load_task
+
+    task = load_task("italy_power_demand", small=True)
+    cfg = TrainConfig(updates=6, batch_size=8, eval_every=2, patience=10, max_val=8, max_test=8)
+    res = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        m, _ = build_model("tnd", task.input_size, task.output_size, 200, seq_len=task.seq_len)
+        res.append(train_and_evaluate(m, task, cfg, seed=3))
+    assert res[0]["test_accuracy"] == res[1]["test_accuracy"]
+    assert res[0]["history"] == res[1]["history"]
+    best = max(h["val_accuracy"] for h in res[0]["history"])
+    assert res[0]["val_accuracy"] == best
+
+
+def test_skip_rules():
+    assert skip_reason("copy_1000", "ltc")
+    assert skip_reason("japanese_vowels", "ltc") is None
+    assert skip_reason("multiscale", "ode_rnn")
+    assert skip_reason("irregular_japanese_vowels_30", "ode_rnn") is None
+    assert skip_reason("copy_1000", "tnd") is None and skip_reason("copy_1000", "lstm") is None
+    assert skip_reason("copy_1000", "ltc", no_skip=True) is None
+
+
+def _spec(**kw):
+    base = dict(tasks=["italy_power_demand", "irregular_japanese_vowels_30"], models=["tnd", "lstm", "ode_rnn"],
+                seeds=[0, 1], topologies=["small_world", "ring"], quick=True, overrides=dict(TINY))
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def _metrics(results):
+    return {r["cell_id"]: (r["metric"], r[f"test_{r['metric']}"], r["test_loss"], r["history"]) for r in results}
+
+
+def test_sweep_local_runs_and_resumes(tmp_path):
+    spec = _spec()
+    cells, skipped = plan(spec)
+    # tnd: 2 tasks x 2 topologies x 2 seeds; lstm: 2 tasks x 2 seeds; ode_rnn: irregular only x 2 seeds
+    assert len(cells) == 8 + 4 + 2
+    assert skipped == [("italy_power_demand", "ode_rnn", "ODE-RNN runs on the irregular tasks only")]
+    out = tmp_path / "run"
+    s1 = run_sweep(spec, out, backend="local", progress=False, log=lambda *_: None)
+    assert (s1["ran"], s1["skipped_done"], s1["failed"], s1["planned"]) == (14, 0, 0, 14)
+    files = sorted((out / "cells").glob("*.json"))
+    assert len(files) == 14
+    assert not list((out / "cells").glob(".*tmp"))  # atomic writes leave no temporaries
+    report = (out / "report.md").read_text()
+    assert "## italy_power_demand" in report and "## Summary" in report and "tnd/ring" in report
+    results = json.loads((out / "results.json").read_text())
+    assert results["finished"] == 14 and set(results["aggregate"]) == set(spec.tasks)
+    agg = results["aggregate"]["irregular_japanese_vowels_30"]["tnd/small_world"]
+    assert agg["n_seeds"] == 2
+    # resume: everything is skipped, nothing is rewritten
+    mtimes = {p.name: p.stat().st_mtime_ns for p in files}
+    s2 = run_sweep(spec, out, backend="local", progress=False, log=lambda *_: None)
+    assert (s2["ran"], s2["skipped_done"], s2["failed"]) == (0, 14, 0)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == mtimes
+    assert _metrics(s2["results"]) == _metrics(s1["results"])
+    # an interrupted sweep: delete two cells, only those rerun, with identical results
+    files[0].unlink()
+    files[5].unlink()
+    s3 = run_sweep(spec, out, backend="local", progress=False, log=lambda *_: None)
+    assert (s3["ran"], s3["skipped_done"]) == (2, 12)
+    assert _metrics(s3["results"]) == _metrics(s1["results"])
+    runs = json.loads((out / "runs.json").read_text())
+    assert [r["ran"] for r in runs] == [14, 0, 2]
+    # the report can be rebuilt from the cells alone
+    from tnd.suite.sweep import report_only
+
+    (out / "report.md").unlink()
+    assert report_only(spec, out) == 14
+    assert "## Summary" in (out / "report.md").read_text()
+    # changed settings invalidate the cells (no stale results are reused)
+    s4 = run_sweep(_spec(tasks=["italy_power_demand"], models=["lstm"], seeds=[0],
+                         overrides=dict(TINY, updates=3)), out, backend="local", progress=False,
+                   log=lambda *_: None)
+    assert s4["ran"] == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed")
+def test_sweep_on_ray_matches_local(tmp_path):
+    import ray
+
+    spec = _spec(tasks=["irregular_japanese_vowels_30"], models=["tnd_ct", "lstm", "ode_rnn"],
+                 topologies=["small_world"])
+    local = run_sweep(spec, tmp_path / "local", backend="local", progress=False, log=lambda *_: None)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_sweep(spec, tmp_path / "ray", backend="ray", progress=False, log=lambda *_: None)
+        assert ray.is_initialized()  # an instance started by the caller is left running
+    finally:
+        ray.shutdown()
+    assert remote["backend"] == "ray" and remote["ran"] == 6 and remote["failed"] == 0
+    assert _metrics(remote["results"]) == _metrics(local["results"])
+    assert len(load_cells(tmp_path / "ray")) == 6
+
+
+def test_cli_quick_runs_one_task(tmp_path):
+    from tnd.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["suite", "--tasks", "italy_power_demand", "--models", "tnd,lstm", "--seeds", "3", "--quick",
+               "--backend", "local", "--no-progress", "--updates", "2", "--out", str(out)])
+    assert rc == 0
+    assert len(list((out / "cells").glob("*.json"))) == 6
+    assert (out / "report.md").exists() and (out / "results.json").exists()
+    assert main(["suite", "--tasks", "nope", "--quick", "--out", str(out)]) == 2
