@@ -39,17 +39,18 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium.utils import seeding
 
+from ..io import atomic_write, atomic_write_text
 from .env import EVENT_CATCH, EVENT_MISS, SinglePlayerPong, pixels_from_positions
-from .policies import DATA_SEED_BASE, EVAL_SEED_BASE, predict_intercept
+from .policies import DATA_SEED_BASE, EVAL_SEED_BASE, ExpertPolicy, predict_intercept
 
 __all__ = [
+    "generate_perturbed_demonstrations",
     "ROUND_END_MISS",
     "ROUND_END_CAP",
     "ROUND_END_STEP_LIMIT",
@@ -370,20 +371,12 @@ def _meta_path(path: Path) -> Path:
     return path.with_suffix(".json") if path.suffix == ".npz" else path.with_name(path.name + ".json")
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _write_npz(arrays: dict[str, np.ndarray]):
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+            np.savez(f, **arrays)
+
+    return write
 
 
 def save_dataset(path: str | os.PathLike, demos: dict[str, np.ndarray], metadata: dict[str, Any] | None = None) -> Path:
@@ -415,8 +408,8 @@ def save_dataset(path: str | os.PathLike, demos: dict[str, np.ndarray], metadata
     for k, v in arrays.items():
         if v.dtype == object:
             raise ValueError(f"demos[{k!r}] has dtype object; only plain numeric arrays can be saved")
-    _atomic_write(p, lambda f: np.savez(f, **arrays))
-    _atomic_write(_meta_path(p), lambda f: f.write(text.encode("utf-8")))
+    atomic_write(p, _write_npz(arrays))
+    atomic_write_text(_meta_path(p), text)
     return p
 
 
@@ -450,3 +443,92 @@ def load_dataset(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     except ValueError as e:
         raise ValueError(f"malformed dataset file: {e}") from None
     return demos, meta
+
+
+def generate_perturbed_demonstrations(
+    num_rounds: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    max_steps_per_round: int = 300,
+    perturb_prob: float = 0.05,
+    perturb_max_len: int = 8,
+    serve_perturb_max_len: int = 0,
+    noise_seed: int = 12345,
+) -> dict[str, np.ndarray]:
+    """Expert demonstrations with perturbed execution (DART-style noise injection).
+
+    The **label** of every step is the expert's action for the recorded observation; the
+    **executed** action is the expert's, except during perturbations: at each step outside a
+    perturbation one starts with probability ``perturb_prob``, lasts ``U{1..perturb_max_len}``
+    steps and executes one uniformly random action; in addition every round starts with a
+    perturbation of ``U{0..serve_perturb_max_len}`` steps (a learner cannot know the ball's
+    direction from the serve's first observation and hesitates there; the data must show what
+    the expert does after such a hesitation). Why: in clean expert data the paddle's own
+    motion (visible in the next observation) almost determines the next label, so a cloned
+    policy learns to continue whatever the paddle was doing (the "copycat" shortcut) and never
+    starts moving at a serve; clean data also never show how to recover from an off-target
+    paddle. Perturbed execution breaks that correlation and covers recovery states while every
+    label stays the expert's. ``perturb_prob=0`` gives the clean expert's demonstrations.
+
+    Round ``i`` is served by ``env.reset(seed=seed + i)`` (seeds below ``EVAL_SEED_BASE``),
+    the perturbations come from ``numpy.random.default_rng(noise_seed)``. Returns the same
+    arrays as :func:`tnd.pong.data.generate_demonstrations` (so ``make_windows``,
+    ``train_val_split`` and ``save_dataset`` apply); recording stops at a miss, the cap, the
+    env's step limit or after ``max_steps_per_round`` steps.
+    """
+    if seed + num_rounds > EVAL_SEED_BASE:
+        raise ValueError(f"seed + num_rounds must be <= EVAL_SEED_BASE={EVAL_SEED_BASE}")
+    if not 0.0 <= perturb_prob <= 1.0:
+        raise ValueError(f"perturb_prob must be in [0, 1], got {perturb_prob!r}")
+    env = SinglePlayerPong(**(env_kwargs or {}))
+    expert = ExpertPolicy(env)
+    rng = np.random.default_rng(noise_seed)
+    obs_l, act_l, rew_l, st_l = [], [], [], []
+    lengths, catches_l, ends = [], [], []
+    for i in range(int(num_rounds)):
+        o, info = env.reset(seed=int(seed) + i)
+        n = catches = 0
+        left = int(rng.integers(0, serve_perturb_max_len + 1)) if serve_perturb_max_len > 0 else 0
+        pa = int(rng.integers(3))
+        end = ROUND_END_RECORDING_CUT
+        while n < max_steps_per_round:
+            label = expert.act(o)
+            if left == 0 and perturb_prob > 0 and rng.random() < perturb_prob:
+                left = int(rng.integers(1, perturb_max_len + 1))
+                pa = int(rng.integers(3))
+            executed = pa if left > 0 else label
+            left = max(left - 1, 0)
+            obs_l.append(np.asarray(o, dtype=np.float32))
+            st_l.append(env.get_state().as_array())
+            act_l.append(label)
+            o, r, term, trunc, info = env.step(executed)
+            rew_l.append(r)
+            n += 1
+            if r > 0:
+                catches += 1
+            if term:
+                end = ROUND_END_MISS
+                break
+            if trunc:
+                end = ROUND_END_CAP if info["catches"] >= env.max_catches else ROUND_END_STEP_LIMIT
+                break
+        lengths.append(n)
+        catches_l.append(catches)
+        ends.append(end)
+    lengths_a = np.asarray(lengths, dtype=np.int64)
+    rn = np.arange(int(num_rounds), dtype=np.int64)
+    starts = np.zeros(int(lengths_a.sum()), dtype=bool)
+    starts[np.concatenate([[0], np.cumsum(lengths_a)[:-1]])] = True
+    return {
+        "observations": np.stack(obs_l).astype(np.float32),
+        "actions": np.asarray(act_l, dtype=np.int64),
+        "rewards": np.asarray(rew_l, dtype=np.float32),
+        "states": np.stack(st_l).astype(np.float32),
+        "round_ids": np.repeat(rn, lengths_a),
+        "episode_starts": starts,
+        "round_numbers": rn,
+        "round_seeds": int(seed) + rn,
+        "round_lengths": lengths_a,
+        "round_catches": np.asarray(catches_l, dtype=np.int64),
+        "round_end": np.asarray(ends, dtype=np.int8),
+    }

@@ -262,8 +262,7 @@ def cell_key(cfg: PongConfig, model: str, seed: int) -> str:
 # ----------------------------------------------------------------------------- data
 def prepare_data(cfg: PongConfig, out: Path) -> Path:
     """Generate (or, when the settings match, reuse) the demonstrations; return the .npz path."""
-    from .data import save_dataset
-    from .train import generate_perturbed_demonstrations
+    from .data import generate_perturbed_demonstrations, save_dataset
 
     path = out / "data" / "demos.npz"
     meta_path = path.with_suffix(".json")
