@@ -1,0 +1,236 @@
+"""Seeded builders of the standard graph families, mixed into :class:`tnd.NeuronGraph`.
+
+Random (Erdos-Renyi), fully connected, ring lattice, small-world (directed Watts-Strogatz),
+scale-free (Barabasi-Albert, links both ways) and layered (sensory -> inter -> command ->
+motor, as ncps's NCP). Every builder takes a seed and gives the same graph for the same seed.
+By default the first neurons take input and the last ones are read out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+
+from .graph_errors import GraphError
+
+if TYPE_CHECKING:
+    from .graph import NeuronGraph
+
+
+class GraphBuilders:
+    """Class-method constructors of :class:`tnd.NeuronGraph` (``cls`` is the graph class)."""
+
+    @staticmethod
+    def _io_sets(n: int, num_inputs: int | None, num_outputs: int | None) -> tuple[list[int], list[int]]:
+        """Default roles: the first neurons take input, the last ones are read out."""
+        ni = num_inputs if num_inputs is not None else max(1, n // 4)
+        no = num_outputs if num_outputs is not None else max(1, n // 4)
+        if ni < 1 or no < 1 or ni > n or no > n:
+            raise GraphError(f"num_inputs and num_outputs must lie in [1, {n}], got {ni} and {no}")
+        return list(range(ni)), list(range(n - no, n))
+
+    @staticmethod
+    def _random_sign(e: int, inhibitory_fraction: float, gen: torch.Generator) -> torch.Tensor | None:
+        if inhibitory_fraction <= 0:
+            return None
+        if inhibitory_fraction > 1:
+            raise GraphError(f"inhibitory_fraction must lie in [0, 1], got {inhibitory_fraction}")
+        return torch.where(torch.rand(e, generator=gen) < inhibitory_fraction, -1, 1).to(torch.int8)
+
+    @classmethod
+    def _build(cls, n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw) -> "NeuronGraph":
+        ei = torch.stack([torch.as_tensor(src, dtype=torch.long), torch.as_tensor(tgt, dtype=torch.long)])
+        ins, outs = cls._io_sets(n, num_inputs, num_outputs)
+        sign = cls._random_sign(ei.shape[1], inhibitory_fraction, gen)
+        return cls(n, ei, ins, outs, sign=sign, **kw)
+
+    @classmethod
+    def random(
+        cls,
+        num_neurons: int,
+        density: float,
+        seed: int = 0,
+        num_inputs: int | None = None,
+        num_outputs: int | None = None,
+        self_loops: bool = False,
+        inhibitory_fraction: float = 0.0,
+        **kw: Any,
+    ) -> "NeuronGraph":
+        """Erdos-Renyi directed graph: each possible edge present with probability ``density``."""
+        if not 0.0 < density <= 1.0:
+            raise GraphError(f"density must lie in (0, 1], got {density}")
+        gen = torch.Generator().manual_seed(seed)
+        mask = torch.rand(num_neurons, num_neurons, generator=gen) < density
+        if not self_loops:
+            mask.fill_diagonal_(False)
+        src, tgt = torch.nonzero(mask, as_tuple=True)
+        return cls._build(num_neurons, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def fully_connected(
+        cls, num_neurons: int, num_inputs: int | None = None, num_outputs: int | None = None,
+        self_loops: bool = False, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
+    ) -> "NeuronGraph":
+        mask = torch.ones(num_neurons, num_neurons, dtype=torch.bool)
+        if not self_loops:
+            mask.fill_diagonal_(False)
+        src, tgt = torch.nonzero(mask, as_tuple=True)
+        gen = torch.Generator().manual_seed(seed)
+        return cls._build(num_neurons, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def ring(
+        cls, num_neurons: int, k: int = 2, bidirectional: bool = True, num_inputs: int | None = None,
+        num_outputs: int | None = None, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
+    ) -> "NeuronGraph":
+        """Ring lattice: neuron ``i`` sends to its ``k`` successors (and predecessors if bidirectional)."""
+        n = num_neurons
+        if not 1 <= k < n:
+            raise GraphError(f"k must lie in [1, num_neurons - 1], got {k}")
+        pairs = {(i, (i + o) % n) for i in range(n) for o in range(1, k + 1)}
+        if bidirectional:
+            pairs |= {(t, s) for s, t in pairs}
+        src, tgt = zip(*sorted(pairs))
+        gen = torch.Generator().manual_seed(seed)
+        return cls._build(n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def small_world(
+        cls, num_neurons: int, k: int = 4, rewire_prob: float = 0.1, seed: int = 0,
+        num_inputs: int | None = None, num_outputs: int | None = None, inhibitory_fraction: float = 0.0, **kw: Any,
+    ) -> "NeuronGraph":
+        """Directed Watts-Strogatz: a ring where each neuron sends to its ``k`` successors, and each
+        edge's target is rewired with probability ``rewire_prob`` to a uniformly chosen neuron
+        (no self-loops, no duplicates)."""
+        n = num_neurons
+        if not 1 <= k < n:
+            raise GraphError(f"k must lie in [1, num_neurons - 1], got {k}")
+        if not 0.0 <= rewire_prob <= 1.0:
+            raise GraphError(f"rewire_prob must lie in [0, 1], got {rewire_prob}")
+        gen = torch.Generator().manual_seed(seed)
+        edges = {(i, (i + o) % n) for i in range(n) for o in range(1, k + 1)}
+        for s, t in sorted(edges):
+            if torch.rand((), generator=gen).item() < rewire_prob:
+                for _ in range(8 * n):  # a bounded search for a free target
+                    nt = int(torch.randint(n, (), generator=gen))
+                    if nt != s and (s, nt) not in edges:
+                        edges.discard((s, t))
+                        edges.add((s, nt))
+                        break
+        src, tgt = zip(*sorted(edges))
+        return cls._build(n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def scale_free(
+        cls, num_neurons: int, m: int = 2, seed: int = 0, num_inputs: int | None = None,
+        num_outputs: int | None = None, inhibitory_fraction: float = 0.0, **kw: Any,
+    ) -> "NeuronGraph":
+        """Directed Barabasi-Albert: each new neuron links with ``m`` existing neurons chosen with
+        probability proportional to degree; each link is made in both directions, so hubs both
+        collect and broadcast."""
+        n = num_neurons
+        if not 1 <= m < n:
+            raise GraphError(f"m must lie in [1, num_neurons - 1], got {m}")
+        gen = torch.Generator().manual_seed(seed)
+        edges: set[tuple[int, int]] = set()
+        targets = list(range(m))
+        repeated: list[int] = []
+        for v in range(m, n):
+            for t in set(targets):
+                edges.add((v, t))
+                edges.add((t, v))
+            repeated.extend(targets)
+            repeated.extend([v] * m)
+            chosen: set[int] = set()
+            while len(chosen) < m:
+                chosen.add(repeated[int(torch.randint(len(repeated), (), generator=gen))])
+            targets = sorted(chosen)
+        src, tgt = zip(*sorted(edges))
+        return cls._build(n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw)
+
+    @classmethod
+    def layered(
+        cls,
+        sensory: int,
+        inter: int,
+        command: int,
+        motor: int,
+        sensory_fanout: int | None = None,
+        inter_fanout: int | None = None,
+        recurrent_command_synapses: int | None = None,
+        motor_fanin: int | None = None,
+        inhibitory_fraction: float = 0.0,
+        seed: int = 0,
+        **kw: Any,
+    ) -> "NeuronGraph":
+        """A four-layer circuit as ncps's NCP: sensory -> inter -> command -> motor, with recurrent
+        synapses among command neurons. Sensory neurons take the input, motor neurons are read out.
+        Every inter neuron gets at least one sensory input, every command neuron at least one
+        inter input, every motor neuron at least ``motor_fanin`` command inputs."""
+        sizes = (sensory, inter, command, motor)
+        if min(sizes) < 1:
+            raise GraphError(f"layer sizes must be >= 1, got {sizes}")
+        gen = torch.Generator().manual_seed(seed)
+        off = [0, sensory, sensory + inter, sensory + inter + command]
+        n = sum(sizes)
+        layers = [list(range(off[i], off[i] + sizes[i])) for i in range(4)]
+        sensory_fanout = sensory_fanout or max(1, math.ceil(inter * 0.5))
+        inter_fanout = inter_fanout or max(1, math.ceil(command * 0.5))
+        motor_fanin = motor_fanin or max(1, math.ceil(command * 0.5))
+        rec = command * 2 if recurrent_command_synapses is None else recurrent_command_synapses
+        edges: set[tuple[int, int]] = set()
+
+        def pick(pool: Sequence[int], k: int) -> list[int]:
+            perm = torch.randperm(len(pool), generator=gen)[: min(k, len(pool))]
+            return [pool[i] for i in perm.tolist()]
+
+        def feed(src_layer: list[int], dst_layer: list[int], fanout: int) -> None:
+            for s in src_layer:
+                for t in pick(dst_layer, fanout):
+                    edges.add((s, t))
+            for t in dst_layer:  # nobody left without input
+                if not any((s, t) in edges for s in src_layer):
+                    edges.add((pick(src_layer, 1)[0], t))
+
+        feed(layers[0], layers[1], sensory_fanout)
+        feed(layers[1], layers[2], inter_fanout)
+        for t in layers[3]:
+            for s in pick(layers[2], motor_fanin):
+                edges.add((s, t))
+        cmd = layers[2]
+        for _ in range(rec):
+            s, t = pick(cmd, 1)[0], pick(cmd, 1)[0]
+            edges.add((s, t))
+        src, tgt = zip(*sorted(edges))
+        ei = torch.tensor([src, tgt], dtype=torch.long)
+        sign = cls._random_sign(ei.shape[1], inhibitory_fraction, gen)
+        return cls(n, ei, layers[0], layers[3], sign=sign, **kw)
+
+    @classmethod
+    def from_name(cls, name: str, num_neurons: int, seed: int = 0, **kw: Any) -> "NeuronGraph":
+        """Build a graph family by name: random, fully_connected, small_world, scale_free, ring, layered."""
+        builders = {
+            "random": lambda: cls.random(num_neurons, kw.pop("density", 0.25), seed=seed, **kw),
+            "fully_connected": lambda: cls.fully_connected(num_neurons, seed=seed, **kw),
+            "small_world": lambda: cls.small_world(num_neurons, seed=seed, **kw),
+            "scale_free": lambda: cls.scale_free(num_neurons, seed=seed, **kw),
+            "ring": lambda: cls.ring(num_neurons, seed=seed, **kw),
+            "layered": lambda: cls.layered(*_layer_sizes(num_neurons, kw), seed=seed, **kw),
+        }
+        if name not in builders:
+            raise GraphError(f"unknown graph family {name!r}; expected one of {sorted(builders)}")
+        return builders[name]()
+
+
+
+def _layer_sizes(n: int, kw: dict[str, Any]) -> tuple[int, int, int, int]:
+    """Split n neurons into sensory/inter/command/motor (motor = num_outputs, sensory = num_inputs)."""
+    motor = kw.pop("num_outputs", None) or max(1, n // 8)
+    sensory = kw.pop("num_inputs", None) or max(1, n // 4)
+    rest = n - motor - sensory
+    if rest < 2:
+        raise GraphError(f"a layered graph of {n} neurons leaves fewer than 2 inter+command neurons")
+    inter = rest // 2
+    return sensory, inter, rest - inter, motor
