@@ -37,3 +37,11 @@ def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def check_param_dtype(name: str, value: torch.Tensor, module: torch.nn.Module) -> None:
+    """``value`` must have the dtype of ``module``'s parameters (no silent mixed precision)."""
+    p = next(module.parameters(), None)
+    if p is not None and value.dtype != p.dtype:
+        raise TypeError(f"{name} has dtype {value.dtype} but the model's parameters are {p.dtype}; "
+                        f"convert {name} (e.g. {name}.to({p.dtype})) or the model (e.g. model.to({value.dtype}))")

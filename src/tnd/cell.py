@@ -9,13 +9,14 @@ projection; every other neuron's drive is zero.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import solvers
-from ._checks import check_finite, check_float_tensor, check_positive_int
+from ._checks import check_finite, check_float_tensor, check_param_dtype, check_positive_int
 from .dynamics import NeuronDynamics, make_dynamics
 from .graph import NeuronGraph
 from .interactions import Interaction, make_interaction
@@ -127,6 +128,7 @@ class TNDCell(nn.Module):
     def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, dt: torch.Tensor | float = 1.0) -> torch.Tensor:
         """One step: ``x`` ``(B, C)``, ``hx`` ``(B, N, d)`` or None -> the next state ``(B, N, d)``."""
         check_float_tensor("x", x, (2,), self.input_size)
+        check_param_dtype("x", x, self)
         if hx is None:
             hx = self.initial_state(x.shape[0], x.dtype, x.device)
         else:
@@ -140,8 +142,10 @@ class TNDCell(nn.Module):
             if bool((dt <= 0).any()):
                 raise ValueError("dt must be > 0")
             dt = dt.to(x.dtype).reshape(-1, 1, 1)
-        elif not dt > 0:
-            raise ValueError(f"dt must be > 0, got {dt}")
+        elif isinstance(dt, bool) or not isinstance(dt, (int, float)):
+            raise TypeError(f"dt must be a float or a tensor, got {type(dt).__name__} {dt!r}")
+        elif not (math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a finite number > 0, got {dt}")
         return self.step(hx, self.drive(x), dt)
 
     def extra_repr(self) -> str:

@@ -24,8 +24,20 @@ from .graph_errors import GraphError
 __all__ = ["NeuronGraph", "GraphError"]
 
 
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    """``torch.as_tensor`` whose failures (None, strings, ragged lists) name the argument."""
+    if isinstance(value, (str, bytes)):
+        raise GraphError(f"{name} must be a tensor or a (nested) list of numbers, got {type(value).__name__} {value!r}")
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise GraphError(f"{name} must be a tensor or a (nested) list of numbers, got {type(value).__name__} ({e})") from None
+
+
 def _as_index_tensor(value: Any, name: str) -> torch.Tensor:
-    t = torch.as_tensor(value)
+    t = _as_tensor(value, name)
+    if t.numel() == 0:  # an empty list is float32 to torch; no ids, so nothing to check
+        return t.to(torch.long)
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise GraphError(f"{name} must hold integer neuron ids, got dtype {t.dtype}")
     return t.to(torch.long)
@@ -65,7 +77,7 @@ class NeuronGraph(GraphBuilders):
             bad = ei[(ei < 0) | (ei >= n)][0].item()
             raise GraphError(f"edge_index holds neuron id {bad}, outside [0, {n - 1}] for num_neurons={n}")
         if sign is not None:
-            sg = torch.as_tensor(sign)
+            sg = _as_tensor(sign, "sign")
             if sg.shape != (ei.shape[1],):
                 raise GraphError(f"sign must have shape ({ei.shape[1]},) (one per edge), got {tuple(sg.shape)}")
             if not bool(((sg == 1) | (sg == -1)).all()):
@@ -96,6 +108,8 @@ class NeuronGraph(GraphBuilders):
 
     @staticmethod
     def _check_set(ids: Iterable[int], name: str, n: int) -> torch.Tensor:
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, (torch.Tensor, Iterable)):
+            raise GraphError(f"{name} must be a list or tensor of neuron ids, got {type(ids).__name__} {ids!r}")
         ids = ids if isinstance(ids, torch.Tensor) else list(ids)
         if len(ids) == 0:
             raise GraphError(f"{name} must name at least one neuron, got an empty set")
@@ -211,7 +225,7 @@ class NeuronGraph(GraphBuilders):
         cls, adjacency: Any, input_neurons: Iterable[int], output_neurons: Iterable[int], signed: bool = False, **kw: Any
     ) -> "NeuronGraph":
         """Edges where ``adjacency[j, i] != 0``; with ``signed=True`` the entry's sign is the edge sign."""
-        a = torch.as_tensor(adjacency)
+        a = _as_tensor(adjacency, "adjacency")
         if a.dim() != 2 or a.shape[0] != a.shape[1]:
             raise GraphError(f"adjacency must be a square (N, N) matrix, got shape {tuple(a.shape)}")
         src, tgt = torch.nonzero(a, as_tuple=True)

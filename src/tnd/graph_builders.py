@@ -19,6 +19,34 @@ if TYPE_CHECKING:
     from .graph import NeuronGraph
 
 
+def _int(name: str, value: Any, minimum: int | None = None, optional: bool = False) -> Any:
+    """An int argument (not a bool), optionally None; errors name the argument."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GraphError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise GraphError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _real(name: str, value: Any) -> float:
+    """A finite real number argument; errors name the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GraphError(f"{name} must be a finite number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _common(num_neurons: Any, seed: Any, num_inputs: Any, num_outputs: Any, inhibitory_fraction: Any) -> None:
+    _int("num_neurons", num_neurons, 1)
+    _int("seed", seed)
+    if not -(2**63) <= seed < 2**64:
+        raise GraphError(f"seed must lie in [-2**63, 2**64), got {seed}")
+    _int("num_inputs", num_inputs, optional=True)
+    _int("num_outputs", num_outputs, optional=True)
+    _real("inhibitory_fraction", inhibitory_fraction)
+
+
 class GraphBuilders:
     """Class-method constructors of :class:`tnd.NeuronGraph` (``cls`` is the graph class)."""
 
@@ -35,7 +63,7 @@ class GraphBuilders:
     def _random_sign(e: int, inhibitory_fraction: float, gen: torch.Generator) -> torch.Tensor | None:
         if inhibitory_fraction <= 0:
             return None
-        if inhibitory_fraction > 1:
+        if not inhibitory_fraction <= 1:
             raise GraphError(f"inhibitory_fraction must lie in [0, 1], got {inhibitory_fraction}")
         return torch.where(torch.rand(e, generator=gen) < inhibitory_fraction, -1, 1).to(torch.int8)
 
@@ -59,7 +87,8 @@ class GraphBuilders:
         **kw: Any,
     ) -> "NeuronGraph":
         """Erdos-Renyi directed graph: each possible edge present with probability ``density``."""
-        if not 0.0 < density <= 1.0:
+        _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
+        if not 0.0 < _real("density", density) <= 1.0:
             raise GraphError(f"density must lie in (0, 1], got {density}")
         gen = torch.Generator().manual_seed(seed)
         mask = torch.rand(num_neurons, num_neurons, generator=gen) < density
@@ -73,6 +102,7 @@ class GraphBuilders:
         cls, num_neurons: int, num_inputs: int | None = None, num_outputs: int | None = None,
         self_loops: bool = False, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
     ) -> "NeuronGraph":
+        _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         mask = torch.ones(num_neurons, num_neurons, dtype=torch.bool)
         if not self_loops:
             mask.fill_diagonal_(False)
@@ -86,8 +116,9 @@ class GraphBuilders:
         num_outputs: int | None = None, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
     ) -> "NeuronGraph":
         """Ring lattice: neuron ``i`` sends to its ``k`` successors (and predecessors if bidirectional)."""
+        _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         n = num_neurons
-        if not 1 <= k < n:
+        if not 1 <= _int("k", k) < n:
             raise GraphError(f"k must lie in [1, num_neurons - 1], got {k}")
         pairs = {(i, (i + o) % n) for i in range(n) for o in range(1, k + 1)}
         if bidirectional:
@@ -104,10 +135,11 @@ class GraphBuilders:
         """Directed Watts-Strogatz: a ring where each neuron sends to its ``k`` successors, and each
         edge's target is rewired with probability ``rewire_prob`` to a uniformly chosen neuron
         (no self-loops, no duplicates)."""
+        _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         n = num_neurons
-        if not 1 <= k < n:
+        if not 1 <= _int("k", k) < n:
             raise GraphError(f"k must lie in [1, num_neurons - 1], got {k}")
-        if not 0.0 <= rewire_prob <= 1.0:
+        if not 0.0 <= _real("rewire_prob", rewire_prob) <= 1.0:
             raise GraphError(f"rewire_prob must lie in [0, 1], got {rewire_prob}")
         gen = torch.Generator().manual_seed(seed)
         edges = {(i, (i + o) % n) for i in range(n) for o in range(1, k + 1)}
@@ -130,8 +162,9 @@ class GraphBuilders:
         """Directed Barabasi-Albert: each new neuron links with ``m`` existing neurons chosen with
         probability proportional to degree; each link is made in both directions, so hubs both
         collect and broadcast."""
+        _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         n = num_neurons
-        if not 1 <= m < n:
+        if not 1 <= _int("m", m) < n:
             raise GraphError(f"m must lie in [1, num_neurons - 1], got {m}")
         gen = torch.Generator().manual_seed(seed)
         edges: set[tuple[int, int]] = set()
@@ -170,6 +203,12 @@ class GraphBuilders:
         Every inter neuron gets at least one sensory input, every command neuron at least one
         inter input, every motor neuron at least ``motor_fanin`` command inputs."""
         sizes = (sensory, inter, command, motor)
+        for name, v in zip(("sensory", "inter", "command", "motor"), sizes):
+            _int(f"layer size {name}", v)
+        for name, v in (("sensory_fanout", sensory_fanout), ("inter_fanout", inter_fanout), ("motor_fanin", motor_fanin)):
+            _int(name, v, 1, optional=True)
+        _int("recurrent_command_synapses", recurrent_command_synapses, 0, optional=True)
+        _common(1, seed, None, None, inhibitory_fraction)
         if min(sizes) < 1:
             raise GraphError(f"layer sizes must be >= 1, got {sizes}")
         gen = torch.Generator().manual_seed(seed)

@@ -87,7 +87,7 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from e
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or "config" not in cfg:
         raise ValueError(f"{path} is not a tnd model config (expected format {FORMAT!r})")
@@ -101,7 +101,12 @@ def load_model(directory: str | os.PathLike):
     cfg = read_config(directory)
     if cfg.get("class") != "TND":
         raise ValueError(f"{directory} holds a {cfg.get('class')!r}, not a TND")
-    model = TND.from_config(cfg["config"])
+    if not isinstance(cfg["config"], dict):
+        raise ValueError(f"{directory}: config.json's 'config' must be an object, got {type(cfg['config']).__name__}")
+    try:
+        model = TND.from_config(cfg["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{directory}: config.json does not describe a valid TND ({type(e).__name__}: {e})") from e
     state = load_tensors(Path(directory) / WEIGHTS_NAME)
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_float_tensor, check_positive_int
+from ._checks import check_finite, check_float_tensor, check_param_dtype, check_positive_int
 from .cell import TNDCell
 from .graph import NeuronGraph
 
@@ -98,7 +98,12 @@ class TND(nn.Module):
         so B == N cannot be confused with anything (ncps's bug)."""
         if timespans is None:
             return None
-        ts = torch.as_tensor(timespans, dtype=dtype, device=device)
+        if isinstance(timespans, (str, bytes)):
+            raise TypeError(f"timespans must be a number or a tensor, got {type(timespans).__name__} {timespans!r}")
+        try:
+            ts = torch.as_tensor(timespans, dtype=dtype, device=device)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+            raise TypeError(f"timespans must be a number or a tensor, got {type(timespans).__name__} ({e})") from None
         if not ts.dtype.is_floating_point:
             raise TypeError(f"timespans must be floating point, got {ts.dtype}")
         check_finite("timespans", ts)
@@ -137,6 +142,7 @@ class TND(nn.Module):
     # ----------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, timespans: Any = None):
         check_float_tensor("x", x, (2, 3), self.input_size)
+        check_param_dtype("x", x, self)
         unbatched = x.dim() == 2
         if unbatched:
             xs = x.unsqueeze(1)  # (T, 1, C)

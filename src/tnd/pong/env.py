@@ -367,6 +367,16 @@ class SinglePlayerPong(gym.Env):
             )
         if not (isinstance(obs_noise, (int, float)) and math.isfinite(obs_noise) and obs_noise >= 0):
             raise ValueError(f"obs_noise must be a finite float >= 0, got {obs_noise!r}")
+        for name, value in (("paddle_x", paddle_x), ("paddle_half_length", paddle_half_length),
+                            ("paddle_speed", paddle_speed), ("paddle_start_y", paddle_start_y),
+                            ("ball_speed", ball_speed), ("serve_x", serve_x), ("max_bounce_angle", max_bounce_angle),
+                            ("deflection_gain", deflection_gain)):
+            _finite_number(name, value)
+        for name, value in (("serve_y_range", serve_y_range), ("serve_angle_range", serve_angle_range)):
+            if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
+                raise ValueError(f"{name} must be a (lo, hi) pair of numbers, got {value!r}")
+            for v in value:
+                _finite_number(name, v)
         _pos_int("max_catches", max_catches)
         _pos_int("pixel_size", pixel_size)
         _pos_int("render_size", render_size)
@@ -612,6 +622,12 @@ class SinglePlayerPong(gym.Env):
 def _pos_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _finite_number(name: str, value: Any) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def _in_open_unit(name: str, value: Any, upper: float = 1.0) -> None:

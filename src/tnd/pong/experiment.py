@@ -17,7 +17,10 @@ Run folder layout::
     <out>/results.json, report.md, *.png
 
 ``--resume`` skips every cell whose three files exist and whose recorded cell key (a hash of
-the settings that affect it) matches the current settings. Everything is written atomically.
+the settings that affect it) matches the current settings. With ``--checkpoint-every N`` each
+cell also writes a training checkpoint (:mod:`tnd.checkpoint`) every ``N`` gradient steps into
+``cells/<model>/seed-<s>/train-ckpt-<cell key>/`` (removed when the cell is done), and
+``--resume`` continues a killed cell from it, bit-identically. Everything is written atomically.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class PongConfig:
     """tiny smoke-test budget (whole run well under a minute); explicit options still win"""
     resume: bool = False
     """skip (model, seed) cells whose checkpoint and metrics already exist with the same settings"""
+    checkpoint_every: int = 0
+    """write a training checkpoint every this many gradient steps (0: never); with --resume an
+    unfinished cell continues from its checkpoint, with the same result as an uninterrupted run"""
     workers: int = 2
     """parallel worker processes for the cells (each single-threaded; results do not depend on it)"""
     progress: bool = True
@@ -345,9 +351,14 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
             if "val_loss" in info:
                 bar.set_postfix(val_loss=f"{info['val_loss']:.3f}", acc=f"{info['val_acc']:.3f}")
 
+        ckpt_dir = None
+        if cfg.checkpoint_every and cfg.checkpoint_every > 0:
+            ckpt_dir = _cell_dir(Path(out), model_name, seed) / f"train-ckpt-{cell_key(cfg, model_name, seed)}"
         tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                          eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
-                         progress=progress if bar is not None else None)
+                         progress=progress if bar is not None else None,
+                         checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
+                         resume=bool(cfg.resume))
         if bar is not None:
             bar.close()
         t0 = time.perf_counter()
@@ -363,6 +374,10 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
     metrics = {"model": model_name, "seed": seed, "cell_key": cell_key(cfg, model_name, seed), "spec": spec,
                "train": tr, "eval": ev, "eval_time_s": eval_time, "cpu_time_s": time.process_time() - cpu0}
     atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
+    if ckpt_dir is not None:
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return metrics
 
 
