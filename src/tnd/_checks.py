@@ -45,3 +45,23 @@ def check_param_dtype(name: str, value: torch.Tensor, module: torch.nn.Module) -
     if p is not None and value.dtype != p.dtype:
         raise TypeError(f"{name} has dtype {value.dtype} but the model's parameters are {p.dtype}; "
                         f"convert {name} (e.g. {name}.to({p.dtype})) or the model (e.g. model.to({value.dtype}))")
+
+
+def as_tensor(name: str, value: Any, expected: str, error: type[Exception] = TypeError, **kw: Any) -> torch.Tensor:
+    """``torch.as_tensor(value, **kw)`` whose failures (None, strings, ragged lists) raise
+    ``error`` naming the argument and what was ``expected``."""
+    if isinstance(value, (str, bytes)):
+        raise error(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    try:
+        return torch.as_tensor(value, **kw)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise error(f"{name} must be {expected}, got {type(value).__name__} ({e})") from None
+
+
+def as_times(name: str, value: Any, dtype: torch.dtype, device: Any = None) -> torch.Tensor:
+    """Elapsed times (a number or a tensor) as a ``dtype`` tensor, checked finite and > 0."""
+    t = as_tensor(name, value, "a number or a tensor", dtype=dtype, device=device)
+    check_finite(name, t)
+    if bool((t <= 0).any()):
+        raise ValueError(f"{name} must be > 0 (elapsed time of each step)")
+    return t

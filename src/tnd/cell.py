@@ -9,14 +9,13 @@ projection; every other neuron's drive is zero.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from . import solvers
-from ._checks import check_finite, check_float_tensor, check_param_dtype, check_positive_int
+from ._checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
 from .dynamics import NeuronDynamics, make_dynamics
 from .graph import NeuronGraph
 from .interactions import Interaction, make_interaction
@@ -135,17 +134,12 @@ class TNDCell(nn.Module):
             check_float_tensor("hx", hx, (3,))
             if tuple(hx.shape) != (x.shape[0], self.num_neurons, self.state_size):
                 raise ValueError(f"hx must have shape {(x.shape[0], self.num_neurons, self.state_size)}, got {tuple(hx.shape)}")
-        if isinstance(dt, torch.Tensor):
-            check_finite("dt", dt)
-            if dt.dim() > 0 and tuple(dt.shape) != (x.shape[0],):
-                raise ValueError(f"dt must be a scalar or of shape ({x.shape[0]},) (one per sequence), got {tuple(dt.shape)}")
-            if bool((dt <= 0).any()):
-                raise ValueError("dt must be > 0")
-            dt = dt.to(x.dtype).reshape(-1, 1, 1)
-        elif isinstance(dt, bool) or not isinstance(dt, (int, float)):
-            raise TypeError(f"dt must be a float or a tensor, got {type(dt).__name__} {dt!r}")
-        elif not (math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a finite number > 0, got {dt}")
+        if isinstance(dt, bool):
+            raise TypeError(f"dt must be a float or a tensor, got bool {dt!r}")
+        dt = as_times("dt", dt, x.dtype, x.device)
+        if dt.dim() > 0 and tuple(dt.shape) != (x.shape[0],):
+            raise ValueError(f"dt must be a scalar or of shape ({x.shape[0]},) (one per sequence), got {tuple(dt.shape)}")
+        dt = dt.reshape(-1, 1, 1) if dt.dim() > 0 else dt
         return self.step(hx, self.drive(x), dt)
 
     def extra_repr(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import torch
 
+from ._checks import as_tensor
 from .graph_builders import GraphBuilders
 from .graph_errors import GraphError
 
@@ -25,13 +26,7 @@ __all__ = ["NeuronGraph", "GraphError"]
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
-    """``torch.as_tensor`` whose failures (None, strings, ragged lists) name the argument."""
-    if isinstance(value, (str, bytes)):
-        raise GraphError(f"{name} must be a tensor or a (nested) list of numbers, got {type(value).__name__} {value!r}")
-    try:
-        return torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
-        raise GraphError(f"{name} must be a tensor or a (nested) list of numbers, got {type(value).__name__} ({e})") from None
+    return as_tensor(name, value, "a tensor or a (nested) list of numbers", GraphError)
 
 
 def _as_index_tensor(value: Any, name: str) -> torch.Tensor:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_float_tensor, check_param_dtype, check_positive_int
+from ._checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
 from .cell import TNDCell
 from .graph import NeuronGraph
 
@@ -98,17 +98,7 @@ class TND(nn.Module):
         so B == N cannot be confused with anything (ncps's bug)."""
         if timespans is None:
             return None
-        if isinstance(timespans, (str, bytes)):
-            raise TypeError(f"timespans must be a number or a tensor, got {type(timespans).__name__} {timespans!r}")
-        try:
-            ts = torch.as_tensor(timespans, dtype=dtype, device=device)
-        except (TypeError, ValueError, RuntimeError, OverflowError) as e:
-            raise TypeError(f"timespans must be a number or a tensor, got {type(timespans).__name__} ({e})") from None
-        if not ts.dtype.is_floating_point:
-            raise TypeError(f"timespans must be floating point, got {ts.dtype}")
-        check_finite("timespans", ts)
-        if bool((ts <= 0).any()):
-            raise ValueError("timespans must be > 0 (elapsed time of each step)")
+        ts = as_times("timespans", timespans, dtype, device)
         if unbatched:
             expected = [(steps,), (steps, 1)]
         elif self.batch_first:
