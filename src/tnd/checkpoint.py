@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write_text, save_tensors
 
 __all__ = [
     "CheckpointError",
@@ -157,8 +157,6 @@ def save_checkpoint(directory: str | os.PathLike, *, step: int, model: torch.nn.
     until the new one is fully written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
     all_t: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim_meta = None
     if optimizer is not None:
@@ -167,7 +165,6 @@ def save_checkpoint(directory: str | os.PathLike, *, step: int, model: torch.nn.
     rngs = {"torch": torch.get_rng_state(), **(rng or {})}
     all_t.update({f"rng.{k}": v for k, v in rngs.items()})
     all_t.update({f"extra.{k}": v for k, v in (tensors or {}).items()})
-    all_t = {k: v.detach().contiguous().cpu().clone() for k, v in all_t.items()}
 
     old = None
     if has_checkpoint(directory):
@@ -179,7 +176,7 @@ def save_checkpoint(directory: str | os.PathLike, *, step: int, model: torch.nn.
     if name == old:  # same step saved again: never write over the file the manifest points to
         name = f"ckpt-{int(step):09d}-b.safetensors"
     path = directory / name
-    atomic_write(path, lambda tmp: save_file(all_t, tmp, metadata={"format": FORMAT, "step": str(int(step))}))
+    save_tensors(path, all_t, metadata={"format": FORMAT, "step": str(int(step))})
     manifest = {
         "format": FORMAT,
         "step": int(step),

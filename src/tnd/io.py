@@ -55,7 +55,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    # clone: safetensors refuses tensors that share storage (tied weights, views of one buffer)
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
