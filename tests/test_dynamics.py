@@ -153,3 +153,40 @@ def test_states_stay_bounded_discrete(dynamics):
             p.mul_(20.0)  # extreme weights
         _, h = m(torch.randn(3, 200, 2) * 100, timespans=torch.rand(3, 200) * 50 + 0.01)
     assert bool(torch.isfinite(h).all()) and float(h.abs().max()) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_gated_time_constant_bounded_both_ways(sign):
+    """rate = 1/tau_max + (1/tau_min - 1/tau_max) * sigmoid(gate): however far the gate saturates,
+    the time constant (resting and state-dependent) stays in [tau_min, tau_max], in the reference
+    and in the fused fast path alike."""
+    g = NeuronGraph.random(10, 0.3, seed=1)
+    c = cell(g, dynamics="gated", dynamics_kw={"tau_min": 0.5, "tau_max": 50.0})
+    dy = c.dynamics
+    with torch.no_grad():
+        for p in (dy.gate_bias, dy.gate_s, dy.gate_u, dy.gate_x):
+            p.fill_(sign * 1e4)
+    tau = dy.time_constants().detach()
+    assert bool(torch.isfinite(tau).all())
+    assert float(tau.min()) >= 0.5 * (1 - 1e-9) and float(tau.max()) <= 50.0 * (1 + 1e-9)
+    s = torch.rand(3, 10, 1, dtype=torch.float64) * 2 - 1
+    x = torch.randn(3, 10, 1, dtype=torch.float64) * 100
+    rate = dy.rate_and_target(s, torch.randn_like(s) * 100, x)[0].detach()
+    assert float((1 / rate).min()) >= 0.5 * (1 - 1e-9) and float((1 / rate).max()) <= 50.0 * (1 + 1e-9)
+    # a saturated-shut gate still relaxes at rate 1/tau_max: the state moves (it no longer freezes)
+    m = TND(3, g, 2, dynamics="gated", dynamics_kw={"tau_min": 0.5, "tau_max": 50.0}).double()
+    with torch.no_grad():
+        m.cell.dynamics.gate_bias.fill_(-1e4)
+        for p in (m.cell.dynamics.gate_s, m.cell.dynamics.gate_u, m.cell.dynamics.gate_x):
+            p.zero_()
+    hx = torch.full((1, 10), 0.5, dtype=torch.float64)
+    xs = torch.zeros(1, 1, 3, dtype=torch.float64)
+    for fast in (True, False):
+        m.use_fast_path = fast
+        _, h = m(xs, hx)
+        assert bool((h != hx).any()), "a shut gate froze the state"
+    ys = []
+    for fast in (True, False):
+        m.use_fast_path = fast
+        ys.append(m(torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), hx.expand(2, 10))[1])
+    assert torch.allclose(ys[0], ys[1], atol=1e-10)

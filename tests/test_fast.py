@@ -160,7 +160,8 @@ def test_empty_graph_and_single_step():
 
 def test_unsupported_configurations_fall_back():
     x = torch.randn(2, 4, 3)
-    for kw in [dict(dynamics="mlp", mode="continuous"), dict(interaction="attention"), dict(mode="continuous"),
+    for kw in [dict(dynamics="mlp", mode="continuous"), dict(interaction="attention", dynamics="gated"),
+               dict(interaction="attention", dynamics_kw={"activation": "tanh"}, mode="continuous"), dict(mode="continuous"),
                dict(mode="continuous", solver="exp_euler", substeps=2),
                dict(dynamics="gated", mode="continuous", solver="midpoint")]:
         g = NeuronGraph.random(6, 0.4, seed=1, num_inputs=2, num_outputs=2, allow_unreachable=True)
@@ -281,18 +282,20 @@ def test_gated_and_mlp_match_reference(dyn, dtype, impl, d, per_neuron, timespan
 
 
 @pytest.mark.skipif(not fast.c_available(), reason="the gated and MLP fast paths are C-only")
-@pytest.mark.parametrize("dyn", ["gated", "mlp"])
-def test_gated_mlp_threads_gradcheck_and_fallback(dyn):
+@pytest.mark.parametrize("dyn,d", [("gated", 2), ("mlp", 2), ("mlp", 1)])
+def test_gated_mlp_threads_gradcheck_and_fallback(dyn, d):
     fast.THREADS = 2
     g = NeuronGraph.random(10, 0.3, seed=4, num_inputs=3, num_outputs=2, allow_unreachable=True)
     torch.manual_seed(0)
-    m = TND(3, g, 4, state_size=2, dynamics=dyn).double()
-    check(m, torch.randn(5, 4, 3, dtype=torch.float64), 0.3 * torch.randn(5, 10, 2, dtype=torch.float64))
+    m = TND(3, g, 4, state_size=d, dynamics=dyn).double()
+    check(m, torch.randn(5, 4, 3, dtype=torch.float64), 0.3 * torch.randn(5, 10, d, dtype=torch.float64))
     x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
-    h = (0.3 * torch.randn(2, 10, 2, dtype=torch.float64)).requires_grad_()
+    h = (0.3 * torch.randn(2, 10, d, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda x, h: m(x, h, torch.full((2, 3), 0.7, dtype=torch.float64)), (x, h))
+    params = [p for p in m.cell.dynamics.parameters()]  # the kernel's own weight gradients (all layers)
+    assert torch.autograd.gradcheck(lambda *ps: m(x.detach(), h.detach())[0], params) if dyn == "mlp" else True
     fast.BACKEND = "torch"  # no torch loop for these: the reference runs
-    assert not fast.supports(m, torch.zeros(4, 5, 3, dtype=torch.float64), torch.zeros(5, 10, 2).double(), None)
+    assert not fast.supports(m, torch.zeros(4, 5, 3, dtype=torch.float64), torch.zeros(5, 10, d).double(), None)
 
 
 @pytest.mark.skipif(not fast.c_available(), reason="the gated fast path is C-only")
@@ -322,7 +325,7 @@ def test_gradcheck_gated_loop(sparse, seq, with_dt, d):
             0.3 * torch.randn(m, **f64), 0.3 * torch.randn(m, **f64)]
     args = [a.requires_grad_() for a in args]
     dt = torch.rand(T, B, **f64) + 0.3 if with_dt else None
-    assert torch.autograd.gradcheck(lambda *a: GatedLoop.apply(spec, n, d, 2.0, *a, dt), tuple(args))
+    assert torch.autograd.gradcheck(lambda *a: GatedLoop.apply(spec, n, d, (0.1, 2.0), *a, dt), tuple(args))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -349,3 +352,75 @@ def test_extreme_weights_stay_finite_and_bounded(dyn, impl, d):
     y, h = m(x, timespans=torch.rand(2, 20) * 50 + 0.01)
     (y.sum() + h.sum()).backward()
     assert all(bool(torch.isfinite(p.grad).all()) for p in m.parameters() if p.grad is not None)
+
+
+# ------------------------------------------------------------------------------ attention I
+ATTN = list(itertools.product([torch.float64, torch.float32], ["dense", "sparse"], [1, 2], [False, True],
+                              [False, True]))
+
+
+@pytest.mark.skipif(not fast.c_available(), reason="the attention fast path is C-only")
+@pytest.mark.parametrize("dtype,impl,d,signed,timespans", ATTN)
+def test_attention_matches_reference(dtype, impl, d, signed, timespans):
+    g = NeuronGraph.random(9, 0.35, seed=d, num_inputs=3, num_outputs=2, allow_unreachable=True,
+                           inhibitory_fraction=0.3 if signed else 0.0)
+    torch.manual_seed(0)
+    for seq, per_neuron, act in [(True, True, "tanh"), (False, False, "identity")]:
+        m = TND(3, g, 4, return_sequences=seq, impl=impl, state_size=d, per_neuron=per_neuron,
+                interaction="attention", dynamics_kw={"activation": act}).to(dtype)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            m.cell.interaction.edge_mask[::4] = 0.0  # lesions work in the fused path too
+        x = torch.randn(4, 6, 3, dtype=dtype)
+        hx = 0.5 * torch.randn(4, 9, d, dtype=dtype)
+        ts = torch.rand(4, 6, dtype=dtype) + 0.2 if timespans else None
+        assert fast.supports(m, x.transpose(0, 1), hx, None)
+        check(m, x, hx, ts)
+        check(m, x, hx, ts, grad=False)
+
+
+@pytest.mark.skipif(not fast.c_available(), reason="the attention fast path is C-only")
+@pytest.mark.parametrize("impl,d", [("dense", 1), ("sparse", 2), ("dense", 2)])
+def test_attention_gradcheck_threads_and_lesion(impl, d):
+    fast.THREADS = 2
+    g = NeuronGraph.random(8, 0.4, seed=5, num_inputs=2, num_outputs=2, allow_unreachable=True)
+    torch.manual_seed(0)
+    m = TND(3, g, 2, impl=impl, state_size=d, interaction="attention").double()
+    with torch.no_grad():
+        m.cell.interaction.prior.normal_(0, 0.5)
+    x = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)
+    h = (0.4 * torch.randn(3, 8, d, dtype=torch.float64)).requires_grad_()
+    ts = torch.rand(3, 4, dtype=torch.float64) + 0.3
+    assert torch.autograd.gradcheck(lambda x, h: m(x, h, ts), (x, h))
+    params = list(m.parameters())  # every weight gradient, the kernel's and autograd's
+    assert torch.autograd.gradcheck(lambda *ps: m(x.detach(), h.detach(), ts)[0], params)
+    # a lesioned edge carries nothing: its source's state does not reach its target in one step
+    inter = m.cell.interaction
+    e = 0
+    j, i = int(inter.src[e]), int(inter.tgt[e])
+    with torch.no_grad():
+        inter.edge_mask.zero_()  # lesion every edge: states only decay towards tanh(x + bias)
+        x1 = x.detach()[:, :1]
+        h1 = h.detach().clone()
+        y_a = m(x1, h1)[1]
+        h1[:, j] += 0.3
+        y_b = m(x1, h1)[1]
+    assert torch.equal(y_a[:, i], y_b[:, i]) or i == j
+    check(m, x.detach(), h.detach(), ts)
+
+
+@pytest.mark.parametrize("dyn", ["leaky", "gated", "mlp"])
+def test_low_density_dense_graph_runs_through_the_edge_list(dyn, monkeypatch):
+    """A dense-declared graph of low density takes the CSR path of the C kernel (same maths)."""
+    g = NeuronGraph.small_world(24, k=2, rewire_prob=0.1, seed=0, num_inputs=4, num_outputs=4)
+    torch.manual_seed(0)
+    m = TND(3, g, 2, impl="dense", dynamics=dyn, state_size=2).double()
+    assert m.cell.interaction.impl == "dense"
+    expect = fast.c_available()
+    assert fast.use_edge_list(m.cell.interaction, 48, 2 * g.num_edges, torch.device("cpu")) == expect
+    x, hx = torch.randn(3, 5, 3, dtype=torch.float64), 0.3 * torch.randn(3, 24, 2, dtype=torch.float64)
+    check(m, x, hx)
+    monkeypatch.setattr(fast, "SPARSE_BELOW_DENSITY", 0.0)  # and the dense product, for comparison
+    assert not fast.use_edge_list(m.cell.interaction, 48, 2 * g.num_edges, torch.device("cpu"))
+    check(m, x, hx)

@@ -212,3 +212,131 @@ def test_cli_demo(capsys):
     assert main(["demo", "--steps", "2", "--num-neurons", "16", "--length", "6"]) == 0
     out = capsys.readouterr().out
     assert "| TND |" in out and "| LSTM |" in out
+
+
+# ---------------------------------------------------------------------- TND.step (control loops)
+STEP_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+STEP_CONFIGS = [
+    dict(),
+    dict(impl="sparse", state_size=2, per_neuron=False),
+    dict(dynamics_kw={"activation": "identity"}, readout="identity", output_size=3),
+    dict(dynamics="gated", state_size=2),
+    dict(dynamics="mlp"),
+    dict(interaction="attention"),
+    dict(mode="continuous", solver="rk4", substeps=2),
+]
+
+
+def _step_model(graph, dtype, kw):
+    kw = dict(kw)
+    out = kw.pop("output_size", 2)
+    torch.manual_seed(1)
+    m = TND(3, graph, out, **kw).to(dtype)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kw", STEP_CONFIGS)
+@pytest.mark.parametrize("dt_kind", ["none", "scalar", "per_seq"])
+def test_step_equals_forward_over_the_sequence(graph, dtype, kw, dt_kind):
+    m = _step_model(graph, dtype, kw)
+    B, T = 3, 12
+    x = torch.randn(B, T, 3, dtype=dtype)
+    ts = {"none": None, "scalar": 0.7, "per_seq": torch.rand(B, T, dtype=dtype) + 0.3}[dt_kind]
+    h0 = 0.4 * torch.rand(B, 16, m.cell.state_size, dtype=dtype) - 0.2
+    with torch.no_grad():
+        m.use_fast_path = False  # the reference loop, over the whole sequence
+        y_ref, h_ref = m(x, h0, ts)
+        m.use_fast_path = True
+        h, ys = h0, []
+        for t in range(T):
+            dt = ts[:, t] if isinstance(ts, torch.Tensor) else ts
+            y, h = m.step(x[:, t], h, dt)
+            ys.append(y)
+    tol = STEP_TOL[dtype]
+    torch.testing.assert_close(torch.stack(ys, 1), y_ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(h, h_ref, rtol=tol, atol=tol)
+    assert h.shape == h_ref.shape
+
+
+def test_step_lean_path_unbatched_zero_state_and_parameter_updates(graph, monkeypatch):
+    from tnd.fast import c_available
+    from tnd.fast.step import Stepper
+
+    m = _step_model(graph, torch.float64, {})
+    st = m.stepper()
+    assert m.stepper() is st
+    if c_available():  # the leaky model never leaves the one-call path under no_grad
+        monkeypatch.setattr(Stepper, "general", lambda *a: (_ for _ in ()).throw(AssertionError("general path")))
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        y, h = m.step(x[0])  # unbatched, zero state
+        y_ref, h_ref = m(x[:1], None)
+        assert y.shape == (2,) and h.shape == (16,)
+        torch.testing.assert_close(y, y_ref[-1])
+        torch.testing.assert_close(h, h_ref)
+        for t in range(1, 5):
+            y, h = m.step(x[t], h, torch.tensor(0.5, dtype=torch.float64))
+        _, h_full = m(x, timespans=torch.tensor([1.0, 0.5, 0.5, 0.5, 0.5], dtype=torch.float64))
+        torch.testing.assert_close(h, h_full)
+        # in-place parameter updates (an optimiser step, a lesion) refresh the snapshot
+        h2 = 0.4 * torch.rand(2, 16, dtype=torch.float64) - 0.2
+        for p in (m.cell.interaction.weight_raw, m.cell.dynamics.tau_raw, m.cell.input_proj.weight, m.readout.bias):
+            before = m.step(x[:2], h2)
+            p.add_(0.3)
+            after = m.step(x[:2], h2)
+            assert not (torch.equal(before[0], after[0]) and torch.equal(before[1], after[1]))
+            torch.testing.assert_close(after[0], m(x[:2, None], h2)[0][:, 0])
+            torch.testing.assert_close(after[1], m(x[:2, None], h2)[1])
+        m.cell.interaction.edge_mask[::2] = 0.0
+        torch.testing.assert_close(m.step(x[:2], h2)[1], m(x[:2, None], h2)[1])
+        # so do replaced parameter and module objects
+        m.readout.bias = torch.nn.Parameter(m.readout.bias + 1.0)
+        torch.testing.assert_close(m.step(x[:2], h2)[0], m(x[:2, None], h2)[0][:, 0])
+        m.readout = torch.nn.Linear(m.readout.in_features, 2).double()
+        torch.testing.assert_close(m.step(x[:2], h2)[0], m(x[:2, None], h2)[0][:, 0])
+        m.cell.interaction.edge_mask = torch.zeros_like(m.cell.interaction.edge_mask)
+        torch.testing.assert_close(m.step(x[:2], h2)[1], m(x[:2, None], h2)[1])
+
+
+def test_step_with_autograd_and_float32_model(graph):
+    m = _step_model(graph, torch.float32, {})
+    x = torch.randn(2, 4, 3)
+    h, ys = None, []
+    for t in range(4):  # grad mode: the general path, differentiable
+        y, h = m.step(x[:, t], h)
+        ys.append(y)
+    torch.stack(ys, 1).square().sum().backward()
+    g_step = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    m(x)[0].square().sum().backward()
+    for a, b in zip(g_step, [p.grad for p in m.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+BAD_STEPS = [
+    (dict(x=torch.randn(2, 4)), "last dimension 3"),
+    (dict(x=torch.randn(2, 1, 3)), "1-D or 2-D"),
+    (dict(x=torch.randint(0, 3, (2, 3))), "floating-point"),
+    (dict(x=torch.full((2, 3), float("nan"))), "x contains NaN"),
+    (dict(x=torch.full((2, 3), float("inf"))), "x contains Inf"),
+    (dict(x=torch.randn(2, 3), h=torch.zeros(3, 16)), "h must have shape"),
+    (dict(x=torch.randn(2, 3), h=torch.full((2, 16), float("nan"))), "h contains NaN"),
+    (dict(x=torch.randn(2, 3), dt=0.0), "dt must be > 0"),
+    (dict(x=torch.randn(2, 3), dt=float("nan")), "dt contains NaN"),
+    (dict(x=torch.randn(2, 3), dt=torch.tensor([1.0, -1.0])), "dt must be > 0"),
+    (dict(x=torch.randn(2, 3), dt=torch.ones(3)), "dt must be a scalar or of shape"),
+    (dict(x=torch.randn(2, 3, dtype=torch.float64)), "dtype"),
+    (dict(x=[1.0, 2.0, 3.0]), "torch.Tensor"),
+]
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("kwargs, match", BAD_STEPS)
+def test_bad_step_input_is_refused(graph, kwargs, match, grad):
+    m = TND(3, graph, 2)
+    with torch.set_grad_enabled(grad), pytest.raises((ValueError, TypeError), match=match):
+        m.step(**kwargs)

@@ -3,12 +3,14 @@
 Models at equal neuron count N (hidden size N for the layer-wise ones): TND (leaky F, linear I,
 random graph of density 0.25, discrete mode: the fused fast path), TND with gated dynamics (fused
 fast path, d = 1 and d = 2) and with per-neuron-MLP dynamics (fused fast path), TND with the
-attention interaction (reference loop; measured at T = 32), ``nn.RNN``, ``nn.LSTM``, ncps CfC
+attention interaction (leaky F, fused fast path), ``nn.RNN``, ``nn.LSTM``, ncps CfC
 and LTC with a fully-connected and an AutoNCP wiring, and a small causal ``nn.TransformerEncoder``
 (d_model 64, 2 layers, 4 heads). Each is timed after a warm-up, as the median over repeats, in
 microseconds per sequence step (the time of one call over T steps divided by T), for training
 (forward + backward of ``y.sum()``) and inference (``torch.no_grad``); ratios are against
-``nn.LSTM`` at the same shape. ``--large`` adds the large-graph rows (N = 65,536, mean in-degree
+``nn.LSTM`` at the same shape. The single-step table (B = 1, one step per call, state carried, no
+grad: a control loop) times ``TND.step`` (the control-loop API) and ``TND.forward`` on a one-step
+sequence against ``nn.LSTM``. ``--large`` adds the large-graph rows (N = 65,536, mean in-degree
 16 and 32, B = 8, T = 64, sparse, forward + backward), each in a subprocess that reports its
 peak resident memory during one call (``VmHWM`` after resetting it) above what it held before.
 """
@@ -34,15 +36,44 @@ FULL_SHAPES = [(1, 64), (1, 256), (64, 64), (64, 256)]
 QUICK_SHAPES = [(1, 16), (4, 16)]
 
 
+def _count(lo: int, hi: int):
+    """An argparse type: an int in [lo, hi], else a usage error naming the option."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an int in [{lo}, {hi}], got {text!r}")
+        return v
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _file_arg(text: str) -> Path:
+    """An argparse type: a file path that is not a folder and whose nearest existing ancestor is one
+    (checked before the run, not when writing its results at the end)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, expected a file path")
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise argparse.ArgumentTypeError(f"{text!r}: {p} is a file, not a folder")
+            break
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test): B in {1,4}, N=16, T=16")
     parser.add_argument("--large", action="store_true", help="add the large-graph rows (N=65,536, sparse)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--steps", type=int, default=None, help="sequence length T (default 256; quick 16)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5; quick 2)")
+    parser.add_argument("--out", type=_file_arg, default=None, help="also write the Markdown table here")
+    parser.add_argument("--threads", type=_count(1, 1024), default=2, help="torch threads (default 2)")
+    parser.add_argument("--steps", type=_count(1, 100_000), default=None, help="sequence length T (default 256; quick 16)")
+    parser.add_argument("--repeats", type=_count(1, 10_000), default=None, help="timed repeats per cell (default 5; quick 2)")
     parser.add_argument("--models", default=None, help="comma-separated subset of the model names")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers as JSON")
+    parser.add_argument("--json", type=_file_arg, default=None, help="also write the raw numbers as JSON")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with the process's CPU time instead of wall time (with --threads 1: a "
                              "proxy for an idle machine's wall time when the machine is shared)")
@@ -95,7 +126,7 @@ MODELS = {
     "TND (gated; fast path)": lambda n: _Seq(_tnd(n, dynamics="gated")),
     "TND (gated, d=2; fast path)": lambda n: _Seq(_tnd(n, dynamics="gated", state_size=2)),
     "TND (MLP F; fast path)": lambda n: _Seq(_tnd(n, dynamics="mlp")),
-    "TND (attention I; reference loop)": lambda n: _Seq(_tnd(n, interaction="attention")),
+    "TND (attention I; fast path)": lambda n: _Seq(_tnd(n, interaction="attention")),
     "nn.RNN": lambda n: _Seq(nn.RNN(C_IN, n, batch_first=True), nn.Linear(n, C_OUT)),
     "nn.LSTM": lambda n: _Seq(nn.LSTM(C_IN, n, batch_first=True), nn.Linear(n, C_OUT)),
     "ncps CfC (fully connected)": lambda n: _ncps("cfc", "fc", n),
@@ -104,7 +135,7 @@ MODELS = {
     "ncps LTC (AutoNCP)": lambda n: _ncps("ltc", "ncp", n),
     "Transformer (causal, d64, 2 layers)": lambda n: _Transformer(),
 }
-SLOW = ("TND (attention", "ncps LTC")
+SLOW = ("ncps LTC",)
 
 
 def _median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -140,8 +171,6 @@ def _skip_reason(name: str, b: int, n: int, steps: int, quick: bool) -> str | No
         return None
     if name.startswith("ncps LTC") and b * n * steps > 64 * 64 * 256:
         return "skipped (minutes per call)"
-    if name.startswith("TND (attention") and b * n > 64 * 64:
-        return "skipped (reference loop; slow)"
     return None
 
 
@@ -195,18 +224,36 @@ def measure(names, shapes, steps, repeats, log=print) -> dict:
 
 
 def single_step(n: int = 64, repeats: int = 200) -> dict:
-    """B = 1, one step per call, state carried (a control loop), no grad."""
+    """B = 1, one step per call, state carried (a control loop), no grad: ``TND.step`` (the
+    control-loop API, one C call per step) and ``TND.forward`` on a one-step sequence."""
     out: dict = {"N": n}
     torch.manual_seed(0)
     x = torch.randn(1, 1, C_IN)
+    x1 = x[:, 0].contiguous()
     model = _tnd(n)
-    h = None
+    h = h1 = None
     with torch.no_grad():
-        def tnd_step():
+        def tnd_forward():
             nonlocal h
             _, h = model(x, h)
 
-        out["TND (leaky, linear; fast path)"] = _median_time(tnd_step, repeats, warmup=10) * 1e6
+        def tnd_step():
+            nonlocal h1
+            _, h1 = model.step(x1, h1)
+
+        # interleaved rounds of 10 calls each, so that a change of machine load hits both alike
+        t_fwd, t_step = [], []
+        for _ in range(10):
+            tnd_forward()
+            tnd_step()
+        for _ in range(max(1, repeats // 10)):
+            for fn, bucket in ((tnd_forward, t_fwd), (tnd_step, t_step)):
+                t0 = CLOCK()
+                for _ in range(10):
+                    fn()
+                bucket.append((CLOCK() - t0) / 10)
+        out["TND (leaky, linear; TND.step)"] = statistics.median(t_step) * 1e6
+        out["TND (leaky, linear; forward on a 1-step sequence)"] = statistics.median(t_fwd) * 1e6
         lstm = nn.LSTM(C_IN, n, batch_first=True)
         hc = None
 
@@ -369,8 +416,13 @@ def run(args: argparse.Namespace) -> int:
     steps = args.steps or (16 if quick else 256)
     repeats = args.repeats or (2 if quick else 5)
     names = list(MODELS)
-    if args.models:
-        wanted = [s.strip() for s in args.models.split(",")]
+    if args.models is not None:
+        wanted = [s.strip() for s in args.models.split(",") if s.strip()]
+        unknown = [w for w in wanted if not any(w.lower() in m.lower() for m in names)]
+        if not wanted or unknown:
+            print(f"tnd bench: error: --models: no model matches {unknown or args.models!r}; "
+                  f"models: {', '.join(names)}", file=sys.stderr)
+            return 2
         names = [m for m in names if any(w.lower() in m.lower() for w in wanted)]
         if "nn.LSTM" not in names:
             names.append("nn.LSTM")

@@ -38,6 +38,9 @@ class TND(nn.Module):
             or a scalar. Default 1.
         y: ``(B, T, output_size)`` (``(B, output_size)`` if not ``return_sequences``).
         h: the whole neuron state after the last step, ``(B, N)`` if d == 1 else ``(B, N, d)``.
+
+    ``step(x, h=None, dt=None) -> (y, h)``: one time step for control loops, ``x`` ``(B, C)``
+    (see :meth:`step`; one C call per step for the fused leaky configurations).
     """
 
     def __init__(
@@ -154,6 +157,35 @@ class TND(nn.Module):
         if self.cell.state_size == 1:
             h = h.squeeze(-1)
         return y, h
+
+    # -------------------------------------------------------------- single step
+    def step(self, x: torch.Tensor, h: torch.Tensor | None = None, dt: Any = None):
+        """One time step for control loops: ``(y, h) = model.step(x, h)``.
+
+        x: ``(B, C)`` (or unbatched ``(C,)``); h: the state as ``forward`` returns it, ``(B, N)``
+        / ``(B, N, d)`` (unbatched ``(N,)`` / ``(N, d)``), zeros if None; dt: the step's elapsed
+        time, a number, a scalar tensor or one per sequence ``(B,)``; default 1.
+        Returns y ``(B, output_size)`` and the new state in h's layout, exactly what
+        ``forward`` returns for the one-step sequence ``x[:, None]`` (up to rounding), so calling
+        ``step`` T times with the state carried equals ``forward`` over the T steps.
+
+        Leaky models (the fused configurations) run one C call per step with no autograd (under
+        ``torch.no_grad()``/``inference_mode()``, or with nothing requiring a gradient), from a
+        snapshot of the prepared weights that is refreshed whenever a parameter changes; every
+        other configuration, and grad mode, runs the model's own loop for one step (same
+        results, slower). See :mod:`tnd.fast.step`.
+        """
+        return self.stepper()(x, h, dt)
+
+    def stepper(self):
+        """The cached :class:`tnd.fast.step.Stepper` behind :meth:`step` (call it like ``step``;
+        holding it saves a lookup per step)."""
+        from .fast import step as _step
+
+        st = _step.STEPPERS.get(self)
+        if st is None:
+            st = _step.STEPPERS[self] = _step.Stepper(self)
+        return st
 
     def _run(self, xs: torch.Tensor, s: torch.Tensor, dts: torch.Tensor | None):
         """The time loop: a fused fast path where one applies (``use_fast_path``), else the

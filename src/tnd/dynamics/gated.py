@@ -2,13 +2,15 @@
 
 .. math::
 
-    \\lambda_i &= \\lambda_{max}\\, \\sigma(s_i A_i + u_i G_i + x_i H_i + \\beta_i) \\\\
+    \\lambda_i &= \\lambda_{min} + (\\lambda_{max} - \\lambda_{min})\\, \\sigma(s_i A_i + u_i G_i + x_i H_i + \\beta_i) \\\\
     c_i &= \\tanh(u_i V_i + x_i U_i + b_i) \\\\
     \\frac{ds_i}{dt} &= \\lambda_i \\odot (c_i - s_i)
 
-with ``lambda_max = 1 / tau_min``. In discrete time with ``dt = 1`` this is a minimal GRU-like
-update per neuron, ``s' = s + z (c - s)`` with update gate ``z = 1 - exp(-lambda)``. The
-matrices are ``d x d`` per neuron (scalars for ``d = 1``).
+with ``lambda_max = 1 / tau_min`` and ``lambda_min = 1 / tau_max``, so the time constant
+``1 / lambda`` stays in ``[tau_min, tau_max]`` however far the gate saturates. In discrete
+time with ``dt = 1`` this is a minimal GRU-like update per neuron, ``s' = s + z (c - s)``
+with update gate ``z = 1 - exp(-lambda)``. The matrices are ``d x d`` per neuron (scalars
+for ``d = 1``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ class GatedDynamics(NeuronDynamics):
     def rate_max(self) -> float:
         return 1.0 / self.tau_min
 
+    @property
+    def rate_min(self) -> float:
+        return 1.0 / self.tau_max
+
+    def rate(self, gate: torch.Tensor) -> torch.Tensor:
+        """``lambda = lambda_min + (lambda_max - lambda_min) * sigmoid(gate)``, in [1/tau_max, 1/tau_min]."""
+        return self.rate_min + (self.rate_max - self.rate_min) * torch.sigmoid(gate)
+
     def reset_parameters(self) -> None:
         d = self.state_size
         eye = torch.eye(d).expand(self.rows, d, d)
@@ -48,14 +58,16 @@ class GatedDynamics(NeuronDynamics):
             # Resting rate 1/tau with tau drawn as the leaky family's (log-uniform per neuron).
             lo, hi = (math.log(t) for t in self.tau_init)
             log_tau = lo + (hi - lo) * torch.rand(self.rows, d) if self.per_neuron else torch.full((1, d), 0.5 * (lo + hi))
-            frac = (torch.exp(-log_tau) / self.rate_max).clamp(1e-6, 1 - 1e-6)
+            # invert rate(): sigmoid(bias) = (1/tau - lambda_min) / (lambda_max - lambda_min)
+            frac = ((torch.exp(-log_tau) - self.rate_min) / (self.rate_max - self.rate_min)).clamp(1e-6, 1 - 1e-6)
             self.gate_bias.copy_(torch.log(frac) - torch.log1p(-frac))
 
     def rate_and_target(self, s, u, x):
         nl = self.neuron_linear
         gate = nl(s, self.gate_s) + nl(u, self.gate_u) + nl(x, self.gate_x) + self.gate_bias
         cand = torch.tanh(nl(u, self.cand_u) + nl(x, self.cand_x) + self.cand_bias)
-        return self.rate_max * torch.sigmoid(gate), cand
+        return self.rate(gate), cand
 
     def time_constants(self) -> torch.Tensor:
-        return (1.0 / (self.rate_max * torch.sigmoid(self.gate_bias))).expand(self.num_neurons, self.state_size)
+        """The resting time constants ``1 / rate(beta)`` (zero state and input), in [tau_min, tau_max]."""
+        return (1.0 / self.rate(self.gate_bias)).expand(self.num_neurons, self.state_size)

@@ -10,8 +10,12 @@ exponential Euler (``mode="discrete"``, or ``mode="continuous"`` with ``solver="
 and ``substeps=1``), with or without timespans, float32 / float64, any state size d (a dense
 interaction with N * d > 2048 units runs through the edge list, same maths). Gated dynamics
 (``tnd.dynamics.gated``) and per-neuron MLP dynamics (``tnd.dynamics.mlp``) with the same
-interactions, modes and options also run fused, in the C kernel only (CPU with a compiler).
-Everything else (the attention interaction, other solvers, sub-steps > 1) runs the reference loop.
+interactions, modes and options also run fused, in the C kernel only (CPU with a compiler), and
+so does the attention interaction with leaky dynamics (:mod:`tnd.fast.attention`). Everything
+else (attention with gated/MLP F, other solvers, sub-steps > 1) runs the reference loop.
+One-step calls for control loops have their own lean path, :mod:`tnd.fast.step` (``TND.step``).
+With the C kernel, graphs of low density run through the edge list even where the interaction is
+dense (:func:`use_edge_list`).
 
 ``BACKEND`` selects the loop: ``"auto"`` (default: the compiled C++ kernel on CPU where the
 per-step overhead dominates, torch's BLAS where the dense matmuls do), ``"c"`` or ``"torch"``.
@@ -24,20 +28,33 @@ import weakref
 import torch
 
 from . import cbuild
-from .loop import FusedLoop, GatedLoop, LoopSpec, MLPLoop, forward_loop, gated_forward, mlp_forward
+from .loop import (
+    FusedLoop,
+    GatedLoop,
+    LoopSpec,
+    MLPLoop,
+    forward_loop,
+    gated_forward,
+    mlp_forward,
+)
 
-__all__ = ["supports", "run", "BACKEND", "choose_backend", "c_available"]
+__all__ = ["BACKEND", "c_available", "choose_backend", "run", "supports"]
 
 BACKEND = "auto"
 #: dense CPU shapes with B * M^2 at most this run in the C kernel, larger ones in the torch loop
 C_DENSE_MAX_WORK = 1 << 24
 #: a dense interaction over more units (N * d) than this runs through the edge list instead
 MAX_DENSE_UNITS = 2048
+#: with the C kernel, a graph with fewer flat edges than this fraction of M^2 runs through its CSR
+#: even where the model's interaction is dense: the kernel's dense product does M^2 multiply-adds
+#: per row, the CSR one nnz at several times the cost each (they break even near 1/8; Pong's
+#: small-world graph, flat density 0.016: 2.6x faster training steps). Same sums, other rounding.
+SPARSE_BELOW_DENSITY = 1 / 16
 #: worker threads of the C kernel (each runs whole sequences of a part of the batch); 0: by size,
 #: at most ``torch.get_num_threads()``
 THREADS = 0
 
-_cache: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[torch.nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def c_available() -> bool:
@@ -48,17 +65,24 @@ _KINDS: dict = {}
 
 
 def _kind(model) -> str | None:
-    """"leaky", "gated", "mlp" where the cell's configuration has a fused loop, else None."""
+    """"leaky", "gated", "mlp", "attention" where the cell's configuration has a fused loop, else None."""
     if not _KINDS:
         from ..dynamics.gated import GatedDynamics
         from ..dynamics.leaky import LeakyDynamics
         from ..dynamics.mlp import MLPDynamics
+        from ..interactions.attention import AttentionInteraction
         from ..interactions.linear import LinearInteraction
 
-        _KINDS.update(leaky=LeakyDynamics, gated=GatedDynamics, mlp=MLPDynamics, linear=LinearInteraction)
+        _KINDS.update(leaky=LeakyDynamics, gated=GatedDynamics, mlp=MLPDynamics, linear=LinearInteraction,
+                      attention=AttentionInteraction)
     cell = model.cell
     dyn = cell.dynamics
-    if type(cell.interaction) is not _KINDS["linear"] or cell.solver != "exp_euler" or cell.substeps != 1:
+    if cell.solver != "exp_euler" or cell.substeps != 1:
+        return None
+    if type(cell.interaction) is _KINDS["attention"]:
+        ok = type(dyn) is _KINDS["leaky"] and dyn.activation in ("tanh", "identity")
+        return "attention" if ok else None
+    if type(cell.interaction) is not _KINDS["linear"]:
         return None
     if type(dyn) is _KINDS["leaky"]:
         return "leaky" if dyn.activation in ("tanh", "identity") else None
@@ -74,7 +98,7 @@ def supports(model, xs: torch.Tensor, s: torch.Tensor, dts) -> bool:
     if kind is None:
         return False
     if kind != "leaky" and (xs.device.type != "cpu" or BACKEND == "torch" or not c_available()):
-        return False  # the gated and MLP loops exist in the C kernel only
+        return False  # the gated, MLP and attention loops exist in the C kernel only
     dtype = xs.dtype
     if dtype not in (torch.float32, torch.float64) or s.dtype != dtype or s.device != xs.device:
         return False
@@ -98,6 +122,14 @@ def choose_backend(sparse: bool, batch: int, units: int, device: torch.device) -
     if sparse:
         return "c"
     return "c" if batch * units * units <= C_DENSE_MAX_WORK else "torch"
+
+
+def use_edge_list(inter, units: int, nnz: int, device: torch.device) -> bool:
+    """Whether the fused loops run the interaction through the edge list (CSR) or a dense matrix."""
+    if inter.impl == "sparse" or units > MAX_DENSE_UNITS:
+        return True
+    return (nnz < SPARSE_BELOW_DENSITY * units * units and device.type == "cpu" and BACKEND != "torch"
+            and c_available())
 
 
 def _index_data(model, d: int, device: torch.device) -> dict:
@@ -153,6 +185,10 @@ def _prepare(inter, dyn, idx: dict, n: int, d: int, sparse: bool):
         W = w if idx["identity_order"] else w[idx["order"]]
     else:
         W = w.new_zeros(m * m).index_put((idx["dense_index"],), w).view(m, m)
+    if type(inter).__name__ == "AttentionInteraction":
+        from .attention import prepare
+
+        return prepare(inter, dyn, idx, n, d, sparse)
     if dyn.name == "gated":
         mats = tuple(p.expand(n, d, d).contiguous() for p in (dyn.gate_s, dyn.gate_u, dyn.cand_u))
         vecs = tuple(p.expand(n, d).reshape(m).contiguous() for p in (dyn.gate_bias, dyn.cand_bias))
@@ -173,8 +209,8 @@ def run(model, xs: torch.Tensor, s: torch.Tensor, dts):
     T, B, _ = xs.shape
     n, d = cell.num_neurons, cell.state_size
     m = n * d
-    sparse = inter.impl == "sparse" or m > MAX_DENSE_UNITS
     idx = _index_data(model, d, xs.device)
+    sparse = use_edge_list(inter, m, int(idx["src"].numel()), xs.device)
 
     P = cell.input_proj(xs)  # (T, B, n_in * d): all T input projections at once, by autograd
     grad = torch.is_grad_enabled()
@@ -194,9 +230,10 @@ def run(model, xs: torch.Tensor, s: torch.Tensor, dts):
     dt = None if dts is None else dts.reshape(T, B).detach()
     dt = None if dt is None else dt.contiguous()
     gated, mlp = dyn.name == "gated", dyn.name == "mlp"
+    attn = inter.name == "attention"
     act = "tanh" if gated or mlp else dyn.activation
     spec_key = (sparse, act, bool(model.return_sequences), THREADS,
-                "c" if gated or mlp else choose_backend(sparse, B, m, xs.device))
+                "c" if gated or mlp or attn else choose_backend(sparse, B, m, xs.device))
     spec = idx.get("specs", {}).get(spec_key)
     if spec is None:
         spec = LoopSpec(
@@ -226,9 +263,9 @@ def run(model, xs: torch.Tensor, s: torch.Tensor, dts):
         XC = torch.einsum("tbnl,nlk->tbnk", P4, sel(dyn.cand_x)).flatten(2).contiguous()
         tensors = [XG, XC, s0.contiguous(), *prepared]
         if grad and any(t.requires_grad for t in tensors):
-            outs, s_last = GatedLoop.apply(spec, n, d, dyn.rate_max, *tensors, dt)
+            outs, s_last = GatedLoop.apply(spec, n, d, (dyn.rate_min, dyn.rate_max), *tensors, dt)
         else:
-            outs, s_last, _ = gated_forward(spec, n, d, dyn.rate_max, *tensors, dt, save=False)
+            outs, s_last, _ = gated_forward(spec, n, d, (dyn.rate_min, dyn.rate_max), *tensors, dt, save=False)
         return outs.view(outs.shape[0], B, n_out, d), s_last.view(B, n, d)
     if mlp:
         h = dyn.hidden_size
@@ -236,15 +273,20 @@ def run(model, xs: torch.Tensor, s: torch.Tensor, dts):
             in_pos = torch.full((n,), -1, dtype=torch.long, device=xs.device)
             in_pos[cell.input_neurons] = torch.arange(cell.input_neurons.numel(), device=xs.device)
             idx["in_pos"] = in_pos
-        P4 = P.unflatten(-1, (-1, d))
-        w1x = dyn.w1[:, 2 * d:]  # (R, d, H): the input's rows of the first layer
-        w1x = w1x[cell.input_neurons] if dyn.per_neuron else w1x.expand(P4.shape[2], d, h)
-        XW = torch.einsum("tbnl,nlh->tbnh", P4, w1x).flatten(2).contiguous()
-        tensors = [XW, s0.contiguous(), *prepared]
+        tensors = [P.contiguous(), s0.contiguous(), *prepared]  # the kernel applies the first layer's x rows
         if grad and any(t.requires_grad for t in tensors):
             outs, s_last = MLPLoop.apply(spec, n, d, h, idx["in_pos"], *tensors, dt)
         else:
             outs, s_last, _ = mlp_forward(spec, n, d, h, idx["in_pos"], *tensors, dt, save=False)
+        return outs.view(outs.shape[0], B, n_out, d), s_last.view(B, n, d)
+    if attn:
+        from .attention import AttnLoop, attn_forward
+
+        tensors = [P.contiguous(), s0.contiguous(), *prepared]
+        if grad and any(t.requires_grad for t in tensors):
+            outs, s_last = AttnLoop.apply(spec, n, d, inter.key_scale, *tensors, dt)
+        else:
+            outs, s_last, _ = attn_forward(spec, n, d, inter.key_scale, *tensors, dt, save=False)
         return outs.view(outs.shape[0], B, n_out, d), s_last.view(B, n, d)
     tensors = [P.contiguous(), s0.contiguous(), *prepared]
     if grad and any(t.requires_grad for t in tensors):

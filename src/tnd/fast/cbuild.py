@@ -18,6 +18,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+# one translation unit per precision: tnd_loop.cpp #includes the csrc/*.inc.cpp parts (named .cpp so
+# that the package data, fast/csrc/*.cpp, ships them)
 SOURCE = Path(__file__).with_name("csrc") / "tnd_loop.cpp"
 FLAGS = ["-O3", "-march=native", "-fPIC", "-std=c++17", "-pthread"]
 # Preferred: -ffast-math at compile time (lets gcc vectorise tanh/exp through glibc's libmvec),
@@ -56,7 +58,8 @@ def _key(cxx: str) -> str:
     except (OSError, subprocess.SubprocessError):
         version = ""
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), repr(VARIANTS).encode(), version.encode(), _cpu_signature().encode(),
+    headers = b"".join(p.read_bytes() for p in sorted(SOURCE.parent.glob("*.inc.cpp")))
+    for part in (SOURCE.read_bytes(), headers, " ".join(FLAGS).encode(), repr(VARIANTS).encode(), version.encode(), _cpu_signature().encode(),
                  platform.machine().encode()):
         h.update(part)
         h.update(b"\0")
@@ -75,16 +78,25 @@ def _declare(lib: ctypes.CDLL) -> None:
         d = ctypes.c_double
         gf = getattr(lib, f"tnd_gated_forward_{suf}")
         gf.restype = None
-        gf.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, i, p, p, p, p, p, p, p, p, p, d, p, p, p, p, p, p, p, i]
+        gf.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, i, p, p, p, p, p, p, p, p, p, d, d, p, p, p, p, p, p, p, i]
         gb = getattr(lib, f"tnd_gated_backward_{suf}")
         gb.restype = None
-        gb.argtypes = [i] * 7 + [p, p, i] + [p] * 4 + [i64] + [p] * 3 + [d] + [p] * 7 + [p] * 5 + [i]
+        gb.argtypes = [i] * 7 + [p, p, i] + [p] * 4 + [i64] + [p] * 3 + [d, d] + [p] * 7 + [p] * 5 + [i]
         mf = getattr(lib, f"tnd_mlp_forward_{suf}")
         mf.restype = None
         mf.argtypes = [i] * 8 + [p] * 4 + [i] + [p] * 10 + [p] * 5 + [i]
         mb = getattr(lib, f"tnd_mlp_backward_{suf}")
         mb.restype = None
         mb.argtypes = [i] * 8 + [p] * 3 + [i] + [p] * 4 + [i64] + [p] * 5 + [p] * 5 + [p] * 4 + [i]
+        af = getattr(lib, f"tnd_attn_forward_{suf}")
+        af.restype = None
+        af.argtypes = [i] * 8 + [d] + [p] * 4 + [i] + [p] * 8 + [p] * 6 + [i]
+        ab = getattr(lib, f"tnd_attn_backward_{suf}")
+        ab.restype = None
+        ab.argtypes = [i] * 8 + [d] + [p] * 2 + [i] + [p] * 4 + [i64] + [p] * 3 + [p] * 4 + [p] * 4 + [p] * 5 + [i]
+        st = getattr(lib, f"tnd_step_{suf}")
+        st.restype = i
+        st.argtypes = [p, i, p, p, p, i, d, i, p, p]
 
 
 def build(verbose: bool = False) -> Path:

@@ -215,8 +215,9 @@ class FusedLoop(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------ gated F
-def gated_forward(spec: LoopSpec, N: int, d: int, rmax: float, XG, XC, s0, W, Am, Gm, Vm, beta, cb, dt, save: bool):
-    """Gated dynamics, C kernel only. XG, XC ``(T, B, n_in)``: the input's contributions to the gate
+def gated_forward(spec: LoopSpec, N: int, d: int, rates, XG, XC, s0, W, Am, Gm, Vm, beta, cb, dt, save: bool):
+    """Gated dynamics, C kernel only. ``rates = (rate_min, rate_max)``: the rate is
+    ``rate_min + (rate_max - rate_min) * sigmoid(gate)``. XG, XC ``(T, B, n_in)``: the input's contributions to the gate
     and to the candidate at the input units; Am, Gm, Vm ``(N, d, d)``; beta, cb ``(M,)``.
     Returns ``(outs, s_last, saved)`` with saved = (S, U, SIG, CAND) or None."""
     T, B, _ = XG.shape
@@ -230,17 +231,18 @@ def gated_forward(spec: LoopSpec, N: int, d: int, rmax: float, XG, XC, s0, W, Am
         T, B, N, d, spec.in_idx.numel(), n_out, int(spec.seq_out), _ptr(XG), _ptr(XC), _ptr(spec.in_idx),
         _ptr(spec.out_idx), _ptr(s0), int(spec.sparse), None if spec.sparse else _ptr(W), _ptr(spec.rowptr),
         _ptr(spec.src32), _ptr(W) if spec.sparse else None, _ptr(Am), _ptr(Gm), _ptr(Vm), _ptr(beta), _ptr(cb),
-        float(rmax), _ptr(dt), _ptr(outs), _ptr(s_last), *(_ptr(t) for t in saved), _threads(spec, T, B, M))
+        float(rates[0]), float(rates[1] - rates[0]), _ptr(dt), _ptr(outs), _ptr(s_last), *(_ptr(t) for t in saved), _threads(spec, T, B, M))
     return outs, s_last, (saved if save else None)
 
 
 class GatedLoop(torch.autograd.Function):
-    """``(XG, XC, s0, W, A, G, V, beta, cb) -> (outs, s_last)`` for the gated dynamics."""
+    """``(XG, XC, s0, W, A, G, V, beta, cb) -> (outs, s_last)`` for the gated dynamics; ``rates`` is
+    ``(rate_min, rate_max)``."""
 
     @staticmethod
-    def forward(ctx, spec, N, d, rmax, XG, XC, s0, W, Am, Gm, Vm, beta, cb, dt):
-        outs, s_last, saved = gated_forward(spec, N, d, rmax, XG, XC, s0, W, Am, Gm, Vm, beta, cb, dt, save=True)
-        ctx.spec, ctx.N, ctx.d, ctx.rmax = spec, N, d, rmax
+    def forward(ctx, spec, N, d, rates, XG, XC, s0, W, Am, Gm, Vm, beta, cb, dt):
+        outs, s_last, saved = gated_forward(spec, N, d, rates, XG, XC, s0, W, Am, Gm, Vm, beta, cb, dt, save=True)
+        ctx.spec, ctx.N, ctx.d, ctx.rates = spec, N, d, rates
         ctx.save_for_backward(*saved, W, Am, Gm, Vm, dt)
         return outs, s_last
 
@@ -264,7 +266,7 @@ class GatedLoop(torch.autograd.Function):
         getattr(cbuild.load(), f"tnd_gated_backward_{_suffix(S.dtype)}")(
             T, B, N, d, n_in, n_out, int(spec.seq_out), _ptr(spec.in_idx), _ptr(spec.out_idx), int(spec.sparse),
             _ptr(WT), _ptr(spec.rowptr), _ptr(spec.src32), _ptr(W) if spec.sparse else None,
-            W.shape[0] if spec.sparse else 0, _ptr(Am), _ptr(Gm), _ptr(Vm), float(ctx.rmax), _ptr(dt), _ptr(S),
+            W.shape[0] if spec.sparse else 0, _ptr(Am), _ptr(Gm), _ptr(Vm), float(ctx.rates[0]), float(ctx.rates[1] - ctx.rates[0]), _ptr(dt), _ptr(S),
             _ptr(U), _ptr(SIG), _ptr(CAND), _ptr(g_outs), _ptr(g_last), _ptr(g_s0), _ptr(g_xg), _ptr(g_xc), _ptr(Gu),
             _ptr(g_params), _threads(spec, T, B, M))
         gA, gG, gV, gbeta, gcb, g_w = torch.split(g_params, sizes)
@@ -276,17 +278,18 @@ class GatedLoop(torch.autograd.Function):
 
 
 # -------------------------------------------------------------------------------- MLP F
-def mlp_forward(spec: LoopSpec, N, d, H, in_pos, XW, s0, W, W1, B1, W2, B2, r, dt, save: bool):
-    """Per-neuron MLP dynamics, C kernel only. XW ``(T, B, n_in * H)``: the input's share of the
-    hidden pre-activation at the input neurons (``in_pos[n]`` is neuron n's slot, or -1)."""
-    T, B, _ = XW.shape
+def mlp_forward(spec: LoopSpec, N, d, H, in_pos, P, s0, W, W1, B1, W2, B2, r, dt, save: bool):
+    """Per-neuron MLP dynamics, C kernel only. P ``(T, B, n_in * d)``: the input projection at
+    the input neurons (``in_pos[n]`` is neuron n's slot, or -1); the kernel applies the first
+    layer's input rows itself. Returns ``(outs, s_last, saved)`` with saved = (S, U, C) or None."""
+    T, B, _ = P.shape
     M = N * d
     n_out = spec.out_idx.numel()
-    outs = XW.new_empty(T if spec.seq_out else 1, B, n_out)
-    s_last = XW.new_empty(B, M)
-    saved = (XW.new_empty(T + 1, B, M), XW.new_empty(T, B, M), XW.new_empty(T, B, M)) if save else (None,) * 3
-    getattr(cbuild.load(), f"tnd_mlp_forward_{_suffix(XW.dtype)}")(
-        T, B, N, d, H, XW.shape[2] // H, n_out, int(spec.seq_out), _ptr(XW), _ptr(in_pos), _ptr(spec.out_idx),
+    outs = P.new_empty(T if spec.seq_out else 1, B, n_out)
+    s_last = P.new_empty(B, M)
+    saved = (P.new_empty(T + 1, B, M), P.new_empty(T, B, M), P.new_empty(T, B, M)) if save else (None,) * 3
+    getattr(cbuild.load(), f"tnd_mlp_forward_{_suffix(P.dtype)}")(
+        T, B, N, d, H, P.shape[2] // d, n_out, int(spec.seq_out), _ptr(P), _ptr(in_pos), _ptr(spec.out_idx),
         _ptr(s0), int(spec.sparse), None if spec.sparse else _ptr(W), _ptr(spec.rowptr), _ptr(spec.src32),
         _ptr(W) if spec.sparse else None, _ptr(W1), _ptr(B1), _ptr(W2), _ptr(B2), _ptr(r), _ptr(dt), _ptr(outs),
         _ptr(s_last), *(_ptr(t) for t in saved), _threads(spec, T, B, M))
@@ -294,19 +297,19 @@ def mlp_forward(spec: LoopSpec, N, d, H, in_pos, XW, s0, W, W1, B1, W2, B2, r, d
 
 
 class MLPLoop(torch.autograd.Function):
-    """``(XW, s0, W, W1, B1, W2, B2, r) -> (outs, s_last)`` for the per-neuron MLP dynamics."""
+    """``(P, s0, W, W1, B1, W2, B2, r) -> (outs, s_last)`` for the per-neuron MLP dynamics."""
 
     @staticmethod
-    def forward(ctx, spec, N, d, H, in_pos, XW, s0, W, W1, B1, W2, B2, r, dt):
-        outs, s_last, saved = mlp_forward(spec, N, d, H, in_pos, XW, s0, W, W1, B1, W2, B2, r, dt, save=True)
+    def forward(ctx, spec, N, d, H, in_pos, P, s0, W, W1, B1, W2, B2, r, dt):
+        outs, s_last, saved = mlp_forward(spec, N, d, H, in_pos, P, s0, W, W1, B1, W2, B2, r, dt, save=True)
         ctx.spec, ctx.N, ctx.d, ctx.H = spec, N, d, H
-        ctx.save_for_backward(*saved, XW, in_pos, W, W1, B1, W2, r, dt)
+        ctx.save_for_backward(*saved, P, in_pos, W, W1, B1, W2, r, dt)
         return outs, s_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_outs, g_last):
-        S, U, C, XW, in_pos, W, W1, B1, W2, r, dt = ctx.saved_tensors
+        S, U, C, P, in_pos, W, W1, B1, W2, r, dt = ctx.saved_tensors
         spec, N, d, H = ctx.spec, ctx.N, ctx.d, ctx.H
         T1, B, M = S.shape
         T = T1 - 1
@@ -315,19 +318,19 @@ class MLPLoop(torch.autograd.Function):
             g_outs = S.new_zeros(T if spec.seq_out else 1, B, n_out)
         g_outs = g_outs.contiguous()
         g_last = None if g_last is None else g_last.contiguous()
-        g_s0, g_XW = S.new_empty(B, M), torch.zeros_like(XW)
+        g_s0, g_P = S.new_empty(B, M), torch.empty_like(P)  # the kernel writes every slot
         Gu = None if spec.sparse else S.new_empty(T, B, M)
         sizes = [N * 3 * d * H, N * H * d, N * H, M, M, W.shape[0] if spec.sparse else 0]
         g_params = S.new_empty(sum(sizes))
         WT = None if spec.sparse else W.t().contiguous()
         getattr(cbuild.load(), f"tnd_mlp_backward_{_suffix(S.dtype)}")(
-            T, B, N, d, H, XW.shape[2] // H, n_out, int(spec.seq_out), _ptr(XW), _ptr(in_pos), _ptr(spec.out_idx),
+            T, B, N, d, H, P.shape[2] // d, n_out, int(spec.seq_out), _ptr(P), _ptr(in_pos), _ptr(spec.out_idx),
             int(spec.sparse), _ptr(WT), _ptr(spec.rowptr), _ptr(spec.src32), _ptr(W) if spec.sparse else None,
             W.shape[0] if spec.sparse else 0, _ptr(W1), _ptr(B1), _ptr(W2), _ptr(r), _ptr(dt), _ptr(S), _ptr(U),
-            _ptr(C), _ptr(g_outs), _ptr(g_last), _ptr(g_s0), _ptr(g_XW), _ptr(Gu), _ptr(g_params),
+            _ptr(C), _ptr(g_outs), _ptr(g_last), _ptr(g_s0), _ptr(g_P), _ptr(Gu), _ptr(g_params),
             _threads(spec, T, B, M))
         gW1, gW2, gB1, gB2, gr, gw = torch.split(g_params, sizes)
         if not spec.sparse:
             gw = S[:-1].reshape(T * B, M).t().mm(Gu.reshape(T * B, M)) if ctx.needs_input_grad[7] else None
-        return (None, None, None, None, None, g_XW, g_s0, gw, gW1.view(N, 3 * d, H), gB1.view(N, H),
+        return (None, None, None, None, None, g_P, g_s0, gw, gW1.view(N, 3 * d, H), gB1.view(N, H),
                 gW2.view(N, H, d), gB2, gr, None)

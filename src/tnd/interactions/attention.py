@@ -18,7 +18,8 @@ Because the score separates into an edge term and a sender term, the dense path 
     num = (e * v * s) @ P,   den = e @ P,   u = num / den
 
 (one matmul each). Keys are bounded so ``den`` cannot underflow. Neurons without in-edges
-receive zero.
+receive zero. With leaky dynamics in discrete time the whole loop runs fused in C
+(:mod:`tnd.fast.attention`, the same maths; this module stays the reference it is tested against).
 """
 
 from __future__ import annotations

@@ -47,6 +47,30 @@ def _select(h: Any, keep: torch.Tensor) -> Any:
     return map_state(h, lambda t: t.index_select(0, keep))
 
 
+def _step_fn(model: nn.Module) -> Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]:
+    """``step(x, h) -> (logits, h)`` for one observation per sequence, ``x`` ``(B, C)``.
+
+    A TND (bare or inside ``ScaledInput``) steps through :meth:`tnd.TND.step`, the lean
+    control-loop call (the same logits and state as ``model(x[:, None], h)``, up to rounding);
+    every other model is called on a one-step sequence."""
+    from ..model import TND
+    from .models import ScaledInput
+
+    inner = model.inner if isinstance(model, ScaledInput) else model
+    if isinstance(inner, TND):
+        stepper = inner.stepper()
+        if inner is model:
+            return stepper
+        center, scale = model.center, model.scale
+        return lambda x, h: stepper((x - center) * scale, h)  # ScaledInput.forward's change of units
+
+    def step(x: torch.Tensor, h: Any):
+        logits, h = model(x.unsqueeze(1), h)
+        return logits[:, -1], h
+
+    return step
+
+
 @torch.inference_mode()
 def play_rounds(
     model: nn.Module,
@@ -73,10 +97,11 @@ def play_rounds(
     active = list(range(rounds))
     h: Any = None
     dtype = next(model.parameters()).dtype
+    step = _step_fn(model)
     while active:
-        x = torch.from_numpy(obs[active]).to(dtype).unsqueeze(1)  # (A, 1, C)
-        logits, h = model(x, h)
-        actions = logits[:, -1].argmax(-1).tolist()
+        x = torch.from_numpy(obs[active]).to(dtype)  # (A, C): one observation per active round
+        logits, h = step(x, h)
+        actions = logits.argmax(-1).tolist()
         keep: list[int] = []
         still: list[int] = []
         for j, (i, a) in enumerate(zip(active, actions)):
@@ -122,10 +147,11 @@ def record_frames(
     h: Any = None
     was_training = model.training
     model.eval()
+    step = _step_fn(model)
     for t in range(1, max_steps + 1):
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).to(dtype).reshape(1, 1, -1)
-        logits, h = model(x, h)
-        obs, _r, term, trunc, info = env.step(int(logits[0, -1].argmax()))
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).to(dtype).reshape(1, -1)
+        logits, h = step(x, h)
+        obs, _r, term, trunc, info = env.step(int(logits[0].argmax()))
         frames.append(env.render())
         steps.append(t)
         if term or trunc:

@@ -1,0 +1,293 @@
+// The attention interaction (tnd.interactions.attention) with leaky dynamics, included by
+// tnd_loop.cpp. Per batch row, neuron n (d-dim state s_n, key vector c_n), flat units m = n*d + l:
+//     k_n = kappa * tanh(<c_n, s_n>),   e_n = exp(k_n - max_n' k_n')     (the shift cancels below)
+//     num = (e * s) @ Wv,   den = e @ Wp                 (e replicated over the d dims of a neuron)
+//     u   = num / den (0 where den = 0: no in-edges)
+//     c   = act(u + x + bias),   a = exp(-r dt),   s' = c + (s - c) * a
+// Wv[(j,l), (i,l)] = p_ji v_ji,l and Wp[(j,l), (i,l)] = p_ji (the prior softmax weight
+// p = mask * exp(b - max b) and the value v of edge j -> i): dense (M, M) block matrices or the
+// flat CSR over targets, exactly as the linear interaction's W. Forward saves S, C (targets),
+// U and DEN; backward recomputes e. Dense weight gradients are formed by the caller in one
+// matmul each (ES^T Gnum, EF^T Gden), sparse ones accumulated here.
+
+template <typename T>
+struct AArgs {
+    int T_, B, N, d, n_in, n_out, seq_out, sparse, act;
+    T kappa;
+    const T *P, *s0, *W1, *W2, *key, *r, *bias, *dt, *g_outs, *g_last, *S_in, *C_in, *U_in, *D_in;
+    const i64 *in_idx, *out_idx, *rowptr;
+    const i32* src;
+    i64 E;
+    T *outs, *s_last, *S, *C, *U, *D, *g_s0, *g_P, *Gnum, *Gden, *EF, *ES;
+};
+
+// ef = e (replicated over d), es = e * s, th = tanh(<c_n, s_n>) for nb rows of states s.
+// Flat loops (tanh, max, exp each over all neurons) so that they vectorise.
+template <typename T>
+static void attn_keys(const AArgs<T>& A, const T* s, int nb, T* ef, T* es, T* th) {
+    const int N = A.N, d = A.d, M = N * d;
+    const T kappa = A.kappa;
+    for (int bb = 0; bb < nb; ++bb) {
+        const T* __restrict sb = s + (i64)bb * M;
+        T* __restrict tb = th + (i64)bb * N;
+        T* __restrict efb = ef + (i64)bb * M;
+        T* __restrict esb = es + (i64)bb * M;
+        if (d == 1) {
+            for (int n = 0; n < N; ++n) tb[n] = A.key[n] * sb[n];
+        } else {
+            for (int n = 0; n < N; ++n) {
+                T z = 0;
+                for (int l = 0; l < d; ++l) z += A.key[n * d + l] * sb[n * d + l];
+                tb[n] = z;
+            }
+        }
+        for (int n = 0; n < N; ++n) tb[n] = std::tanh(tb[n]);
+        T tmax = T(-1);
+        for (int n = 0; n < N; ++n) tmax = tb[n] > tmax ? tb[n] : tmax;
+        const T kmax = kappa * tmax;
+        if (d == 1) {
+            for (int n = 0; n < N; ++n) {
+                const T e = std::exp(kappa * tb[n] - kmax);
+                efb[n] = e;
+                esb[n] = e * sb[n];
+            }
+        } else {
+            for (int n = 0; n < N; ++n) efb[n * d] = std::exp(kappa * tb[n] - kmax);
+            for (int n = 0; n < N; ++n)
+                for (int l = 0; l < d; ++l) {
+                    efb[n * d + l] = efb[n * d];
+                    esb[n * d + l] = efb[n * d] * sb[n * d + l];
+                }
+        }
+    }
+}
+
+template <typename T>
+static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
+    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), ef(nbM), es(nbM), th((i64)nb * N), num(nbM), den(nbM),
+        pre(M), zbuf(M);
+    const T* cur = A.s0 + (i64)b0 * M;
+    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
+    for (int t = 0; t < A.T_; ++t) {
+        const i64 off = (i64)t * BM + (i64)b0 * M;
+        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+        attn_keys(A, cur, nb, ef.data(), es.data(), th.data());
+        std::memset(num.data(), 0, sizeof(T) * nbM);
+        std::memset(den.data(), 0, sizeof(T) * nbM);
+        if (A.sparse) {
+            csr_gather(num.data(), es.data(), A.rowptr, A.src, A.W1, nb, M);
+            csr_gather(den.data(), ef.data(), A.rowptr, A.src, A.W2, nb, M);
+        } else {
+            matmul_rows(num.data(), es.data(), A.W1, nb, M);
+            matmul_rows(den.data(), ef.data(), A.W2, nb, M);
+        }
+        for (int bb = 0; bb < nb; ++bb) {
+            const i64 ro = (i64)bb * M;
+            std::memcpy(pre.data(), A.bias, sizeof(T) * M);
+            const T* p = A.P + ((i64)t * B + b0 + bb) * n_in;
+            for (int k = 0; k < n_in; ++k) pre[A.in_idx[k]] += p[k];
+            const T* sb = cur + ro;
+            T* nbp = nxt + ro;
+            T* cb = A.C ? A.C + off + ro : pre.data();
+            T* ub = A.U ? A.U + off + ro : nullptr;
+            T* db = A.D ? A.D + off + ro : nullptr;
+            const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
+            T* __restrict z = zbuf.data();
+            for (int m = 0; m < M; ++m) {  // separate flat loops, so that each vectorises
+                const T dv = den[ro + m];
+                const T u = dv > T(0) ? num[ro + m] / dv : T(0);
+                z[m] = u + pre[m];
+                if (ub) {
+                    ub[m] = u;
+                    db[m] = dv;
+                }
+            }
+            if (A.act == 0)
+                for (int m = 0; m < M; ++m) z[m] = std::tanh(z[m]);
+            for (int m = 0; m < M; ++m) {
+                const T c = z[m];
+                cb[m] = c;
+                nbp[m] = c + (sb[m] - c) * std::exp(-A.r[m] * h);
+            }
+        }
+        if (A.seq_out || t == A.T_ - 1) {
+            T* o = A.outs + (A.seq_out ? (i64)t * B * n_out : 0);
+            for (int bb = 0; bb < nb; ++bb)
+                for (int k = 0; k < n_out; ++k) o[(i64)(b0 + bb) * n_out + k] = nxt[(i64)bb * M + A.out_idx[k]];
+        }
+        cur = nxt;
+    }
+    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+}
+
+// acc layout (doubles): key (M) | r (M) | bias (M) | wv (E) | wp (E)   (E only when sparse)
+template <typename T>
+static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
+    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    double *akey = acc, *ar = acc + M, *abias = acc + 2 * M, *awv = acc + 3 * M, *awp = awv + (A.sparse ? A.E : 0);
+    std::vector<T> g(nbM), gn(nbM), gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
+    std::vector<T> ef_buf(A.EF ? 0 : nbM), es_buf(A.ES ? 0 : nbM), gnum_buf(A.Gnum ? 0 : nbM), gden_buf(A.Gden ? 0 : nbM);
+    for (int m = 0; m < M; ++m) decay[m] = std::exp(-A.r[m]);
+    if (A.g_last)
+        std::memcpy(g.data(), A.g_last + (i64)b0 * M, sizeof(T) * nbM);
+    else
+        std::memset(g.data(), 0, sizeof(T) * nbM);
+    {
+        const T* go = A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * B * n_out : 0);
+        for (int bb = 0; bb < nb; ++bb)
+            for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
+    }
+    for (int t = A.T_ - 1; t >= 0; --t) {
+        const i64 off = (i64)t * BM + (i64)b0 * M;
+        const T* st = A.S_in + off;
+        T* gnum = A.Gnum ? A.Gnum + off : gnum_buf.data();
+        T* gden = A.Gden ? A.Gden + off : gden_buf.data();
+        T* ef = A.EF ? A.EF + off : ef_buf.data();
+        T* es = A.ES ? A.ES + off : es_buf.data();
+        for (int bb = 0; bb < nb; ++bb) {
+            const i64 ro = (i64)bb * M;
+            const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
+            const T *sb = st + ro, *cb = A.C_in + off + ro, *ub = A.U_in + off + ro, *db = A.D_in + off + ro;
+            const T* gb = g.data() + ro;
+            T* gnb = gn.data() + ro;
+            if (A.dt) {
+                if (A.act == 0)
+                    leaky_bwd_elem<T, true, true>(M, sb, cb, gb, A.r, decay.data(), h, gp.data(), gnb, ar, abias);
+                else
+                    leaky_bwd_elem<T, true, false>(M, sb, cb, gb, A.r, decay.data(), h, gp.data(), gnb, ar, abias);
+            } else {
+                if (A.act == 0)
+                    leaky_bwd_elem<T, false, true>(M, sb, cb, gb, A.r, decay.data(), h, gp.data(), gnb, ar, abias);
+                else
+                    leaky_bwd_elem<T, false, false>(M, sb, cb, gb, A.r, decay.data(), h, gp.data(), gnb, ar, abias);
+            }
+            T* gPt = A.g_P + ((i64)t * B + b0 + bb) * n_in;
+            for (int k = 0; k < n_in; ++k) gPt[k] = gp[A.in_idx[k]];
+            for (int m = 0; m < M; ++m) {  // u = num / den
+                const T dv = db[m];
+                const T inv = dv > T(0) ? T(1) / dv : T(0);
+                gnum[ro + m] = gp[m] * inv;
+                gden[ro + m] = -gp[m] * ub[m] * inv;
+            }
+        }
+        attn_keys(A, st, nb, ef, es, th.data());
+        std::memset(ges.data(), 0, sizeof(T) * nbM);
+        std::memset(gef.data(), 0, sizeof(T) * nbM);
+        if (A.sparse) {
+            csr_scatter_grad(ges.data(), gnum, es, A.rowptr, A.src, A.W1, awv, nb, M);
+            csr_scatter_grad(gef.data(), gden, ef, A.rowptr, A.src, A.W2, awp, nb, M);
+        } else {
+            matmul_rows(ges.data(), gnum, A.W1, nb, M);  // W1, W2 are the transposed matrices here
+            matmul_rows(gef.data(), gden, A.W2, nb, M);
+        }
+        std::fill(fkey.begin(), fkey.end(), T(0));
+        for (int bb = 0; bb < nb; ++bb) {  // through e = exp(kappa tanh(<c, s>) - max) to s and c
+            const i64 ro = (i64)bb * M;
+            const T* __restrict sb = st + ro;
+            const T* __restrict tb = th.data() + (i64)bb * N;
+            T* __restrict gnb = gn.data() + ro;
+            if (d == 1) {  // flat, vectorised
+                const T *__restrict efb = ef + ro, *__restrict gefb = gef.data() + ro, *__restrict gesb = ges.data() + ro;
+                T* __restrict fk = fkey.data();
+                for (int n = 0; n < N; ++n) {
+                    const T e = efb[n];
+                    const T gz = (gefb[n] + gesb[n] * sb[n]) * e * A.kappa * (T(1) - tb[n] * tb[n]);
+                    gnb[n] += gesb[n] * e + gz * A.key[n];
+                    fk[n] += gz * sb[n];
+                }
+                continue;
+            }
+            for (int n = 0; n < N; ++n) {
+                const T e = ef[ro + n * d];
+                T ge = 0;
+                for (int l = 0; l < d; ++l) {
+                    const int q = n * d + l;
+                    ge += gef[ro + q] + ges[ro + q] * sb[q];
+                    gnb[q] += ges[ro + q] * e;
+                }
+                const T gz = ge * e * A.kappa * (T(1) - tb[n] * tb[n]);
+                for (int l = 0; l < d; ++l) {
+                    const int q = n * d + l;
+                    gnb[q] += gz * A.key[q];
+                    fkey[q] += gz * sb[q];
+                }
+            }
+        }
+        for (int m = 0; m < M; ++m) akey[m] += (double)fkey[m];  // per-step partial sums, then double
+        if (A.seq_out && t >= 1) {
+            const T* go = A.g_outs + (i64)(t - 1) * B * n_out;
+            for (int bb = 0; bb < nb; ++bb)
+                for (int k = 0; k < n_out; ++k) gn[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
+        }
+        g.swap(gn);
+    }
+    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+}
+
+template <typename T>
+static void attn_forward(const AArgs<T>& A, int nthreads) {
+    auto parts = split_rows(A.B, nthreads);
+    std::vector<std::thread> pool;
+    for (size_t k = 1; k < parts.size(); ++k)
+        pool.emplace_back([&A, &parts, k] { attn_forward_rows(A, parts[k].first, parts[k].second); });
+    attn_forward_rows(A, parts[0].first, parts[0].second);
+    for (auto& th : pool) th.join();
+}
+
+// out: key (M) | r (M) | bias (M) | wv (E) | wp (E)   (E only when sparse)
+template <typename T>
+static void attn_backward(const AArgs<T>& A, int nthreads, T* out) {
+    auto parts = split_rows(A.B, nthreads);
+    const i64 M = (i64)A.N * A.d, L = 3 * M + (A.sparse ? 2 * A.E : 0);
+    const size_t np = parts.size();
+    std::vector<double> acc(L * np, 0.0);
+    auto work = [&](size_t k) { attn_backward_rows(A, parts[k].first, parts[k].second, acc.data() + L * k); };
+    std::vector<std::thread> pool;
+    for (size_t k = 1; k < np; ++k) pool.emplace_back(work, k);
+    work(0);
+    for (auto& th : pool) th.join();
+    for (i64 i = 0; i < L; ++i) {
+        double v = 0;
+        for (size_t k = 0; k < np; ++k) v += acc[L * k + i];
+        out[i] = (T)v;
+    }
+}
+
+#define TND_ATTN_EXPORT(T, SUF)                                                                                    \
+    extern "C" void tnd_attn_forward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out, int act, \
+                                           double kappa, const T* P, const i64* in_idx, const i64* out_idx,       \
+                                           const T* s0, int sparse, const T* W1, const T* W2, const i64* rowptr,  \
+                                           const i32* src, const T* key, const T* r, const T* bias, const T* dt,  \
+                                           T* outs, T* s_last, T* S, T* C, T* U, T* D, int nthreads) {            \
+        AArgs<T> A{};                                                                                              \
+        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.act = act;   \
+        A.kappa = (T)kappa; A.P = P; A.in_idx = in_idx; A.out_idx = out_idx; A.s0 = s0; A.sparse = sparse;         \
+        A.W1 = W1; A.W2 = W2; A.rowptr = rowptr; A.src = src; A.key = key; A.r = r; A.bias = bias; A.dt = dt;      \
+        A.outs = outs; A.s_last = s_last; A.S = S; A.C = C; A.U = U; A.D = D;                                      \
+        attn_forward<T>(A, nthreads);                                                                              \
+    }                                                                                                              \
+    extern "C" void tnd_attn_backward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,        \
+                                            int act, double kappa, const i64* in_idx, const i64* out_idx,         \
+                                            int sparse, const T* W1, const T* W2, const i64* rowptr,              \
+                                            const i32* src, i64 E, const T* key, const T* r, const T* dt,         \
+                                            const T* S, const T* C, const T* U, const T* D, const T* g_outs,      \
+                                            const T* g_last, T* g_s0, T* g_P, T* Gnum, T* Gden, T* EF, T* ES,     \
+                                            T* g_params, int nthreads) {                                          \
+        AArgs<T> A{};                                                                                              \
+        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.act = act;   \
+        A.kappa = (T)kappa; A.in_idx = in_idx; A.out_idx = out_idx; A.sparse = sparse; A.W1 = W1; A.W2 = W2;      \
+        A.rowptr = rowptr; A.src = src; A.E = E; A.key = key; A.r = r; A.dt = dt; A.S_in = S; A.C_in = C;          \
+        A.U_in = U; A.D_in = D; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_P = g_P; A.Gnum = Gnum;   \
+        A.Gden = Gden; A.EF = EF; A.ES = ES;                                                                        \
+        attn_backward<T>(A, nthreads, g_params);                                                                   \
+    }
+
+#ifndef TND_SKIP_F32
+TND_ATTN_EXPORT(float, f32)
+#endif
+#ifndef TND_SKIP_F64
+TND_ATTN_EXPORT(double, f64)
+#endif

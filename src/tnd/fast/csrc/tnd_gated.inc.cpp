@@ -1,0 +1,261 @@
+// Gated dynamics (tnd.dynamics.gated), included by tnd_loop.cpp: per neuron n with d x d matrices A, G, V (N, d, d):
+//     gate = s_n A_n + u_n G_n + beta + xg        (xg: input projection through H, input units)
+//     c    = tanh(u_n V_n + cb + xc)              (xc: input projection through U, input units)
+//     rate = rmin + (rmax - rmin) * sigmoid(gate)   (rspan = rmax - rmin; tau in [tau_min, tau_max])
+//     a    = exp(-rate * dt),     s' = c + (s - c) * a
+template <typename T>
+struct GArgs {
+    int T_, B, N, d, n_in, n_out, seq_out, sparse;
+    T rmin, rspan;
+    const T *XG, *XC, *s0, *W, *WT, *w, *A, *G, *V, *beta, *cb, *dt, *g_outs, *g_last;
+    const T *S_in, *U_in, *SIG_in, *CAND_in;
+    const i64 *in_idx, *out_idx, *rowptr;
+    const i32* src;
+    i64 E;
+    T *outs, *s_last, *S, *U, *SIG, *CAND, *g_s0, *g_XG, *g_XC, *Gu;
+};
+
+template <typename T>
+__attribute__((noinline)) static void gated_step_d1(int M, const T* __restrict gr, const T* __restrict sr,
+                                                    const T* __restrict Av, const T* __restrict ur,
+                                                    const T* __restrict Gv, const T* __restrict cr,
+                                                    const T* __restrict Vv, T* __restrict sgr, T* __restrict cdr,
+                                                    T* __restrict nr, T rminh, T rspanh) {
+    for (int m = 0; m < M; ++m) {  // d == 1: one flat, vectorised loop
+        const T gate = gr[m] + sr[m] * Av[m] + ur[m] * Gv[m];
+        const T sig = T(0.5) * std::tanh(T(0.5) * gate) + T(0.5);  // sigmoid, overflow-free (no division)
+        const T c = std::tanh(cr[m] + ur[m] * Vv[m]);
+        const T a = std::exp(-(rminh + rspanh * sig));
+        sgr[m] = sig;
+        cdr[m] = c;
+        nr[m] = c + (sr[m] - c) * a;
+    }
+}
+
+template <typename T>
+static void gated_forward_rows(const GArgs<T>& A, int b0, int b1) {
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
+    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), u_buf(nbM), sig_buf(nbM), cand_buf(nbM);
+    std::vector<T> gin(nbM), cin(nbM);
+    const T* cur = A.s0 + (i64)b0 * M;
+    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
+    for (int t = 0; t < A.T_; ++t) {
+        const i64 off = (i64)t * BM + (i64)b0 * M;
+        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+        T* u = A.U ? A.U + off : u_buf.data();
+        T* sg = A.SIG ? A.SIG + off : sig_buf.data();
+        T* cd = A.CAND ? A.CAND + off : cand_buf.data();
+        std::memset(u, 0, sizeof(T) * nbM);
+        if (A.sparse)
+            csr_gather(u, cur, A.rowptr, A.src, A.w, nb, M);
+        else
+            matmul_rows(u, cur, A.W, nb, M);
+        for (int bb = 0; bb < nb; ++bb) {
+            T* gi = gin.data() + (i64)bb * M;
+            T* ci = cin.data() + (i64)bb * M;
+            std::memcpy(gi, A.beta, sizeof(T) * M);
+            std::memcpy(ci, A.cb, sizeof(T) * M);
+            const T* xg = A.XG + ((i64)t * B + b0 + bb) * n_in;
+            const T* xc = A.XC + ((i64)t * B + b0 + bb) * n_in;
+            for (int k = 0; k < n_in; ++k) {
+                gi[A.in_idx[k]] += xg[k];
+                ci[A.in_idx[k]] += xc[k];
+            }
+            const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
+            const T* sb = cur + (i64)bb * M;
+            const T* ub = u + (i64)bb * M;
+            T* sgb = sg + (i64)bb * M;
+            T* cdb = cd + (i64)bb * M;
+            T* nbp = nxt + (i64)bb * M;
+            if (d == 1) {  // flat, vectorisable loops
+                gated_step_d1(M, gi, cur + (i64)bb * M, A.A, u + (i64)bb * M, A.G, ci, A.V, sgb, cdb, nbp, A.rmin * h, A.rspan * h);
+                continue;
+            }
+            for (int n = 0; n < N; ++n) {
+                const T* An = A.A + (i64)n * d * d;
+                const T* Gn = A.G + (i64)n * d * d;
+                const T* Vn = A.V + (i64)n * d * d;
+                const int o = n * d;
+                for (int k = 0; k < d; ++k) {
+                    T gate = gi[o + k], cpre = ci[o + k];
+                    for (int l = 0; l < d; ++l) {
+                        gate += sb[o + l] * An[l * d + k] + ub[o + l] * Gn[l * d + k];
+                        cpre += ub[o + l] * Vn[l * d + k];
+                    }
+                    const T sig = T(0.5) * std::tanh(T(0.5) * gate) + T(0.5);  // sigmoid, overflow-free (no division)
+                    const T c = std::tanh(cpre);
+                    const T a = std::exp(-(A.rmin + A.rspan * sig) * h);
+                    sgb[o + k] = sig;
+                    cdb[o + k] = c;
+                    nbp[o + k] = c + (sb[o + k] - c) * a;
+                }
+            }
+        }
+        if (A.seq_out || t == A.T_ - 1) {
+            T* o = A.outs + (A.seq_out ? (i64)t * B * n_out : 0);
+            for (int bb = 0; bb < nb; ++bb)
+                for (int k = 0; k < n_out; ++k)
+                    o[(i64)(b0 + bb) * n_out + k] = nxt[(i64)bb * M + A.out_idx[k]];
+        }
+        cur = nxt;
+    }
+    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+}
+
+// acc layout (doubles): A (N*d*d) | G (N*d*d) | V (N*d*d) | beta (M) | cb (M) | w (E, sparse)
+template <typename T>
+static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) {
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
+    const i64 BM = (i64)B * M, nbM = (i64)nb * M, NDD = (i64)N * d * d;
+    double* aA = acc;
+    double* aG = aA + NDD;
+    double* aV = aG + NDD;
+    double* abeta = aV + NDD;
+    double* acb = abeta + M;
+    double* aw = acb + M;
+    std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), gg(M), gc(M);
+    if (A.g_last)
+        std::memcpy(g.data(), A.g_last + (i64)b0 * M, sizeof(T) * nbM);
+    else
+        std::memset(g.data(), 0, sizeof(T) * nbM);
+    {
+        const T* go = A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * B * n_out : 0);
+        for (int bb = 0; bb < nb; ++bb)
+            for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
+    }
+    T* __restrict ggb = gg.data();
+    T* __restrict gcb = gc.data();
+    for (int t = A.T_ - 1; t >= 0; --t) {
+        const i64 off = (i64)t * BM + (i64)b0 * M;
+        T* gut = A.sparse ? gu_buf.data() : A.Gu + off;
+        for (int bb = 0; bb < nb; ++bb) {
+            const i64 ro = (i64)bb * M;
+            const T* __restrict sb = A.S_in + off + ro;
+            const T* __restrict ub = A.U_in + off + ro;
+            const T* __restrict sgb = A.SIG_in + off + ro;
+            const T* __restrict cdb = A.CAND_in + off + ro;
+            const T* __restrict gb = g.data() + ro;
+            T* __restrict gub = gut + ro;
+            T* __restrict gnb = gn.data() + ro;
+            const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
+            gated_bwd_elem(M, sb, sgb, cdb, gb, A.rmin, A.rspan, h, ggb, gcb, gnb, abeta, acb);
+            const i64 prow = ((i64)t * B + b0 + bb) * n_in;
+            for (int k = 0; k < n_in; ++k) {
+                A.g_XG[prow + k] = ggb[A.in_idx[k]];
+                A.g_XC[prow + k] = gcb[A.in_idx[k]];
+            }
+            if (d == 1) {  // flat, vectorisable
+                const T* __restrict Av = A.A;
+                const T* __restrict Gv = A.G;
+                const T* __restrict Vv = A.V;
+                for (int m = 0; m < M; ++m) {
+                    gnb[m] += ggb[m] * Av[m];
+                    gub[m] = ggb[m] * Gv[m] + gcb[m] * Vv[m];
+                    aA[m] += (double)(sb[m] * ggb[m]);
+                    aG[m] += (double)(ub[m] * ggb[m]);
+                    aV[m] += (double)(ub[m] * gcb[m]);
+                }
+                continue;
+            }
+            for (int n = 0; n < N; ++n) {
+                const i64 nb2 = (i64)n * d * d;
+                const int o = n * d;
+                for (int l = 0; l < d; ++l) {
+                    T gs = 0, gu = 0;
+                    const T sv = sb[o + l], uv = ub[o + l];
+                    for (int k = 0; k < d; ++k) {
+                        const i64 q = nb2 + l * d + k;
+                        gs += ggb[o + k] * A.A[q];
+                        gu += ggb[o + k] * A.G[q] + gcb[o + k] * A.V[q];
+                        aA[q] += (double)(sv * ggb[o + k]);
+                        aG[q] += (double)(uv * ggb[o + k]);
+                        aV[q] += (double)(uv * gcb[o + k]);
+                    }
+                    gnb[o + l] += gs;
+                    gub[o + l] = gu;
+                }
+            }
+        }
+        if (A.sparse) {
+            csr_scatter_grad(gn.data(), gut, A.S_in + off, A.rowptr, A.src, A.w, aw, nb, M);
+        } else {
+            matmul_rows(gn.data(), gut, A.WT, nb, M);
+        }
+        if (A.seq_out && t >= 1) {
+            const T* go = A.g_outs + (i64)(t - 1) * B * n_out;
+            for (int bb = 0; bb < nb; ++bb)
+                for (int k = 0; k < n_out; ++k) gn[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
+        }
+        g.swap(gn);
+    }
+    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+}
+
+template <typename T>
+static void gated_forward(const GArgs<T>& A, int nthreads) {
+    auto parts = split_rows(A.B, nthreads);
+    std::vector<std::thread> pool;
+    for (size_t k = 1; k < parts.size(); ++k)
+        pool.emplace_back([&A, &parts, k] { gated_forward_rows(A, parts[k].first, parts[k].second); });
+    gated_forward_rows(A, parts[0].first, parts[0].second);
+    for (auto& th : pool) th.join();
+}
+
+// out: A, G, V grads (N*d*d each), beta (M), cb (M), w (E, sparse)
+template <typename T>
+static void gated_backward(const GArgs<T>& A, int nthreads, T* out) {
+    auto parts = split_rows(A.B, nthreads);
+    const i64 M = (i64)A.N * A.d;
+    const i64 L = 3 * (i64)A.N * A.d * A.d + 2 * M + (A.sparse ? A.E : 0);
+    const size_t np = parts.size();
+    std::vector<double> acc(L * np, 0.0);
+    auto work = [&](size_t k) { gated_backward_rows(A, parts[k].first, parts[k].second, acc.data() + L * k); };
+    std::vector<std::thread> pool;
+    for (size_t k = 1; k < np; ++k) pool.emplace_back(work, k);
+    work(0);
+    for (auto& th : pool) th.join();
+    for (i64 i = 0; i < L; ++i) {
+        double v = 0;
+        for (size_t k = 0; k < np; ++k) v += acc[L * k + i];
+        out[i] = (T)v;
+    }
+}
+
+#define TND_GATED_EXPORT(T, SUF)                                                                                   \
+    extern "C" void tnd_gated_forward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,        \
+                                            const T* XG, const T* XC, const i64* in_idx, const i64* out_idx,      \
+                                            const T* s0, int sparse, const T* W, const i64* rowptr, const i32* src,\
+                                            const T* w, const T* Am, const T* Gm, const T* Vm, const T* beta,     \
+                                            const T* cb, double rmin, double rspan, const T* dt, T* outs, T* s_last, T* S, T* U, \
+                                            T* SIG, T* CAND, int nthreads) {                                      \
+        GArgs<T> A{};                                                                                              \
+        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;                \
+        A.sparse = sparse; A.rmin = (T)rmin; A.rspan = (T)rspan; A.XG = XG; A.XC = XC; A.in_idx = in_idx; A.out_idx = out_idx;         \
+        A.s0 = s0; A.W = W; A.rowptr = rowptr; A.src = src; A.w = w; A.A = Am; A.G = Gm; A.V = Vm; A.beta = beta; \
+        A.cb = cb; A.dt = dt; A.outs = outs; A.s_last = s_last; A.S = S; A.U = U; A.SIG = SIG; A.CAND = CAND;     \
+        gated_forward<T>(A, nthreads);                                                                             \
+    }                                                                                                              \
+    extern "C" void tnd_gated_backward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,      \
+                                             const i64* in_idx, const i64* out_idx, int sparse, const T* WT,       \
+                                             const i64* rowptr, const i32* src, const T* w, i64 E, const T* Am,    \
+                                             const T* Gm, const T* Vm, double rmin, double rspan, const T* dt, const T* S,       \
+                                             const T* U, const T* SIG, const T* CAND, const T* g_outs,             \
+                                             const T* g_last, T* g_s0, T* g_XG, T* g_XC, T* Gu, T* g_params,       \
+                                             int nthreads) {                                                       \
+        GArgs<T> A{};                                                                                              \
+        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;                \
+        A.in_idx = in_idx; A.out_idx = out_idx; A.sparse = sparse; A.WT = WT; A.rowptr = rowptr; A.src = src;      \
+        A.w = w; A.E = E; A.A = Am; A.G = Gm; A.V = Vm; A.rmin = (T)rmin; A.rspan = (T)rspan; A.dt = dt; A.S_in = S; A.U_in = U;       \
+        A.SIG_in = SIG; A.CAND_in = CAND; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_XG = g_XG;     \
+        A.g_XC = g_XC; A.Gu = Gu;                                                                                  \
+        gated_backward<T>(A, nthreads, g_params);                                                                  \
+    }
+
+// Each precision may be compiled in its own translation unit (in parallel; see cbuild.py).
+#ifndef TND_SKIP_F32
+TND_GATED_EXPORT(float, f32)
+#endif
+#ifndef TND_SKIP_F64
+TND_GATED_EXPORT(double, f64)
+#endif

@@ -1,0 +1,117 @@
+// One time step of the leaky/linear TND with input projection and readout, for control loops
+// (tnd.fast.step.Stepper, TND.step). Included by tnd_loop.cpp (shares matmul_rows/csr_gather).
+// Per batch row b, flat units m (M = N * d), all in one call so that a step costs one ctypes call:
+//     pre = bias + (Win x_b + bin at the input units) + s_b @ W      (W dense, or CSR over targets)
+//     c   = act(pre),   a = exp(-r * dt) (or the precomputed exp(-r) when dt is absent)
+//     s'  = c + (s_b - c) * a,   y_b = Wout s'[out units] + bout   (or s'[out units], identity)
+// Inputs are checked on the way (x, s finite; dt finite and > 0) with bit tests, which -ffast-math
+// cannot fold away; a non-zero return (1: x, 2: s, 4: dt) means nothing valid was written.
+#include <cstdint>
+#include <cstring>
+
+struct StepCfgRaw {  // mirrors tnd.fast.step._Cfg (all 64-bit fields)
+    i64 M, C, n_in, n_out, O, sparse, act, readout;
+    const void *Win, *bin, *in_idx, *out_idx, *W, *rowptr, *src, *w, *r, *decay, *bias, *Wout, *bout;
+};
+
+static inline bool nonfinite(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+static inline bool nonfinite(double v) {
+    uint64_t u;
+    std::memcpy(&u, &v, 8);
+    return (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+}
+
+template <typename T>
+static bool any_nonfinite(const T* v, i64 n) {
+    for (i64 i = 0; i < n; ++i)
+        if (nonfinite(v[i])) return true;
+    return false;
+}
+
+template <typename T>
+static int tnd_step(const StepCfgRaw& c, int B, const T* x, const T* s, const T* dt, int dt_stride,
+                    double dt_scalar, int has_dt, T* s_out, T* y) {
+    const int M = (int)c.M, C = (int)c.C, n_in = (int)c.n_in, n_out = (int)c.n_out, O = (int)c.O;
+    const T *Win = (const T*)c.Win, *bin = (const T*)c.bin, *W = (const T*)c.W, *w = (const T*)c.w;
+    const T *r = (const T*)c.r, *decay = (const T*)c.decay, *bias = (const T*)c.bias;
+    const T *Wout = (const T*)c.Wout, *bout = (const T*)c.bout;
+    const i64 *in_idx = (const i64*)c.in_idx, *out_idx = (const i64*)c.out_idx;
+    int flags = 0;
+    if (any_nonfinite(x, (i64)B * C)) flags |= 1;
+    if (s && any_nonfinite(s, (i64)B * M)) flags |= 2;
+    if (has_dt) {
+        if (dt) {
+            for (int b = 0; b < B; ++b) {
+                const T v = dt[(i64)b * dt_stride];
+                if (nonfinite(v) || !(v > T(0))) flags |= 4;
+            }
+        } else if (nonfinite(dt_scalar) || !(dt_scalar > 0.0)) {
+            flags |= 4;
+        }
+    }
+    if (flags) return flags;
+    for (int b = 0; b < B; ++b) {  // pre = bias + input projection (at the input units)
+        T* o = s_out + (i64)b * M;
+        std::memcpy(o, bias, sizeof(T) * M);
+        const T* xb = x + (i64)b * C;
+        for (int k = 0; k < n_in; ++k) {
+            const T* wk = Win + (i64)k * C;
+            T acc = bin[k];
+            for (int q = 0; q < C; ++q) acc += wk[q] * xb[q];
+            o[in_idx[k]] += acc;
+        }
+    }
+    if (s) {  // + what each unit receives along its in-edges (zero state: nothing)
+        if (c.sparse)
+            csr_gather(s_out, s, (const i64*)c.rowptr, (const i32*)c.src, w, B, M);
+        else
+            matmul_rows(s_out, s, W, B, M);
+    }
+    for (int b = 0; b < B; ++b) {
+        T* __restrict o = s_out + (i64)b * M;
+        if (c.act == 0)
+            for (int m = 0; m < M; ++m) o[m] = std::tanh(o[m]);
+        const T* __restrict sb = s ? s + (i64)b * M : nullptr;
+        if (has_dt) {
+            const T h = dt ? dt[(i64)b * dt_stride] : (T)dt_scalar;
+            if (sb)
+                for (int m = 0; m < M; ++m) o[m] = o[m] + (sb[m] - o[m]) * std::exp(-r[m] * h);
+            else
+                for (int m = 0; m < M; ++m) o[m] = o[m] + (T(0) - o[m]) * std::exp(-r[m] * h);
+        } else {
+            if (sb)
+                for (int m = 0; m < M; ++m) o[m] = o[m] + (sb[m] - o[m]) * decay[m];
+            else
+                for (int m = 0; m < M; ++m) o[m] = o[m] + (T(0) - o[m]) * decay[m];
+        }
+        T* yb = y + (i64)b * O;
+        if (c.readout) {
+            for (int q = 0; q < O; ++q) {
+                const T* wq = Wout + (i64)q * n_out;
+                T acc = bout[q];
+                for (int k = 0; k < n_out; ++k) acc += wq[k] * o[out_idx[k]];
+                yb[q] = acc;
+            }
+        } else {
+            for (int k = 0; k < n_out; ++k) yb[k] = o[out_idx[k]];
+        }
+    }
+    return 0;
+}
+
+#define TND_STEP_EXPORT(T, SUF)                                                                              \
+    extern "C" int tnd_step_##SUF(const StepCfgRaw* cfg, int B, const T* x, const T* s, const T* dt,       \
+                                  int dt_stride, double dt_scalar, int has_dt, T* s_out, T* y) {          \
+        return tnd_step<T>(*cfg, B, x, s, dt, dt_stride, dt_scalar, has_dt, s_out, y);                      \
+    }
+
+#ifndef TND_SKIP_F32
+TND_STEP_EXPORT(float, f32)
+#endif
+#ifndef TND_SKIP_F64
+TND_STEP_EXPORT(double, f64)
+#endif

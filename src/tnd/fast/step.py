@@ -1,0 +1,217 @@
+"""One time step per call, for control loops: :meth:`tnd.TND.step` runs through a :class:`Stepper`.
+
+``TND.forward`` on a one-step sequence pays for checks, layout handling and the general fused
+loop's set-up on every call (about 150 us at N = 64, B = 1), which dominates a control loop.
+A :class:`Stepper` snapshots everything the step needs (input projection, the coupling matrix
+or its CSR, ``exp(-1/tau)``, bias, readout) once, re-derives it only when a parameter or buffer
+changed (a cheap check of their version counters and storages), and then does input projection,
+aggregation, update and readout in **one** C call (``tnd_step`` in ``csrc/tnd_step.inc.cpp``):
+
+    pre = bias + (W_in x + b_in at the input units) + s @ W,   c = act(pre)
+    s'  = c + (s - c) * exp(-dt / tau),                         y = W_out s'[output units] + b_out
+
+which is the model's discrete update and readout for one step (``model(x[:, None], h)`` up to
+rounding). The lean path applies to the fused leaky family (the same configurations as the
+leaky fast path) on CPU with the C kernel, with autograd off or nothing requiring a gradient;
+everything else (gated, MLP, attention, other solvers, grad mode) takes a general path through
+the model's own time loop (``TND._run``), with the same results, only slower.
+
+Checks stay cheap: x's type, rank, width and dtype in Python; finiteness of x, h and dt inside
+the C call (bit tests, no extra torch call); a failing check raises the same errors as
+``forward`` (naming the argument).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+
+import torch
+
+from .. import _checks
+from .. import fast as _fast
+from . import cbuild
+
+_I64 = ctypes.c_int64
+_P = ctypes.c_void_p
+
+
+#: one Stepper per model (kept off the module so that deepcopy/pickling of models is unaffected)
+STEPPERS: weakref.WeakKeyDictionary[torch.nn.Module, Stepper] = weakref.WeakKeyDictionary()
+
+
+#: bumped whenever any module anywhere registers (or replaces) a parameter, buffer or submodule,
+#: so a replaced parameter object invalidates the snapshots without walking the model every call
+_REGISTRATIONS = [0]
+_HOOKS: list = []
+
+
+def _bump(*_args) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+def _install_hooks() -> None:
+    if not _HOOKS:
+        from torch.nn.modules import module as _module
+
+        _HOOKS.extend(reg(_bump) for reg in (_module.register_module_parameter_registration_hook,
+                                             _module.register_module_buffer_registration_hook,
+                                             _module.register_module_module_registration_hook))
+
+
+class _Cfg(ctypes.Structure):
+    """Mirrors ``StepCfgRaw`` in ``csrc/tnd_step.inc.cpp``."""
+
+    _fields_ = [(n, _I64) for n in ("M", "C", "n_in", "n_out", "O", "sparse", "act", "readout")] + [
+        (n, _P) for n in ("Win", "bin", "in_idx", "out_idx", "W", "rowptr", "src", "w", "r", "decay", "bias",
+                          "Wout", "bout")]
+
+
+def _tensors(model) -> list:
+    """Every tensor the step depends on (parameters and buffers), for the change check."""
+    cell = model.cell
+    mods = (cell.input_proj, cell.interaction, cell.dynamics, model.readout)
+    ts = [t for m in mods for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+    return ts + [cell.input_neurons, model.output_neurons]
+
+
+class Stepper:
+    """``stepper(x, h=None, dt=None) -> (y, h)``: one step of ``model`` (see :meth:`tnd.TND.step`)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._key = None
+        self._lean = False
+
+    # ------------------------------------------------------------------ snapshot
+    def _state_key(self) -> tuple:
+        """What the snapshot depends on: every watched tensor's version and storage (an in-place
+        update, an optimiser step, ``load_state_dict``, ``.to()``), and the switches."""
+        m = self.model
+        dyn = m.cell.dynamics
+        return (_REGISTRATIONS[0], tuple((t._version, t.data_ptr()) for t in self._watch), m.use_fast_path,
+                _fast.BACKEND, dyn.tau_min, dyn.tau_max, type(dyn), type(m.cell.interaction))
+
+    def _refresh(self) -> None:
+        """Re-derive the snapshot (parameters changed, or first call)."""
+        from . import _index_data, _kind, _prepare, use_edge_list
+
+        m = self.model
+        cell = m.cell
+        _install_hooks()
+        self._watch = _tensors(m)
+        self._key = self._state_key()
+        p = cell.input_proj.weight
+        self.dtype = p.dtype
+        self.needs_grad = any(t.requires_grad for t in self._watch)
+        lib = cbuild.load()
+        self._lean = bool(m.use_fast_path and _kind(m) == "leaky" and lib is not None and _fast.BACKEND != "torch"
+                          and p.device.type == "cpu"
+                          and p.dtype in (torch.float32, torch.float64)
+                          and all(t.dtype == p.dtype and t.device == p.device for t in self._watch
+                                  if t.is_floating_point()))
+        if not self._lean:
+            self._keep = None
+            return
+        self._fn = getattr(lib, "tnd_step_f32" if p.dtype == torch.float32 else "tnd_step_f64")
+        n, d = cell.num_neurons, cell.state_size
+        M = n * d
+        inter, dyn = cell.interaction, cell.dynamics
+        idx = _index_data(m, d, p.device)
+        sparse = use_edge_list(inter, M, int(idx["src"].numel()), p.device)  # as the fused loops
+        with torch.no_grad():
+            W, r, bias = (t.detach().contiguous() for t in _prepare(inter, dyn, idx, n, d, sparse))
+            decay = torch.exp(-r).contiguous()
+            win = cell.input_proj.weight.detach().contiguous()
+            bin_ = cell.input_proj.bias.detach().contiguous()
+            identity = m.readout_kind == "identity"
+            wout = None if identity else m.readout.weight.detach().contiguous()
+            bout = None if identity else m.readout.bias.detach().contiguous()
+        self._keep = (W, r, bias, decay, win, bin_, wout, bout, idx["in_idx"], idx["out_idx"], idx["rowptr"],
+                      idx["src32"])
+        self.M, self.N, self.d, self.C = M, n, d, m.input_size
+        self.O = m.output_size
+        ptr = (lambda t: None if t is None else t.data_ptr())
+        self._cfg = _Cfg(M, m.input_size, win.shape[0], idx["out_idx"].numel(), m.output_size, int(sparse),
+                         0 if dyn.activation == "tanh" else 1, 0 if identity else 1,
+                         ptr(win), ptr(bin_), ptr(idx["in_idx"]), ptr(idx["out_idx"]), None if sparse else ptr(W),
+                         ptr(idx["rowptr"]), ptr(idx["src32"]), ptr(W) if sparse else None, ptr(r), ptr(decay),
+                         ptr(bias), ptr(wout), ptr(bout))
+        self._cfg_ref = ctypes.byref(self._cfg)
+
+    # ---------------------------------------------------------------------- call
+    def __call__(self, x, h=None, dt=None):
+        if self._key is None or self._key != self._state_key():
+            self._refresh()
+        if (not self._lean or type(x) is not torch.Tensor or x.dtype != self.dtype or x.dim() not in (1, 2)
+                or x.shape[-1] != self.C or (torch.is_grad_enabled() and (self.needs_grad or x.requires_grad
+                                                                            or (h is not None and h.requires_grad)))):
+            return self.general(x, h, dt)
+        unbatched = x.dim() == 1
+        B = 1 if unbatched else x.shape[0]
+        x = x.contiguous()
+        N, d, M = self.N, self.d, self.M
+        if h is not None:
+            if type(h) is not torch.Tensor or h.dtype != self.dtype or h.numel() != B * M or not (
+                    h.shape == ((N,) if unbatched else (B, N)) and d == 1
+                    or h.shape == ((N, d) if unbatched else (B, N, d))):
+                return self.general(x, h, dt)  # its checks name the problem (or it converts h)
+            h = h.contiguous()
+        dt_ptr, dt_stride, dt_val, has_dt = None, 0, 1.0, 0
+        if dt is not None:
+            has_dt = 1
+            if isinstance(dt, (int, float)) and not isinstance(dt, bool):
+                dt_val = float(dt)
+            else:
+                if type(dt) is not torch.Tensor or dt.dtype != self.dtype or dt.numel() not in (1, B) or dt.dim() > 2 or (
+                        dt.numel() != 1 and dt.shape[0] != B):
+                    return self.general(x, h, dt)
+                dt = dt.contiguous()
+                dt_ptr, dt_stride = dt.data_ptr(), 0 if dt.numel() == 1 else 1
+        s_out = x.new_empty((N,) if unbatched else (B, N)) if d == 1 else x.new_empty((N, d) if unbatched else (B, N, d))
+        y = x.new_empty((self.O,) if unbatched else (B, self.O))
+        rc = self._fn(self._cfg_ref, B, x.data_ptr(), None if h is None else h.data_ptr(), dt_ptr, dt_stride, dt_val,
+                      has_dt, s_out.data_ptr(), y.data_ptr())
+        if rc:
+            self._raise(rc, x, h, dt)
+        return y, s_out
+
+    @staticmethod
+    def _raise(rc: int, x, h, dt) -> None:
+        if rc & 1:
+            _checks.check_finite("x", x)
+        if rc & 2:
+            _checks.check_finite("h", h)
+        _checks.as_times("dt", dt, x.dtype, x.device)
+        raise ValueError("dt must be finite and > 0")  # pragma: no cover - as_times raised already
+
+    # -------------------------------------------------------------- general path
+    def general(self, x, h=None, dt=None):
+        """Any configuration, autograd included: the model's own time loop on a one-step sequence."""
+        m = self.model
+        _checks.check_float_tensor("x", x, (1, 2), m.input_size)
+        _checks.check_param_dtype("x", x, m)
+        unbatched = x.dim() == 1
+        xs = x.reshape(1, 1, -1) if unbatched else x.unsqueeze(0)  # (T=1, B, C)
+        B = xs.shape[1]
+        dts = None
+        if dt is not None:
+            t = _checks.as_times("dt", dt, x.dtype, x.device)
+            if t.dim() > 0 and (t.numel() != B or t.dim() > 2 or t.shape[0] != B):
+                raise ValueError(f"dt must be a scalar or of shape ({B},) (one per sequence), got {tuple(t.shape)}")
+            dts = t.reshape(-1).expand(B).reshape(1, B, 1, 1)
+        if h is not None:
+            _checks.check_float_tensor("h", h, (1, 2, 3))
+            n, d = m.num_neurons, m.cell.state_size
+            lead = () if unbatched else (B,)
+            allowed = [(*lead, n, d)] + ([(*lead, n)] if d == 1 else [])
+            if tuple(h.shape) not in allowed:
+                raise ValueError(f"h must have shape {' or '.join(map(str, allowed))}, got {tuple(h.shape)}")
+        s = m._initial_state(h, B, unbatched, x)
+        outs, s = m._run(xs, s, dts)
+        y = m.readout(outs[-1].flatten(-2))  # (B, O)
+        if unbatched:
+            y, s = y[0], s[0]
+        if m.cell.state_size == 1:
+            s = s.squeeze(-1)
+        return y, s
