@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -97,33 +95,14 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigkilled_run_resumes_bit_identical(tmp_path, reference):
+def test_sigkilled_run_resumes_bit_identical(tmp_path, reference, sigkill_after_checkpoint):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     ck, out = tmp_path / "ck", tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen([sys.executable, str(script), str(ck), str(out), "0", "0.15"])
-    try:
-        deadline = time.time() + 40
-        step = 0
-        while time.time() < deadline:  # wait for a checkpoint past the first one, then kill mid-run
-            try:
-                step = json.loads((ck / MANIFEST_NAME).read_text())["step"]
-            except (OSError, ValueError, KeyError):
-                step = 0
-            if step >= 6:
-                break
-            assert proc.poll() is None, "training ended before it could be killed"
-            time.sleep(0.02)
-        assert step >= 6, "no checkpoint appeared"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    killed_at = sigkill_after_checkpoint(proc, ck, 6, 40)
     assert not (out / "metrics.json").exists()
-    killed_at = json.loads((ck / MANIFEST_NAME).read_text())["step"]
     assert 6 <= killed_at < KW["max_steps"]
 
     subprocess.run([sys.executable, str(script), str(ck), str(out), "1", "0"], check=True, timeout=60)

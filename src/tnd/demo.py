@@ -9,6 +9,8 @@ beside an ``nn.LSTM`` trained with the same budget and the same number of parame
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .graph import NeuronGraph
+from .graph_errors import GraphError
 from .model import TND
 
 
@@ -76,14 +79,19 @@ def train(model: nn.Module, cfg: DemoConfig, data, gen: torch.Generator) -> dict
     return out
 
 
+def demo_graph(cfg: DemoConfig) -> NeuronGraph:
+    """TND's graph. Input and output sets overlap: in discrete time a signal needs one step per
+    hop, and the fast target needs the newest input at once. Raises :class:`tnd.GraphError` when
+    the settings leave an output neuron unreachable."""
+    n = cfg.num_neurons
+    return NeuronGraph.random(n, cfg.density, seed=cfg.seed, num_inputs=n // 2, num_outputs=3 * n // 4)
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, dict[str, float]]:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = (*make_data(512, cfg.length, cfg.taus, gen), *make_data(256, cfg.length, cfg.taus, gen))
-    # Input and output sets overlap: in discrete time a signal needs one step per hop, and
-    # the fast target needs the newest input at once.
-    n = cfg.num_neurons
-    graph = NeuronGraph.random(n, cfg.density, seed=cfg.seed, num_inputs=n // 2, num_outputs=3 * n // 4)
+    graph = demo_graph(cfg)
     results = {}
     torch.manual_seed(cfg.seed)
     tnd_model = TND(1, graph, len(cfg.taus))
@@ -95,15 +103,48 @@ def run_demo(cfg: DemoConfig) -> dict[str, dict[str, float]]:
     return results
 
 
+#: accepted range of each numeric option: (low, high, low is exclusive); counts stay below 2**31
+#: (C ints), sizes below what a 5-second demo can hold in memory.
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "seed": (0, 2**31 - 1, False), "num_neurons": (2, 4096, False), "density": (0.0, 1.0, True),
+    "steps": (1, 10**7, False), "batch": (1, 512, False), "length": (1, 10_000, False),
+}
+
+
+def _ranged(name: str, typ: type):
+    """An argparse type: ``typ`` parsed, finite and inside ``LIMITS[name]`` (else a usage error naming it)."""
+    lo, hi, lo_open = LIMITS[name]
+    expect = f"{'an int' if typ is int else 'a number'} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+
+    def parse(text: str):
+        try:
+            v = typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}") from None
+        if not math.isfinite(v) or v < lo or (lo_open and v == lo) or v > hi:
+            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}")
+        return v
+
+    parse.__name__ = typ.__name__  # argparse names the type in some messages
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, default in asdict(DemoConfig()).items():
         if isinstance(default, tuple):
             continue
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=_ranged(name, type(default)), default=default,
+                            help=f"default {default}")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k in DemoConfig.__dataclass_fields__})
+    try:  # refuse settings that give an unusable graph before any work
+        demo_graph(cfg)
+    except GraphError as e:
+        print(f"tnd demo: error: --num-neurons {cfg.num_neurons} with --density {cfg.density} (--seed {cfg.seed}) "
+              f"gives no usable graph ({e}); raise --density or --num-neurons", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)  # these sizes are too small to gain from threads
     results = run_demo(cfg)
     keys = [k for k in results["TND"] if k not in ("train_s", "params")]

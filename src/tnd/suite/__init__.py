@@ -14,17 +14,17 @@ from .sweep import DEFAULT_MODELS, DEFAULT_TASKS, SweepSpec, plan, run_cell, run
 from .train import TrainConfig, train_and_evaluate
 
 __all__ = [
+    "DEFAULT_MODELS",
+    "DEFAULT_TASKS",
     "MODEL_NAMES",
+    "ODERNN",
     "TND_NAMES",
     "TOPOLOGIES",
-    "ODERNN",
-    "build_model",
-    "TrainConfig",
-    "train_and_evaluate",
-    "DEFAULT_TASKS",
-    "DEFAULT_MODELS",
     "SweepSpec",
+    "TrainConfig",
+    "build_model",
     "plan",
     "run_cell",
     "run_sweep",
+    "train_and_evaluate",
 ]

@@ -10,8 +10,9 @@ Models (``MODEL_NAMES``)
 * ``tnd`` -- discrete-time TND, **per-neuron F** (every neuron its own dynamics parameters).
 * ``tnd_shared`` -- discrete-time TND, **shared F** (the paper's instantiation).
 * ``tnd_ct`` / ``tnd_ct_shared`` -- the same two in **continuous time** (F is a vector field
-  integrated by the explicit midpoint rule (2nd order), one sub-step per input step, over the
-  step's elapsed time ``timespans``; RK4 doubles the cost for no gain at these step sizes).
+  integrated by the explicit midpoint rule (2nd order), at least one sub-step per input step, over
+  the step's elapsed time ``timespans``; more sub-steps where ``dt / tau`` needs them for stability,
+  see docs/STABILITY.md; RK4 doubles the cost for no gain at these step sizes).
 * ``lstm``, ``cfc`` (ncps CfC, dense, 1-layer backbone of 32 units), ``ltc`` (ncps LTC, dense,
   6 ODE unfolds), ``transformer`` (pre-norm causal Transformer, 2 layers, 2 heads, relative
   positions, a window of ``min(seq_len, MAX_CONTEXT)`` steps).
@@ -40,25 +41,30 @@ the spread over seeds reflects training randomness, not topology.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..baselines import count_parameters, hidden_size_for_budget, make_baseline, size_for_budget
+from ..baselines import (
+    count_parameters,
+    hidden_size_for_budget,
+    make_baseline,
+    size_for_budget,
+)
 from ..graph import NeuronGraph
 from ..model import TND
 
 __all__ = [
     "MODEL_NAMES",
+    "ODERNN",
+    "TIMESPAN_MODELS",
     "TND_NAMES",
     "TOPOLOGIES",
-    "TIMESPAN_MODELS",
-    "ODERNN",
     "build_model",
     "model_from_spec",
-    "tnd_graph",
     "takes_timespans",
+    "tnd_graph",
 ]
 
 TND_NAMES = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared")
@@ -72,12 +78,12 @@ CT_SOLVER = "midpoint"
 #: widest attention window of the Transformer baseline (memory/time is O(T * context))
 MAX_CONTEXT = 256
 
-TND_DEFAULTS: Dict[str, Any] = {
+TND_DEFAULTS: dict[str, Any] = {
     "state_size": 2,
     "interaction": "linear",
     "dynamics": "leaky",
 }
-_GRAPH_KW: Dict[str, Dict[str, Any]] = {
+_GRAPH_KW: dict[str, dict[str, Any]] = {
     "small_world": {"k": 4, "rewire_prob": 0.1},
     "random": {"density": 0.1},
 }
@@ -101,7 +107,7 @@ def tnd_graph(num_neurons: int, topology: str = "small_world", seed: int = 0) ->
 def _tnd(name: str, num_neurons: int, input_size: int, output_size: int, topology: str,
          graph_seed: int) -> TND:
     cont = name.startswith("tnd_ct")
-    kw: Dict[str, Any] = dict(TND_DEFAULTS, per_neuron=not name.endswith("_shared"),
+    kw: dict[str, Any] = dict(TND_DEFAULTS, per_neuron=not name.endswith("_shared"),
                               mode="continuous" if cont else "discrete")
     if cont:
         kw.update(solver=CT_SOLVER, substeps=1)
@@ -126,8 +132,8 @@ class ODERNN(nn.Module):
     """
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int, *,
-                 ode_hidden: Optional[int] = None, method: str = "rk4",
-                 options: Optional[dict] = None, rtol: float = 1e-3, atol: float = 1e-4) -> None:
+                 ode_hidden: int | None = None, method: str = "rk4",
+                 options: dict | None = None, rtol: float = 1e-3, atol: float = 1e-4) -> None:
         super().__init__()
         import torchdiffeq  # noqa: F401  (fail early with a clear ImportError)
 
@@ -150,7 +156,7 @@ class ODERNN(nn.Module):
         return odeint(f, h, self._s.to(h.dtype), method=self.method, options=self.options,
                       rtol=self.rtol, atol=self.atol)[-1]
 
-    def forward(self, x: torch.Tensor, hx: Optional[torch.Tensor] = None, timespans: Any = None):
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, timespans: Any = None):
         B, T, _ = x.shape
         h = x.new_zeros(B, self.hidden_size) if hx is None else hx
         if timespans is None:
@@ -165,7 +171,7 @@ class ODERNN(nn.Module):
         return self.readout(torch.stack(outs, 1)), h
 
 
-def _baseline_kwargs(name: str, seq_len: int) -> Dict[str, Any]:
+def _baseline_kwargs(name: str, seq_len: int) -> dict[str, Any]:
     if name == "cfc":
         return {"backbone_units": 32, "backbone_layers": 1}
     if name == "transformer":
@@ -186,7 +192,7 @@ def _closest(count, target: int, lo: int = 2, hi: int = 4096) -> int:
 
 def build_model(name: str, input_size: int, output_size: int, param_budget: int, *,
                 topology: str = "small_world", graph_seed: int = 0,
-                seq_len: int = 64) -> Tuple[nn.Module, Dict[str, Any]]:
+                seq_len: int = 64) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``name`` (see ``MODEL_NAMES``) with the parameter count closest to ``param_budget``.
 
     Initial weights come from the global torch RNG (seed it first). ``topology`` and
@@ -196,7 +202,7 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
     if topology not in TOPOLOGIES:
         raise ValueError(f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}")
-    spec: Dict[str, Any] = {"name": name, "input_size": int(input_size), "output_size": int(output_size),
+    spec: dict[str, Any] = {"name": name, "input_size": int(input_size), "output_size": int(output_size),
                             "param_budget": int(param_budget), "timespans": takes_timespans(name)}
     if name in TND_NAMES:
         n = _closest(lambda k: count_parameters(_tnd(name, k, input_size, output_size, topology, graph_seed)),
@@ -216,7 +222,7 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
     return model, spec
 
 
-def model_from_spec(spec: Dict[str, Any]) -> nn.Module:
+def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture of ``spec`` (weights from the global RNG)."""
     if spec["kind"] == "tnd":
         return _tnd(spec["name"], spec["num_neurons"], spec["input_size"], spec["output_size"],

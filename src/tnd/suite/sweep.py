@@ -13,6 +13,12 @@ If Ray is already initialised by the caller it is used as is and left running. T
 writes the cell files, so workers of a cluster need no shared file system. ``auto`` picks
 ``ray`` when it is importable. ``import tnd.suite`` never imports Ray.
 
+Mid-cell resume: with ``SweepSpec.checkpoint_every = N`` (``tnd suite --checkpoint-every N``)
+every cell writes a training checkpoint (:mod:`tnd.checkpoint`) every ``N`` updates into
+``<out>/checkpoints/<cell_id>-<key>/`` and a rerun continues a killed cell from it, with the same
+scores as an uninterrupted run; the folder is removed when the cell is done. (Workers of a Ray
+cluster write it on their own disk: mid-cell resume needs the run folder on a shared or local disk.)
+
 Topologies apply to the TND models only; the baselines run once per seed (topology ``na``).
 """
 
@@ -22,29 +28,31 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 from ..io import atomic_write_text
 from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
 from .train import TrainConfig, train_and_evaluate
 
 __all__ = [
-    "DEFAULT_TASKS",
     "DEFAULT_MODELS",
+    "DEFAULT_TASKS",
     "Cell",
     "SweepSpec",
-    "task_settings",
+    "load_cells",
     "plan",
     "run_cell",
     "run_sweep",
+    "task_settings",
     "write_report",
-    "load_cells",
 ]
 
 DEFAULT_TASKS = (
@@ -70,12 +78,12 @@ NOMINAL_LENGTH = {
 MAX_LENGTH = {"ltc": 64, "tnd_ct": 300, "tnd_ct_shared": 300, "transformer": 400}
 
 #: default protocol, then per-task overrides (same for every model of a task)
-BASE_SETTINGS: Dict[str, Any] = {
+BASE_SETTINGS: dict[str, Any] = {
     "param_budget": 2000, "updates": 200, "batch_size": 32, "lr": 3e-3, "clip": 1.0,
     "eval_every": 25, "patience": 4, "max_train": None, "max_val": 256, "max_test": None,
     "data_seed": 0, "graph_seed": 0,
 }
-TASK_OVERRIDES: Dict[str, Dict[str, Any]] = {
+TASK_OVERRIDES: dict[str, dict[str, Any]] = {
     "multiscale": {"updates": 300, "max_test": 1000},
     "electricity": {"updates": 400},
     "japanese_vowels": {"updates": 200},
@@ -90,13 +98,13 @@ TASK_OVERRIDES: Dict[str, Dict[str, Any]] = {
     "adding_1000": {"updates": 40, "eval_every": 20, "max_val": 128, "max_test": 256},
     "copy_1000": {"updates": 40, "eval_every": 20, "max_val": 128, "max_test": 256},
 }
-QUICK_SETTINGS: Dict[str, Any] = {
+QUICK_SETTINGS: dict[str, Any] = {
     "param_budget": 300, "updates": 3, "batch_size": 8, "eval_every": 2, "patience": 2,
     "max_train": 32, "max_val": 8, "max_test": 8,
 }
 
 
-def task_settings(task: str, quick: bool = False, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def task_settings(task: str, quick: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The protocol of ``task``: defaults, per-task overrides, ``quick`` tiny budget, then ``overrides``."""
     s = dict(BASE_SETTINGS)
     s.update(TASK_OVERRIDES.get(task, {}))
@@ -107,7 +115,7 @@ def task_settings(task: str, quick: bool = False, overrides: Optional[Dict[str, 
     return s
 
 
-def skip_reason(task: str, model: str, *, no_skip: bool = False) -> Optional[str]:
+def skip_reason(task: str, model: str, *, no_skip: bool = False) -> str | None:
     """Why ``model`` does not run on ``task`` by default (None: it runs)."""
     if no_skip:
         return None
@@ -126,7 +134,7 @@ class Cell:
     model: str
     topology: str
     seed: int
-    settings: Dict[str, Any] = field(hash=False, compare=False)
+    settings: dict[str, Any] = field(hash=False, compare=False)
 
     @property
     def cell_id(self) -> str:
@@ -138,7 +146,7 @@ class Cell:
                            "seed": self.seed, "settings": self.settings}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "model": self.model, "topology": self.topology, "seed": self.seed,
                 "settings": dict(self.settings), "cell_id": self.cell_id, "key": self.key}
 
@@ -150,14 +158,16 @@ class SweepSpec:
     seeds: Sequence[int] = (0, 1, 2)
     topologies: Sequence[str] = ("small_world",)
     quick: bool = False
-    overrides: Dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     no_skip: bool = False
     threads: int = 1
+    checkpoint_every: int = 0  # write a training checkpoint every N updates of a cell (0: never)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"tasks": list(self.tasks), "models": list(self.models), "seeds": list(self.seeds),
                 "topologies": list(self.topologies), "quick": self.quick,
-                "overrides": dict(self.overrides), "no_skip": self.no_skip, "threads": self.threads}
+                "overrides": dict(self.overrides), "no_skip": self.no_skip, "threads": self.threads,
+                "checkpoint_every": self.checkpoint_every}
 
 
 def plan(spec: SweepSpec):
@@ -173,7 +183,7 @@ def plan(spec: SweepSpec):
     for g in spec.topologies:
         if g not in TOPOLOGIES:
             raise ValueError(f"unknown topology {g!r}; valid: {', '.join(TOPOLOGIES)}")
-    cells: List[Cell] = []
+    cells: list[Cell] = []
     skipped = []
     for task in spec.tasks:
         settings = task_settings(task, spec.quick, spec.overrides)
@@ -198,17 +208,20 @@ def _load_task(name: str, seed: int, small: bool):
     return load_task(name, seed=seed, small=small)
 
 
-def run_cell(cell: Dict[str, Any]) -> Dict[str, Any]:
+def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one cell (a dict from :meth:`Cell.to_dict`); never raises.
 
     Returns the cell dict plus ``status`` (``"ok"`` or ``"error"``), the model ``spec`` and the
     scores of :func:`tnd.suite.train.train_and_evaluate` (or ``error`` with the traceback).
+    With ``cell["checkpoint"] = {"dir": ..., "every": N}`` training writes checkpoints there and
+    resumes from one it finds; the folder is removed once the cell is done.
     """
     import torch
 
     s = cell["settings"]
     torch.set_num_threads(int(s.get("threads", 1)))
     out = dict(cell)
+    ckpt = out.pop("checkpoint", None)  # where, not what: not part of the result
     t0 = time.perf_counter()
     try:
         task = _load_task(cell["task"], int(s["data_seed"]), bool(s["small"]))
@@ -220,16 +233,21 @@ def run_cell(cell: Dict[str, Any]) -> Dict[str, Any]:
         cfg = TrainConfig(**{k: s[k] for k in ("updates", "batch_size", "lr", "clip", "eval_every",
                                                "patience", "max_train", "max_val", "max_test")})
         use_ts = takes_timespans(cell["model"]) and task.is_irregular
-        res = train_and_evaluate(model, task, cfg, int(cell["seed"]), use_timespans=use_ts)
+        ck_kw: dict[str, Any] = {}
+        if ckpt:
+            ck_kw = {"checkpoint_dir": ckpt["dir"], "checkpoint_every": int(ckpt["every"]), "resume": True}
+        res = train_and_evaluate(model, task, cfg, int(cell["seed"]), use_timespans=use_ts, **ck_kw)
+        if ckpt:
+            shutil.rmtree(ckpt["dir"], ignore_errors=True)
         out.update(status="ok", spec=spec, used_timespans=use_ts, seq_len=task.seq_len, **res)
         out["reference"] = _reference(task)
-    except Exception as exc:  # a failed cell is recorded and retried on the next run
+    except Exception as exc:  # noqa: BLE001 - a failed cell is recorded and retried on the next run
         out.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     out["wall_time_s"] = time.perf_counter() - t0
     return out
 
 
-def _reference(task) -> Dict[str, Any]:
+def _reference(task) -> dict[str, Any]:
     md = task.metadata
     keys = ("chance_accuracy", "chance_accuracy_test", "seasonal_naive_mse", "daily_naive_mse",
             "baseline_mse", "baseline_mse_test", "success_mse")
@@ -241,7 +259,7 @@ def _cell_path(out: Path, cell_id: str) -> Path:
     return out / "cells" / f"{cell_id}.json"
 
 
-def _finished(out: Path, cell: Cell) -> Optional[Dict[str, Any]]:
+def _finished(out: Path, cell: Cell) -> dict[str, Any] | None:
     p = _cell_path(out, cell.cell_id)
     if not p.exists():
         return None
@@ -254,7 +272,7 @@ def _finished(out: Path, cell: Cell) -> Optional[Dict[str, Any]]:
     return None
 
 
-def _write_cell(out: Path, result: Dict[str, Any]) -> None:
+def _write_cell(out: Path, result: dict[str, Any]) -> None:
     atomic_write_text(_cell_path(out, result["cell_id"]), json.dumps(result, indent=1, sort_keys=True))
 
 
@@ -285,8 +303,8 @@ def resolve_backend(backend: str) -> str:
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, backend: str = "auto",
-              ray_address: Optional[str] = None, num_cpus: Optional[int] = None,
-              progress: bool = True, log=print) -> Dict[str, Any]:
+              ray_address: str | None = None, num_cpus: int | None = None,
+              progress: bool = True, log=print) -> dict[str, Any]:
     """Run (or resume) the sweep ``spec`` into folder ``out`` and write its report.
 
     Returns ``{"ran", "skipped_done", "failed", "planned", "backend", "wall_time_s",
@@ -303,10 +321,11 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, backend: str = "auto",
     log(f"[suite] {len(cells)} cells planned, {len(cells) - len(todo)} already done, "
         f"{len(todo)} to run on backend={backend}; {len(skipped)} model/task pairs skipped by rule")
     t0 = time.perf_counter()
-    new: List[Dict[str, Any]] = []
+    new: list[dict[str, Any]] = []
     if todo:
         runner = _run_ray if backend == "ray" else _run_local
-        new = runner(todo, out, progress=progress, ray_address=ray_address, num_cpus=num_cpus)
+        new = runner(todo, out, progress=progress, ray_address=ray_address, num_cpus=num_cpus,
+                     checkpoint_every=int(spec.checkpoint_every))
     wall = time.perf_counter() - t0
     runs = _read_runs(out) + [{"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - wall)),
                                "wall_time_s": wall, "ran": len(new), "backend": backend,
@@ -322,13 +341,23 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, backend: str = "auto",
             "planned": len(cells), "backend": backend, "wall_time_s": wall, "results": ok}
 
 
-def _run_local(cells: List[Cell], out: Path, *, progress: bool, **_: Any) -> List[Dict[str, Any]]:
+def _payload(c: Cell, out: Path, checkpoint_every: int) -> dict[str, Any]:
+    """What a worker gets: the cell, and where to keep its training checkpoints (if any)."""
+    d = c.to_dict()
+    if checkpoint_every > 0:
+        d["checkpoint"] = {"dir": str((out / "checkpoints" / f"{c.cell_id}-{c.key}").resolve()),
+                           "every": int(checkpoint_every)}
+    return d
+
+
+def _run_local(cells: list[Cell], out: Path, *, progress: bool, checkpoint_every: int = 0,
+               **_: Any) -> list[dict[str, Any]]:
     bar = _progress(len(cells), progress, "suite (local)")
     res = []
     try:
         for c in cells:
             bar.set_postfix_str(c.cell_id)
-            r = run_cell(c.to_dict())
+            r = run_cell(_payload(c, out, checkpoint_every))
             _write_cell(out, r)
             res.append(r)
             bar.update(1)
@@ -337,8 +366,9 @@ def _run_local(cells: List[Cell], out: Path, *, progress: bool, **_: Any) -> Lis
     return res
 
 
-def _run_ray(cells: List[Cell], out: Path, *, progress: bool, ray_address: Optional[str] = None,
-             num_cpus: Optional[int] = None) -> List[Dict[str, Any]]:
+def _run_ray(cells: list[Cell], out: Path, *, progress: bool, checkpoint_every: int = 0,
+             ray_address: str | None = None,
+             num_cpus: int | None = None) -> list[dict[str, Any]]:
     import ray
 
     started = False
@@ -354,7 +384,7 @@ def _run_ray(cells: List[Cell], out: Path, *, progress: bool, ray_address: Optio
     try:
         threads = int(cells[0].settings.get("threads", 1)) if cells else 1
         remote = ray.remote(num_cpus=threads, max_retries=1)(run_cell)
-        pending = {remote.remote(c.to_dict()): c for c in cells}
+        pending = {remote.remote(_payload(c, out, checkpoint_every)): c for c in cells}
         while pending:
             # a timeout keeps the driver responsive to Ctrl-C (ray.wait blocks signals)
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
@@ -362,7 +392,7 @@ def _run_ray(cells: List[Cell], out: Path, *, progress: bool, ray_address: Optio
                 c = pending.pop(ref)
                 try:
                     r = ray.get(ref)
-                except Exception as exc:  # worker crash: record, retry on the next run
+                except Exception as exc:  # noqa: BLE001 - worker crash: record, retry on the next run
                     r = dict(c.to_dict(), status="error", error=f"{type(exc).__name__}: {exc}")
                 _write_cell(out, r)
                 res.append(r)
@@ -388,14 +418,14 @@ def report_only(spec: SweepSpec, out: str | os.PathLike) -> int:
     return len(ok)
 
 
-def _read_runs(out: Path) -> List[Dict[str, Any]]:
+def _read_runs(out: Path) -> list[dict[str, Any]]:
     try:
         return list(json.loads((out / "runs.json").read_text()))
     except (OSError, ValueError):
         return []
 
 
-def load_cells(out: str | os.PathLike) -> List[Dict[str, Any]]:
+def load_cells(out: str | os.PathLike) -> list[dict[str, Any]]:
     """Every cell result stored under ``out/cells``."""
     res = []
     for p in sorted((Path(out) / "cells").glob("*.json")):
@@ -412,7 +442,7 @@ PUBLISHED = {
 }
 
 
-def reference_value(ref: Dict[str, Any], metric: str):
+def reference_value(ref: dict[str, Any], metric: str):
     """``(name, value)`` of the task's reference score (see the report), or None."""
     order = (("chance", "chance_accuracy_test"), ("chance", "chance_accuracy")) if metric == "accuracy" else \
         (("seasonal naive", "seasonal_naive_mse"), ("constant", "baseline_mse_test"), ("constant", "baseline_mse"))
@@ -435,12 +465,12 @@ def _fmt(mean: float, std: float, metric: str) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def aggregate(results: Iterable[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+def aggregate(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """``{task: {"model/topology": stats}}`` with mean/std of the test metric over seeds."""
-    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["task"], r["model"], r["topology"]), []).append(r)
-    agg: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    agg: dict[str, dict[str, dict[str, Any]]] = {}
     for (task, model, topo), rs in sorted(groups.items()):
         metric = rs[0]["metric"]
         vals = [float(r[f"test_{metric}"]) for r in rs]
@@ -461,7 +491,7 @@ def aggregate(results: Iterable[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str
     return agg
 
 
-def write_report(out: str | os.PathLike, spec: SweepSpec, results: List[Dict[str, Any]],
+def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str, Any]],
                  skipped: Sequence[tuple], *, wall_time_s: float, backend: str, planned: int) -> str:
     """Write ``report.md`` and ``results.json`` into ``out``; returns the Markdown."""
     out = Path(out)
@@ -532,7 +562,7 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: List[Dict[str
                  "(no model learned the task within the budget).")
     lines.append("")
     # mean rank per model label over the tasks it ran on
-    mean_rank: Dict[str, List[int]] = {}
+    mean_rank: dict[str, list[int]] = {}
     for *_, ranks, _n in summary_rows:
         for lab, r in ranks.items():
             mean_rank.setdefault(lab, []).append(r)

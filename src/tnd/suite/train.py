@@ -24,15 +24,25 @@ Protocol (the same for every model of a task)
 
 Everything random (initial weights, batch order) is fixed by ``seed``; with one torch thread the
 result is bit-for-bit reproducible (which the test suite checks across backends).
+
+Fault tolerance: with ``checkpoint_dir`` the loop writes a training checkpoint
+(:mod:`tnd.checkpoint`: weights, Adam state, the torch and numpy RNG states, the permutation and
+position in it, history, best state and counters; safetensors + JSON, atomic) every
+``checkpoint_every`` updates and when training ends; ``resume=True`` continues from it, so a
+killed run ends with bit-identical weights and metrics (the timings aside). A checkpoint made
+for another model, task data or protocol is refused (:class:`tnd.checkpoint.CheckpointError`).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +51,7 @@ from torch.nn import functional as F
 
 from ..tasks.base import SequenceTask
 
-__all__ = ["TrainConfig", "train_and_evaluate", "evaluate", "higher_is_better", "metric_name"]
+__all__ = ["TrainConfig", "evaluate", "higher_is_better", "metric_name", "train_and_evaluate"]
 
 
 @dataclass
@@ -52,12 +62,12 @@ class TrainConfig:
     clip: float = 1.0
     eval_every: int = 25
     patience: int = 4
-    max_train: Optional[int] = None
-    max_val: Optional[int] = 256
-    max_test: Optional[int] = None
+    max_train: int | None = None
+    max_val: int | None = 256
+    max_test: int | None = None
     eval_batch: int = 256
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -69,7 +79,7 @@ def higher_is_better(task: SequenceTask) -> bool:
     return task.kind == "classification"
 
 
-def _forward(model: nn.Module, x: torch.Tensor, ts: Optional[torch.Tensor]) -> torch.Tensor:
+def _forward(model: nn.Module, x: torch.Tensor, ts: torch.Tensor | None) -> torch.Tensor:
     y = model(x, timespans=ts)[0] if ts is not None else model(x)[0]
     return y
 
@@ -97,7 +107,7 @@ def _loss_and_stats(task: SequenceTask, out: torch.Tensor, target: torch.Tensor)
 
 
 class _Split:
-    def __init__(self, task: SequenceTask, which: str, limit: Optional[int], use_ts: bool) -> None:
+    def __init__(self, task: SequenceTask, which: str, limit: int | None, use_ts: bool) -> None:
         x, y = task.split(which)
         n = x.shape[0] if limit is None else min(int(limit), x.shape[0])
         self.x, self.y = x[:n], y[:n]
@@ -111,7 +121,7 @@ class _Split:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: SequenceTask, split: "_Split", batch: int = 256) -> Dict[str, float]:
+def evaluate(model: nn.Module, task: SequenceTask, split: _Split, batch: int = 256) -> dict[str, float]:
     """Mean loss and metric of ``model`` on a prepared split."""
     was = model.training
     model.eval()
@@ -127,10 +137,34 @@ def evaluate(model: nn.Module, task: SequenceTask, split: "_Split", batch: int =
     return {"loss": tot_loss / max(split.n, 1), metric_name(task): num / max(den, 1.0)}
 
 
+def _split_hash(*splits: _Split) -> str:
+    h = hashlib.sha256()
+    for sp in splits:
+        for t in (sp.x, sp.y, sp.lengths, sp.ts):
+            if t is None:
+                h.update(b"none")
+                continue
+            t = torch.as_tensor(t).contiguous()
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, seed: int, *,
                        use_timespans: bool = False,
-                       on_update: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
-    """Train ``model`` on ``task`` with protocol ``cfg`` and return its scores (see module doc)."""
+                       on_update: Callable[[int], None] | None = None,
+                       checkpoint_dir: str | os.PathLike | None = None,
+                       checkpoint_every: int = 100,
+                       resume: bool = False) -> dict[str, Any]:
+    """Train ``model`` on ``task`` with protocol ``cfg`` and return its scores (see module doc).
+
+    ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` updates and
+    when training ends; with ``resume=True`` continue from the checkpoint found there (a fresh
+    start if there is none), with the same final weights and scores as an uninterrupted run
+    (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside)."""
+    if checkpoint_dir is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                       or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train = _Split(task, "train", cfg.max_train, use_timespans)
@@ -147,7 +181,41 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     model.train()
     last_loss = float("nan")
     stopped_early = False
-    while updates < cfg.updates:
+    fingerprint: dict[str, Any] = {}
+    if checkpoint_dir is not None:
+        from ..checkpoint import CheckpointError, has_checkpoint, load_checkpoint
+
+        fingerprint = {"suite_train": {"config": cfg.to_dict(), "seed": int(seed), "use_timespans": bool(use_timespans),
+                                       "task": getattr(task, "name", type(task).__name__),
+                                       "data_sha256": _split_hash(train, val)}}
+        if resume and has_checkpoint(checkpoint_dir):
+            ck = load_checkpoint(checkpoint_dir, model=model, optimizer=opt, fingerprint=fingerprint)
+            try:
+                st, ex = ck["state"], ck["tensors"]
+                rng.bit_generator.state = st["numpy_rng"]
+                perm, pos, updates = ex["perm"].numpy().copy(), int(st["pos"]), int(ck["step"])
+                best_metric, best_update, bad_evals = float(st["best_metric"]), int(st["best_update"]), int(st["bad_evals"])
+                history, last_loss, stopped_early = list(st["history"]), float(st["last_loss"]), bool(st["stopped_early"])
+                t_train, t_eval = float(st["train_time_s"]), float(st["eval_time_s"])
+                best_state = {k[len("best."):]: v for k, v in ex.items() if k.startswith("best.")}
+                if best_state.keys() != model.state_dict().keys():
+                    raise KeyError("best.*")
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"checkpoint in {checkpoint_dir} is not a tnd.suite training checkpoint "
+                                      f"(its loop state lacks or garbles {e})") from e
+
+    def write_checkpoint() -> None:
+        from ..checkpoint import save_checkpoint
+
+        save_checkpoint(checkpoint_dir, step=updates, model=model, optimizer=opt, fingerprint=fingerprint,
+                        tensors={"perm": torch.from_numpy(np.asarray(perm)),
+                                 **{f"best.{k}": v for k, v in best_state.items()}},
+                        state={"numpy_rng": rng.bit_generator.state, "pos": pos, "best_metric": best_metric,
+                               "best_update": best_update, "bad_evals": bad_evals, "history": history,
+                               "last_loss": last_loss, "stopped_early": stopped_early,
+                               "train_time_s": t_train, "eval_time_s": t_eval})
+
+    while updates < cfg.updates and not stopped_early:
         t0 = time.perf_counter()
         if pos + bs > train.n:
             perm, pos = rng.permutation(train.n), 0
@@ -181,7 +249,9 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                 bad_evals += 1
                 if bad_evals >= cfg.patience:
                     stopped_early = True
-                    break
+        if checkpoint_dir is not None and (updates % checkpoint_every == 0 or stopped_early
+                                           or updates >= cfg.updates):
+            write_checkpoint()
     model.load_state_dict(best_state)
     t0 = time.perf_counter()
     te = evaluate(model, task, test, cfg.eval_batch)
