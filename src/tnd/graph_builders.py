@@ -248,8 +248,15 @@ class GraphBuilders:
         return cls(n, ei, layers[0], layers[3], sign=sign, **kw)
 
     @classmethod
-    def from_name(cls, name: str, num_neurons: int, seed: int = 0, **kw: Any) -> "NeuronGraph":
-        """Build a graph family by name: random, fully_connected, small_world, scale_free, ring, layered."""
+    def from_name(cls, name: str, num_neurons: int, seed: int = 0, mean_degree: float | None = None,
+                  **kw: Any) -> "NeuronGraph":
+        """Build a graph family by name: random, fully_connected, small_world, scale_free, ring, layered.
+
+        ``mean_degree`` (optional) sets each family's own density knob so that the mean out-degree
+        is about ``mean_degree`` whatever ``num_neurons`` is (see :func:`degree_kw`); it lets
+        families be compared at the same sparsity (topology sweeps)."""
+        if mean_degree is not None:
+            kw = {**degree_kw(name, int(num_neurons), mean_degree), **kw}
         builders = {
             "random": lambda: cls.random(num_neurons, kw.pop("density", 0.25), seed=seed, **kw),
             "fully_connected": lambda: cls.fully_connected(num_neurons, seed=seed, **kw),
@@ -262,6 +269,30 @@ class GraphBuilders:
             raise GraphError(f"unknown graph family {name!r}; expected one of {sorted(builders)}")
         return builders[name]()
 
+
+def degree_kw(name: str, num_neurons: int, mean_degree: float) -> dict[str, Any]:
+    """The builder options of family ``name`` giving a mean out-degree of about ``mean_degree``.
+
+    random: ``density = k / (N - 1)``; small_world: ``k`` successors; ring (bidirectional):
+    ``k / 2`` each way; scale_free: ``m = k / 2`` links made in both directions; layered: every
+    fan-out / fan-in ``k`` (the realised degree is lower: the last layer sends nothing).
+    fully_connected has no knob and refuses it."""
+    k = _real("mean_degree", mean_degree)
+    n = int(num_neurons)
+    if not 1.0 <= k <= n - 1:
+        raise GraphError(f"mean_degree must lie in [1, num_neurons - 1] = [1, {n - 1}], got {mean_degree}")
+    half = max(1, round(k / 2))
+    table = {
+        "random": {"density": k / (n - 1)},
+        "small_world": {"k": max(1, round(k))},
+        "ring": {"k": half, "bidirectional": True},
+        "scale_free": {"m": half},
+        "layered": {"sensory_fanout": max(1, round(k)), "inter_fanout": max(1, round(k)),
+                    "motor_fanin": max(1, round(k))},
+    }
+    if name not in table:
+        raise GraphError(f"mean_degree is not defined for graph family {name!r}; expected one of {sorted(table)}")
+    return table[name]
 
 
 def _layer_sizes(n: int, kw: dict[str, Any]) -> tuple[int, int, int, int]:

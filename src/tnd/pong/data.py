@@ -131,7 +131,6 @@ def generate_demonstrations(
     actions_all: list[int] = []
     rewards_all: list[float] = []
     lengths, catches_l, ends = [], [], []
-    noise_chunks: list[np.ndarray] = []
     for i in range(num_rounds):
         env.reset(seed=seed + i)
         n = 0

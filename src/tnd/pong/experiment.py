@@ -227,6 +227,8 @@ def config_from_args(args: argparse.Namespace) -> PongConfig:
 
 
 def _validate(cfg: PongConfig) -> None:
+    import math
+
     from .models import MODEL_NAMES
 
     if not cfg.models:
@@ -234,17 +236,37 @@ def _validate(cfg: PongConfig) -> None:
     bad = [m for m in cfg.models if m not in MODEL_NAMES]
     if bad:
         raise ValueError(f"unknown models {bad}; expected {MODEL_NAMES}")
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0:
-        raise ValueError(f"--seeds must be distinct non-negative ints, got {cfg.seeds}")
+    big = 2**31  # counts and seeds stay C ints (torch, numpy and the env take them as such)
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0 or max(cfg.seeds) >= big:
+        raise ValueError(f"--seeds must be distinct ints in [0, 2**31), got {cfg.seeds}")
     for k in ("workers", "param_budget", "window", "batch_size", "max_steps", "eval_every", "patience",
               "demo_rounds", "demo_steps_per_round", "val_windows", "eval_rounds", "max_catches", "frame_steps",
               "perturb_max_len"):
-        if getattr(cfg, k) < 1:
-            raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(cfg, k)}")
+        if not 1 <= getattr(cfg, k) < big:
+            raise ValueError(f"--{k.replace('_', '-')} must be an int in [1, 2**31), got {getattr(cfg, k)}")
+    for k in ("checkpoint_every", "serve_perturb_max_len", "data_seed", "graph_seed"):
+        if not 0 <= getattr(cfg, k) < big:
+            raise ValueError(f"--{k.replace('_', '-')} must be an int in [0, 2**31), got {getattr(cfg, k)}")
+    if cfg.param_budget > 10**7:
+        raise ValueError(f"--param-budget must be at most 10**7 (CPU models), got {cfg.param_budget}")
     if cfg.demo_steps_per_round < cfg.window:
         raise ValueError("--demo-steps-per-round must be >= --window")
-    if not 0 < cfg.val_fraction < 1:
-        raise ValueError("--val-fraction must be in (0, 1)")
+    if not 0 < cfg.val_fraction < 1:  # NaN fails too
+        raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
+    floats = {"lr": (cfg.lr > 0, "> 0"), "grad_clip": (cfg.grad_clip >= 0, ">= 0 (0: no clipping)"),
+              "perturb_prob": (0 <= cfg.perturb_prob <= 1, "in [0, 1]"), "obs_noise": (cfg.obs_noise >= 0, ">= 0")}
+    for k, (ok, want) in floats.items():
+        if not (ok and math.isfinite(getattr(cfg, k))):
+            raise ValueError(f"--{k.replace('_', '-')} must be a finite number {want}, got {getattr(cfg, k)}")
+    if cfg.out is not None:
+        out = Path(cfg.out)
+        for p in (out, *out.parents):  # the nearest existing ancestor must be a folder
+            if p.exists():
+                if not p.is_dir():
+                    raise ValueError(f"--out {cfg.out}: {p} is a file, not a folder")
+                break
+        if cfg.resume and not out.is_dir():
+            raise ValueError(f"--resume: the run folder --out {cfg.out} does not exist (start it without --resume)")
 
 
 def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
@@ -256,12 +278,15 @@ def _data_settings(cfg: PongConfig) -> dict[str, Any]:
                                          "serve_perturb_max_len", "data_seed", "max_catches", "obs_noise")}
 
 
-def cell_key(cfg: PongConfig, model: str, seed: int) -> str:
-    """Hash of every setting that changes a (model, seed) cell's result."""
+def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | None = None) -> str:
+    """Hash of every setting that changes a (model, seed) cell's result (``variant``: see
+    :func:`run_cell`)."""
     keys = ("param_budget", "window", "batch_size", "lr", "max_steps", "eval_every", "patience", "grad_clip",
             "val_fraction", "val_windows", "graph_seed", "eval_rounds")
     d = {k: getattr(cfg, k) for k in keys}
     d.update(_data_settings(cfg), model=model, seed=seed)
+    if variant is not None:
+        d["variant"] = variant
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -306,8 +331,10 @@ def _cell_dir(out: Path, model: str, seed: int) -> Path:
     return out / "cells" / model / f"seed-{seed}"
 
 
-def cell_done(cfg: PongConfig, out: Path, model: str, seed: int) -> dict[str, Any] | None:
-    """The stored metrics of a finished cell with matching settings, else None."""
+def cell_done(cfg: PongConfig, out: Path, model: str, seed: int,
+              variant: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The stored metrics of a finished cell with matching settings, else None (``model``: the
+    cell's label, i.e. the variant's label when there is one)."""
     d = _cell_dir(out, model, seed)
     if not all((d / f).is_file() for f in ("model.safetensors", "checkpoint.json", "metrics.json")):
         return None
@@ -315,12 +342,16 @@ def cell_done(cfg: PongConfig, out: Path, model: str, seed: int) -> dict[str, An
         metrics = json.loads((d / "metrics.json").read_text())
     except ValueError:
         return None
-    return metrics if metrics.get("cell_key") == cell_key(cfg, model, seed) else None
+    return metrics if metrics.get("cell_key") == cell_key(cfg, model, seed, variant) else None
 
 
 def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: str, out: str,
-             show_progress: bool = False) -> dict[str, Any]:
+             show_progress: bool = False, variant: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one (model, seed) cell and write its files; returns its metrics.
+
+    ``variant`` (topology sweeps): ``{"label": folder name of the cell, "tnd": build_model's
+    tnd_overrides, "learn": optional PruneRegrow settings (a learnable topology; see
+    :mod:`tnd.pong.topology`)}``.
 
     Single-threaded torch for the duration (restored afterwards), so the numbers are a
     function of the settings and the seed only."""
@@ -338,8 +369,15 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
     try:
         Xt, Yt, Xv, Yv = load_windows(cfg, Path(data_path))
         torch.manual_seed(seed)
+        variant = variant or {}
+        label = variant.get("label", model_name)
         model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
-                                  graph_seed=cfg.graph_seed)
+                                  graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"))
+        learner = None
+        if variant.get("learn"):
+            from .topology import attach_learner
+
+            learner = attach_learner(model, variant["learn"], seed)
         bar = None
         if show_progress:
             from tqdm.auto import tqdm
@@ -353,12 +391,16 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
 
         ckpt_dir = None
         if cfg.checkpoint_every and cfg.checkpoint_every > 0:
-            ckpt_dir = _cell_dir(Path(out), model_name, seed) / f"train-ckpt-{cell_key(cfg, model_name, seed)}"
+            ckpt_dir = _cell_dir(Path(out), label, seed) / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}"
         tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                          eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
                          progress=progress if bar is not None else None,
                          checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
-                         resume=bool(cfg.resume))
+                         resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
+        if learner is not None:
+            from .topology import finish_learner
+
+            model, spec = finish_learner(model, spec, learner)
         if bar is not None:
             bar.close()
         t0 = time.perf_counter()
@@ -366,12 +408,12 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
         eval_time = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
-    d = _cell_dir(Path(out), model_name, seed)
+    d = _cell_dir(Path(out), label, seed)
     d.mkdir(parents=True, exist_ok=True)
-    save_tensors(d / "model.safetensors", model.state_dict(), metadata={"model": model_name, "seed": str(seed)})
-    atomic_write_text(d / "checkpoint.json", json.dumps({"format": "tnd.pong.cell/1", "model": model_name, "seed": seed,
+    save_tensors(d / "model.safetensors", model.state_dict(), metadata={"model": label, "seed": str(seed)})
+    atomic_write_text(d / "checkpoint.json", json.dumps({"format": "tnd.pong.cell/1", "model": label, "seed": seed,
                                                          "spec": spec}, indent=1))
-    metrics = {"model": model_name, "seed": seed, "cell_key": cell_key(cfg, model_name, seed), "spec": spec,
+    metrics = {"model": label, "seed": seed, "cell_key": cell_key(cfg, label, seed, variant or None), "spec": spec,
                "train": tr, "eval": ev, "eval_time_s": eval_time, "cpu_time_s": time.process_time() - cpu0}
     atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
     if ckpt_dir is not None:
@@ -398,6 +440,26 @@ def load_cell_model(out: str | Path, model: str, seed: int):
 
 
 # ----------------------------------------------------------------------------- whole run
+def run_cells(calls: list[tuple[Any, tuple]], workers: int, done, start=None) -> None:
+    """``run_cell(*args)`` for every ``(key, args)`` in ``calls``; ``done(key, metrics)`` as each
+    finishes. With ``workers > 1`` the cells run in a pool of spawned processes (each cell is
+    single-threaded, so the results do not depend on it); ``start(key)`` is called before a cell
+    only when they run in this process."""
+    if workers > 1 and len(calls) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(calls)), mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(run_cell, *args): key for key, args in calls}
+            for f in as_completed(futs):
+                done(futs[f], f.result())
+    else:
+        for key, args in calls:
+            if start is not None:
+                start(key)
+            done(key, run_cell(*args))
+
+
 def evaluate_references(cfg: PongConfig) -> dict[str, Any]:
     from .policies import ExpertPolicy, RandomPolicy, TrackerPolicy, evaluate_policy
 
@@ -454,26 +516,19 @@ def run_experiment(cfg: PongConfig) -> dict[str, Any]:
     cfg_dict = dataclasses.asdict(cfg)
     bar = tqdm(total=len(cells), initial=len(results_cells), desc="cells (model x seed)", disable=not cfg.progress,
                dynamic_ncols=True)
-    if cfg.workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    # the slowest cells (TND) first, so a pool ends together
+    order = sorted(todo, key=lambda c: (not c[0].startswith("tnd"), c[0] != "transformer"))
 
-        # the slowest cells (TND) first, so the pool ends together
-        order = sorted(todo, key=lambda c: (not c[0].startswith("tnd"), c[0] != "transformer"))
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(todo)), mp_context=mp.get_context("spawn")) as ex:
-            futs = {ex.submit(run_cell, cfg_dict, m, s, str(data_path), str(out), False): (m, s) for m, s in order}
-            for f in as_completed(futs):
-                m, s = futs[f]
-                results_cells[(m, s)] = r = f.result()
-                bar.set_postfix_str(f"{m} s{s}: {r['eval']['mean_catches']:.2f} catches")
-                bar.update(1)
-    else:
-        for m, s in todo:
-            bar.set_description(f"cells: {m} s{s}")
-            r = run_cell(cfg_dict, m, s, str(data_path), str(out), show_progress=cfg.progress)
-            results_cells[(m, s)] = r
-            bar.set_postfix_str(f"{m} s{s}: {r['eval']['mean_catches']:.2f} catches")
-            bar.update(1)
+    def done(key: tuple[str, int], r: dict[str, Any]) -> None:
+        results_cells[key] = r
+        bar.set_postfix_str(f"{key[0]} s{key[1]}: {r['eval']['mean_catches']:.2f} catches")
+        bar.update(1)
+
+    def start(key: tuple[str, int]) -> None:
+        bar.set_description(f"cells: {key[0]} s{key[1]}")
+
+    run_cells([((m, s), (cfg_dict, m, s, str(data_path), str(out), cfg.progress and cfg.workers <= 1))
+               for m, s in order], cfg.workers, done, start)
     bar.close()
 
     say("evaluating reference policies ...")

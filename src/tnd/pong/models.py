@@ -56,6 +56,7 @@ only the initial weights and the batch order.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -101,7 +102,12 @@ def tnd_graph(num_neurons: int, graph: str = "small_world", graph_kw: dict[str, 
 
 
 def _tnd_from(num_neurons: int, input_size: int, output_size: int, cfg: dict[str, Any], seed: int) -> TND:
-    g = tnd_graph(num_neurons, cfg["graph"], cfg.get("graph_kw"), seed)
+    if cfg["graph"] == "explicit":  # a stored graph (e.g. a learned topology), not a family
+        g = NeuronGraph.from_dict(cfg["graph_dict"])
+        if g.num_neurons != num_neurons:
+            raise ValueError(f"spec: num_neurons {num_neurons} differs from the stored graph's {g.num_neurons}")
+    else:
+        g = tnd_graph(num_neurons, cfg["graph"], cfg.get("graph_kw"), seed)
     return TND(input_size, g, output_size, state_size=cfg["state_size"], interaction=cfg["interaction"],
                dynamics=cfg["dynamics"], per_neuron=cfg["per_neuron"], mode=cfg["mode"])
 
@@ -110,6 +116,10 @@ def num_neurons_for_budget(input_size: int, output_size: int, param_budget: int,
                            graph_seed: int = 0, lo: int = 8, hi: int = 2048) -> int:
     """Number of neurons whose TND (built from ``cfg``) has the parameter count closest to
     ``param_budget`` (binary search; counts grow with the number of neurons)."""
+    deg = (cfg.get("graph_kw") or {}).get("mean_degree")
+    if deg is not None:  # a graph of mean degree k needs at least k + 1 neurons
+        lo = max(lo, math.ceil(float(deg)) + 2)
+
     def count(n: int) -> int:
         with torch.random.fork_rng(devices=[]):
             return count_parameters(_tnd_from(n, input_size, output_size, cfg, graph_seed))
@@ -152,7 +162,9 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
 
     Uses the global torch RNG for the initial weights (seed it first). ``window`` is the
     training window (the Transformer's context); ``tnd_overrides`` changes ``TND_DEFAULTS``
-    keys (e.g. ``{"graph": "random", "graph_kw": {"density": 0.1}}``). Returns
+    keys (e.g. ``{"graph": "random", "graph_kw": {"mean_degree": 4}}``; ``"num_neurons"`` fixes the
+    size instead of matching the budget; ``{"graph": "explicit", "graph_dict": g.to_dict()}`` uses a
+    stored graph). Returns
     ``(model, spec)``; ``spec`` holds ``params`` (the trainable-parameter count) and whatever
     :func:`model_from_spec` needs.
     """
@@ -167,11 +179,16 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
                             "input_center": float(input_center), "input_scale": float(input_scale)}
     if name in TND_NAMES:
         cfg["per_neuron"] = name == "tnd"
-        n = num_neurons_for_budget(input_size, output_size, param_budget, cfg, graph_seed)
+        fixed_n = cfg.pop("num_neurons", None)
+        if cfg["graph"] == "explicit":
+            fixed_n = NeuronGraph.from_dict(cfg["graph_dict"]).num_neurons
+        n = int(fixed_n) if fixed_n is not None else num_neurons_for_budget(input_size, output_size, param_budget,
+                                                                              cfg, graph_seed)
         spec.update(kind="tnd", num_neurons=n, tnd=cfg)
     else:
         # the sparse RNN copies the density of the default TND graph at the same budget
         tcfg = dict(cfg, per_neuron=True)
+        tcfg.pop("num_neurons", None)
         density = tnd_graph(num_neurons_for_budget(input_size, output_size, param_budget, tcfg, graph_seed),
                             tcfg["graph"], tcfg.get("graph_kw"), graph_seed).density
         kw = _baseline_kwargs(name, window=window, density=density, graph_seed=graph_seed,

@@ -213,7 +213,7 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
     """Write the Markdown report: table, paper comparison, per-seed table, protocol, plots."""
     cfg = results["config"]
     models = results["models"]
-    lines = [f"# Single-player Pong behaviour cloning: TND against five baselines", ""]
+    lines = ["# Single-player Pong behaviour cloning: TND against five baselines", ""]
     resumed = results.get("resumed_cells") or 0
     lines += [f"Run: `{results.get('command', 'tnd pong')}`; wall time {_fmt(results.get('wall_time_s'), 1)} s"
               + (f" ({resumed} cell(s) resumed from an earlier run, not counted)" if resumed else "") + "; "

@@ -93,6 +93,7 @@ def train_model(
     checkpoint_dir: Any = None,
     checkpoint_every: int = 100,
     resume: bool = False,
+    step_hook: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place; load the best validation weights into it at the end.
 
@@ -107,6 +108,10 @@ def train_model(
     A checkpoint made for another model, data or hyper-parameters, or a damaged one, raises
     :class:`tnd.checkpoint.CheckpointError`. A non-finite loss or gradient raises
     :class:`NonFiniteError`.
+
+    ``step_hook(step)`` is called after every optimiser step and that step's validation (e.g. a learnable topology's
+    :meth:`tnd.topology.PruneRegrow.after_step`); its state is not checkpointed, so it cannot be
+    combined with ``checkpoint_dir``.
     """
     for name, v in (("max_steps", max_steps), ("batch_size", batch_size), ("eval_every", eval_every),
                     ("patience", patience)):
@@ -115,6 +120,8 @@ def train_model(
     if checkpoint_dir is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
                                        or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
+    if step_hook is not None and checkpoint_dir is not None:
+        raise ValueError("step_hook cannot be combined with checkpoint_dir: the hook's state is not checkpointed")
     x, y = _as_tensors(train_X, train_Y)
     if x.shape[0] == 0:
         raise ValueError("no training windows")
@@ -200,6 +207,8 @@ def train_model(
                 bad += 1
                 if bad >= patience:
                     stopped = True
+        if step_hook is not None:  # after validation: a hook that rewires the model acts on the next steps
+            step_hook(step)
         if checkpoint_dir is not None and (step % checkpoint_every == 0 or stopped or step >= max_steps):
             write_checkpoint()
         if progress is not None:
