@@ -289,3 +289,28 @@ def test_killed_sweep_resumes_mid_cell(tmp_path, monkeypatch):
     assert (res["ran"], res["failed"]) == (1, 0)
     assert _metrics(res["results"]) == _metrics(ref["results"])
     assert not list((tmp_path / "run" / "checkpoints").iterdir())  # removed once the cell is done
+
+
+def test_non_finite_loss_stops_suite_training_naming_the_update(tmp_path):
+    from tnd.checkpoint import MANIFEST_NAME, NonFiniteError
+    from tnd.tasks import load_task
+
+    task = load_task("italy_power_demand", small=True)
+    torch.manual_seed(0)
+    model, _ = build_model("tnd", task.input_size, task.output_size, 200, seq_len=task.seq_len)
+    calls = {"n": 0}
+    real_forward = model.forward
+
+    def poisoned(*a, **kw):  # the 5th update's forward produces NaN
+        calls["n"] += 1
+        y = real_forward(*a, **kw)
+        if model.training and calls["n"] == 5:
+            y = (y[0] * float("nan"), *y[1:]) if isinstance(y, tuple) else y * float("nan")
+        return y
+
+    model.forward = poisoned
+    cfg = TrainConfig(updates=8, batch_size=8, eval_every=100, patience=10, max_val=8, max_test=8)
+    with pytest.raises(NonFiniteError, match="at update 5") as e:
+        train_and_evaluate(model, task, cfg, seed=0, checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
+    assert e.value.step == 5
+    assert json.loads((tmp_path / "ck" / MANIFEST_NAME).read_text())["step"] == 4  # the last good one is kept

@@ -33,6 +33,7 @@ from .io import atomic_write_text, save_tensors
 
 __all__ = [
     "CheckpointError",
+    "NonFiniteError",
     "FORMAT",
     "MANIFEST_NAME",
     "save_checkpoint",
@@ -45,6 +46,15 @@ __all__ = [
 
 FORMAT = "tnd.checkpoint/1"
 MANIFEST_NAME = "checkpoint.json"
+
+
+class NonFiniteError(ValueError):
+    """The loss or the gradients became NaN/Inf; ``step`` is the (1-based) step that produced them.
+    Training stops there and the last good checkpoint is kept."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 class CheckpointError(ValueError):

@@ -28,15 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import NonFiniteError
+
 __all__ = ["train_model", "evaluate_offline", "NonFiniteError"]
-
-
-class NonFiniteError(ValueError):
-    """The loss or the gradients became NaN/Inf; ``step`` is the (1-based) step that produced them."""
-
-    def __init__(self, message: str, step: int):
-        super().__init__(message)
-        self.step = step
 
 
 def _as_tensors(X: Any, Y: Any) -> tuple[torch.Tensor, torch.Tensor]:

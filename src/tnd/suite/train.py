@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checkpoint import NonFiniteError
 from ..tasks.base import SequenceTask
 
 __all__ = ["TrainConfig", "evaluate", "higher_is_better", "metric_name", "train_and_evaluate"]
@@ -225,9 +226,17 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         out = _select(task, _forward(model, x, ts), ln, y)
         loss, _, _ = _loss_and_stats(task, out, y)
         opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss.detach()):
+            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at update {updates + 1}; "
+                                 "the last good checkpoint (if any) is kept", updates + 1)
         loss.backward()
-        if cfg.clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip) if cfg.clip else (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads
+            else torch.zeros(()))
+        if not torch.isfinite(gnorm):
+            raise NonFiniteError(f"non-finite gradients (norm {float(gnorm)}) at update {updates + 1}; "
+                                 "the last good checkpoint (if any) is kept", updates + 1)
         opt.step()
         updates += 1
         last_loss = loss.item()
