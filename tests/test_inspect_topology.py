@@ -93,3 +93,18 @@ def test_topology_bad_options(tmp_path, capsys):
     assert "--degrees" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["topology", "--families", "hypercube"])
+
+
+def test_large_graphs_are_lesioned_by_groups(sweep):
+    from tnd.lesion import find_tnd
+    from tnd.pong.experiment import load_cell_model
+    from tnd.pong.inspect import lesion_study
+
+    model = load_cell_model(sweep, "ring-k2", 0)
+    n = find_tnd(model).num_neurons
+    res = lesion_study(model, rounds=2, env_kwargs={"max_catches": 3}, num_edges=1, max_units=4)
+    assert res["neurons"] == [] and res["groups"]
+    ids = sorted(i for g in res["groups"] for i in g["ids"])
+    assert ids == list(range(n))  # every neuron in exactly one group
+    assert all(len({g["role"]}) == 1 and g["name"] for g in res["groups"])
+    assert len(res["groups"]) <= 4 + 4  # about max_units groups (at most one extra per role)
