@@ -68,9 +68,39 @@ def test_pruned_model_equals_masked_model():
         torch.testing.assert_close(h1, h0, rtol=1e-12, atol=1e-12)
 
 
-def test_regrowth_follows_the_mask_gradient():
+@pytest.mark.parametrize("regrow", ["gradient", "sensitivity"])
+def test_budget_and_function_across_regrow_rules(regrow):
+    model = _candidate(d=2)
+    learner = PruneRegrow(model, 30, every=4, drop_fraction=0.5, stop_step=20, seed=4, regrow=regrow)
+    _, counts = _train(model, learner, 8)
+    assert counts == [30] * 8 and learner.moved
+
+
+def test_gradient_regrowth_picks_the_largest_gradients_at_zero_weight():
     model = _candidate()
     learner = PruneRegrow(model, 20, every=1000, drop_fraction=0.5, stop_step=1000, seed=3)
+    x = torch.randn(4, 7, 2, dtype=torch.float64)
+    model(x)[0].pow(2).sum().backward()
+    learner.after_step(1)  # folds dL/dw (all candidate edges, inactive ones too) into the score
+    inactive = torch.nonzero(learner.mask.detach() == 0).flatten()
+    assert float(learner.gscore[inactive].abs().sum()) > 0  # inactive edges do get a gradient
+    expected = inactive[torch.argsort(-learner.gscore[inactive].norm(dim=1), stable=True)[:10]]
+    moved = learner.update(1)
+    assert moved == 10 and bool((learner.mask.detach()[expected] == 1).all())
+    assert bool((model.cell.interaction.weight_raw.detach()[expected] == 0).all())
+    learner.finish()
+    assert "effective_edge_weight" not in vars(model.cell.interaction)
+    # grown at weight 0: switching them off again leaves the function exactly as it is
+    with torch.no_grad():
+        y_grown, _ = model(x)
+        model.cell.interaction.edge_mask[expected] = 0.0
+        y_without, _ = model(x)
+    torch.testing.assert_close(y_grown, y_without, rtol=0, atol=0)
+
+
+def test_regrowth_follows_the_mask_gradient():
+    model = _candidate()
+    learner = PruneRegrow(model, 20, every=1000, drop_fraction=0.5, stop_step=1000, seed=3, regrow="sensitivity")
     inactive = torch.nonzero(learner.mask.detach() == 0).flatten()
     best = inactive[:4]
     learner.score[best] = -1.0  # predicted to lower the loss the most
@@ -87,3 +117,10 @@ def test_bad_arguments():
         PruneRegrow(model, 5, every=0)
     with pytest.raises(ValueError, match="drop_fraction"):
         PruneRegrow(model, 5, drop_fraction=1.5)
+    with pytest.raises(ValueError, match="regrow"):
+        PruneRegrow(model, 5, regrow="random")
+    torch.manual_seed(0)
+    signed = NeuronGraph.random(8, 0.5, seed=1, num_inputs=2, num_outputs=2, inhibitory_fraction=0.5)
+    with pytest.raises(ValueError, match="sensitivity"):
+        PruneRegrow(TND(2, signed, 2), 5)
+    PruneRegrow(TND(2, signed, 2), 5, regrow="sensitivity")

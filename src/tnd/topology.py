@@ -6,12 +6,20 @@ exactly ``budget`` of its edges switched on through the interaction's ``edge_mas
 2020), with the regrowth criterion taken from the mask itself:
 
 * every ``every`` steps (until ``stop_step``) the ``k`` active edges of smallest magnitude
-  ``sum_d |w_e|`` are switched off, and the ``k`` inactive edges whose switching on is predicted
-  to lower the loss most are switched on. The prediction is first order in the mask,
-  ``Delta L ~= dL/dm_e`` for ``m_e: 0 -> 1``, where ``dL/dm_e = sum_d (dL/dw_e) w^latent_e``
-  is the gradient w.r.t. the mask (an exponential moving average over the steps since the last
-  update, so one batch does not decide); inactive edges keep their latent weights, so a regrown
-  edge comes back with exactly the weight the prediction was made for;
+  ``sum_d |w_e|`` are switched off and ``k`` inactive edges are switched on, chosen by
+  ``regrow``:
+
+  - ``"gradient"`` (default; RigL's rule, unsigned linear interaction): the edges with the
+    largest ``||dL/dw_e||``, the gradient w.r.t. the *effective* weight, which exists for
+    inactive edges too (``w_e = m_e theta_e``); they start at weight 0, so switching them on does
+    not change the function and training grows them;
+  - ``"sensitivity"`` (any interaction, signed graphs too): the edges whose switching on is
+    predicted to lower the loss most, first order in the mask: ``Delta L ~= dL/dm_e`` with
+    ``dL/dm_e = sum_d (dL/dw_e) theta_e``; inactive edges keep their latent weights, so a regrown
+    edge comes back with the weight the prediction was made for.
+
+  Both scores are exponential moving averages over the steps since the last update, so one batch
+  does not decide;
 * ``k`` follows a cosine schedule from ``drop_fraction * budget`` down to 0 at ``stop_step``,
   so the graph settles and the last part of training tunes a fixed graph.
 
@@ -49,10 +57,12 @@ class PruneRegrow:
         ema: decay of the moving average of the mask gradient.
         seed: seed of the initial random active set.
         rescale_init: scale the (unsigned) initial edge weights by ``sqrt(candidate edges / budget)``.
+        regrow: ``"gradient"`` or ``"sensitivity"`` (see the module docstring).
     """
 
     def __init__(self, model: nn.Module, budget: int, *, every: int = 100, drop_fraction: float = 0.3,
-                 stop_step: int = 1000, ema: float = 0.9, seed: int = 0, rescale_init: bool = True) -> None:
+                 stop_step: int = 1000, ema: float = 0.9, seed: int = 0, rescale_init: bool = True,
+                 regrow: str = "gradient") -> None:
         self.tnd = find_tnd(model)
         self.inter = self.tnd.cell.interaction
         num_edges = self.inter.num_edges
@@ -63,6 +73,14 @@ class PruneRegrow:
             raise ValueError(f"budget must be <= the candidate graph's {num_edges} edges, got {budget}")
         if not 0.0 <= float(drop_fraction) <= 1.0 or not 0.0 <= float(ema) < 1.0:
             raise ValueError(f"drop_fraction must lie in [0, 1] and ema in [0, 1), got {drop_fraction}, {ema}")
+        if regrow not in ("gradient", "sensitivity"):
+            raise ValueError(f"regrow must be 'gradient' or 'sensitivity', got {regrow!r}")
+        from .interactions.linear import LinearInteraction
+
+        if regrow == "gradient" and (self.inter.signed or not isinstance(self.inter, LinearInteraction)):
+            raise ValueError("regrow='gradient' needs the linear interaction on an unsigned graph (a regrown edge "
+                             "starts at weight 0); use regrow='sensitivity'")
+        self.regrow = regrow
         self.budget, self.every, self.stop_step = budget, every, stop_step
         self.drop_fraction, self.ema = float(drop_fraction), float(ema)
         gen = torch.Generator().manual_seed(int(seed))
@@ -78,9 +96,28 @@ class PruneRegrow:
                 for p in self.inter.parameters(recurse=False):
                     if p.dim() >= 1 and p.shape[0] == num_edges:
                         p.mul_(gain)
-        # The mask becomes a leaf that records dL/dm (it is a buffer: no optimiser ever updates it).
-        self.inter.edge_mask.requires_grad_(True)
         self.score = torch.zeros(num_edges, dtype=self.inter.edge_mask.dtype)
+        if regrow == "sensitivity":
+            # The mask becomes a leaf that records dL/dm (a buffer: no optimiser ever updates it).
+            self.inter.edge_mask.requires_grad_(True)
+        else:
+            # Record dL/dw for every candidate edge: wrap the interaction's effective-weight
+            # function (every implementation, fused or not, builds its weights through it).
+            d = self.inter.state_size
+            self.gscore = torch.zeros(num_edges, d, dtype=self.inter.edge_mask.dtype)
+            self._gsum = torch.zeros_like(self.gscore)
+            original = self.inter.effective_edge_weight
+
+            def record(g: torch.Tensor) -> None:
+                self._gsum.add_(g.detach().reshape(self._gsum.shape))
+
+            def recorded():
+                w = original()
+                if w.requires_grad:
+                    w.register_hook(record)
+                return w
+
+            self.inter.effective_edge_weight = recorded
         self.moved: list[dict[str, int]] = []  # per update: step, edges moved
 
     @property
@@ -98,10 +135,14 @@ class PruneRegrow:
         return int(round(frac * self.budget))
 
     def after_step(self, step: int) -> None:
-        g = self.mask.grad
-        if g is not None:
-            self.score.mul_(self.ema).add_(g.detach(), alpha=1.0 - self.ema)
-            self.mask.grad = None
+        if self.regrow == "gradient":
+            self.gscore.mul_(self.ema).add_(self._gsum, alpha=1.0 - self.ema)
+            self._gsum.zero_()
+        else:
+            g = self.mask.grad
+            if g is not None:
+                self.score.mul_(self.ema).add_(g.detach(), alpha=1.0 - self.ema)
+                self.mask.grad = None
         if step % self.every == 0:
             self.update(step)
 
@@ -117,18 +158,24 @@ class PruneRegrow:
         k = min(k, act_ids.numel(), int((~active).sum()))
         drop = act_ids[torch.argsort(mag[act_ids], stable=True)[:k]]
         inact_ids = torch.nonzero(~active).flatten()  # excludes the edges dropped just now
-        grow = inact_ids[torch.argsort(self.score[inact_ids], stable=True)[:k]]  # most negative dL/dm first
+        if self.regrow == "gradient":  # largest ||dL/dw|| first
+            grow = inact_ids[torch.argsort(-self.gscore[inact_ids].norm(dim=1), stable=True)[:k]]
+            self.inter.weight_raw[grow] = 0.0  # switched on at weight 0: the function is unchanged
+            self.gscore[grow] = 0.0
+        else:  # most negative dL/dm first
+            grow = inact_ids[torch.argsort(self.score[inact_ids], stable=True)[:k]]
+            self.score[grow] = 0.0
         self.mask[drop] = 0.0
         self.mask[grow] = 1.0
-        self.score[grow] = 0.0
         self.moved.append({"step": int(step), "moved": int(k)})
         assert self.num_active() == self.budget
         return k
 
     def finish(self) -> None:
-        """Stop recording mask gradients (call before saving or evaluating)."""
+        """Stop recording gradients (call before saving or evaluating)."""
         self.mask.requires_grad_(False)
         self.mask.grad = None
+        self.inter.__dict__.pop("effective_edge_weight", None)  # back to the class's method
 
     def state(self) -> dict[str, Any]:
         return {"budget": self.budget, "active": self.num_active(), "updates": self.moved}

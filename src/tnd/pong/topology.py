@@ -48,6 +48,9 @@ class TopologyConfig(PongConfig):
     """learnable topology: fraction of the edge budget moved at the first update (cosine-annealed)"""
     learn_stop: float = 0.75
     """learnable topology: the graph stops changing after this fraction of --max-steps"""
+    learn_regrow: str = "gradient"
+    """learnable topology: regrowth rule, gradient (RigL: largest |dL/dw|, grown at weight 0) or
+    sensitivity (most negative dL/dmask, grown at the latent weight)"""
 
 
 QUICK_TOPOLOGY: dict[str, Any] = {**QUICK, "families": ("random", "ring"), "degrees": (2.0,), "learn_every": 4}
@@ -69,7 +72,8 @@ def attach_learner(model, learn: dict[str, Any], seed: int):
     from ..topology import PruneRegrow
 
     return PruneRegrow(model, int(learn["budget"]), every=int(learn["every"]), drop_fraction=float(learn["drop_fraction"]),
-                       stop_step=int(learn["stop_step"]), seed=int(seed))
+                       stop_step=int(learn["stop_step"]), seed=int(seed),
+                       regrow=str(learn.get("regrow", "sensitivity")))
 
 
 def finish_learner(model, spec: dict[str, Any], learner):
@@ -116,7 +120,8 @@ def _learned_variant(cfg: TopologyConfig, best: dict[str, Any]) -> dict[str, Any
     return {"label": f"learned-{best['name']}", "family": "learned", "degree": best["degree"],
             "tnd": {"graph": "explicit", "graph_dict": cand.to_dict(), "graph_kw": {}},
             "learn": {"budget": int(spec["graph_edges"]), "every": cfg.learn_every,
-                      "drop_fraction": cfg.learn_drop_fraction, "stop_step": int(cfg.learn_stop * cfg.max_steps)}}
+                      "drop_fraction": cfg.learn_drop_fraction, "stop_step": int(cfg.learn_stop * cfg.max_steps),
+                      "regrow": cfg.learn_regrow}}
 
 
 def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data_path: Path, out: Path,
@@ -290,6 +295,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help="hide progress messages")
         elif f.name == "families":
             parser.add_argument(opt, nargs="+", choices=FAMILIES, default=None, metavar="FAMILY", help=help_text)
+        elif f.name == "learn_regrow":
+            parser.add_argument(opt, choices=("gradient", "sensitivity"), default=None, help=help_text)
         elif f.name in ("seeds", "degrees"):
             parser.add_argument(opt, nargs="+", type=int if f.name == "seeds" else float, default=None,
                                 metavar=f.name[:-1].upper(), help=help_text)
