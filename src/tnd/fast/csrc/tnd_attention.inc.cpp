@@ -131,15 +131,7 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
     std::vector<T> g(nbM), gn(nbM), gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
     std::vector<T> ef_buf(A.EF ? 0 : nbM), es_buf(A.ES ? 0 : nbM), gnum_buf(A.Gnum ? 0 : nbM), gden_buf(A.Gden ? 0 : nbM);
     for (int m = 0; m < M; ++m) decay[m] = std::exp(-A.r[m]);
-    if (A.g_last)
-        std::memcpy(g.data(), A.g_last + (i64)b0 * M, sizeof(T) * nbM);
-    else
-        std::memset(g.data(), 0, sizeof(T) * nbM);
-    {
-        const T* go = A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * B * n_out : 0);
-        for (int bb = 0; bb < nb; ++bb)
-            for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-    }
+    seed_grad(A, g.data(), b0, nb, M);
     for (int t = A.T_ - 1; t >= 0; --t) {
         const i64 off = (i64)t * BM + (i64)b0 * M;
         const T* st = A.S_in + off;
@@ -217,11 +209,7 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             }
         }
         for (int m = 0; m < M; ++m) akey[m] += (double)fkey[m];  // per-step partial sums, then double
-        if (A.seq_out && t >= 1) {
-            const T* go = A.g_outs + (i64)(t - 1) * B * n_out;
-            for (int bb = 0; bb < nb; ++bb)
-                for (int k = 0; k < n_out; ++k) gn[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-        }
+        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
         g.swap(gn);
     }
     std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
@@ -229,31 +217,15 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
 
 template <typename T>
 static void attn_forward(const AArgs<T>& A, int nthreads) {
-    auto parts = split_rows(A.B, nthreads);
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < parts.size(); ++k)
-        pool.emplace_back([&A, &parts, k] { attn_forward_rows(A, parts[k].first, parts[k].second); });
-    attn_forward_rows(A, parts[0].first, parts[0].second);
-    for (auto& th : pool) th.join();
+    for_row_chunks(split_rows(A.B, nthreads), [&A](int b0, int b1) { attn_forward_rows(A, b0, b1); });
 }
 
 // out: key (M) | r (M) | bias (M) | wv (E) | wp (E)   (E only when sparse)
 template <typename T>
 static void attn_backward(const AArgs<T>& A, int nthreads, T* out) {
-    auto parts = split_rows(A.B, nthreads);
     const i64 M = (i64)A.N * A.d, L = 3 * M + (A.sparse ? 2 * A.E : 0);
-    const size_t np = parts.size();
-    std::vector<double> acc(L * np, 0.0);
-    auto work = [&](size_t k) { attn_backward_rows(A, parts[k].first, parts[k].second, acc.data() + L * k); };
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < np; ++k) pool.emplace_back(work, k);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (i64 i = 0; i < L; ++i) {
-        double v = 0;
-        for (size_t k = 0; k < np; ++k) v += acc[L * k + i];
-        out[i] = (T)v;
-    }
+    auto acc = sum_over_chunks(split_rows(A.B, nthreads), L, [&A](int b0, int b1, double* a) { attn_backward_rows(A, b0, b1, a); });
+    for (i64 i = 0; i < L; ++i) out[i] = (T)acc[i];
 }
 
 #define TND_ATTN_EXPORT(T, SUF)                                                                                    \

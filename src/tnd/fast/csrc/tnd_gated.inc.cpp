@@ -115,15 +115,7 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
     double* acb = abeta + M;
     double* aw = acb + M;
     std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), gg(M), gc(M);
-    if (A.g_last)
-        std::memcpy(g.data(), A.g_last + (i64)b0 * M, sizeof(T) * nbM);
-    else
-        std::memset(g.data(), 0, sizeof(T) * nbM);
-    {
-        const T* go = A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * B * n_out : 0);
-        for (int bb = 0; bb < nb; ++bb)
-            for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-    }
+    seed_grad(A, g.data(), b0, nb, M);
     T* __restrict ggb = gg.data();
     T* __restrict gcb = gc.data();
     for (int t = A.T_ - 1; t >= 0; --t) {
@@ -182,11 +174,7 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
         } else {
             matmul_rows(gn.data(), gut, A.WT, nb, M);
         }
-        if (A.seq_out && t >= 1) {
-            const T* go = A.g_outs + (i64)(t - 1) * B * n_out;
-            for (int bb = 0; bb < nb; ++bb)
-                for (int k = 0; k < n_out; ++k) gn[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-        }
+        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
         g.swap(gn);
     }
     std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
@@ -194,32 +182,16 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
 
 template <typename T>
 static void gated_forward(const GArgs<T>& A, int nthreads) {
-    auto parts = split_rows(A.B, nthreads);
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < parts.size(); ++k)
-        pool.emplace_back([&A, &parts, k] { gated_forward_rows(A, parts[k].first, parts[k].second); });
-    gated_forward_rows(A, parts[0].first, parts[0].second);
-    for (auto& th : pool) th.join();
+    for_row_chunks(split_rows(A.B, nthreads), [&A](int b0, int b1) { gated_forward_rows(A, b0, b1); });
 }
 
 // out: A, G, V grads (N*d*d each), beta (M), cb (M), w (E, sparse)
 template <typename T>
 static void gated_backward(const GArgs<T>& A, int nthreads, T* out) {
-    auto parts = split_rows(A.B, nthreads);
     const i64 M = (i64)A.N * A.d;
     const i64 L = 3 * (i64)A.N * A.d * A.d + 2 * M + (A.sparse ? A.E : 0);
-    const size_t np = parts.size();
-    std::vector<double> acc(L * np, 0.0);
-    auto work = [&](size_t k) { gated_backward_rows(A, parts[k].first, parts[k].second, acc.data() + L * k); };
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < np; ++k) pool.emplace_back(work, k);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (i64 i = 0; i < L; ++i) {
-        double v = 0;
-        for (size_t k = 0; k < np; ++k) v += acc[L * k + i];
-        out[i] = (T)v;
-    }
+    auto acc = sum_over_chunks(split_rows(A.B, nthreads), L, [&A](int b0, int b1, double* a) { gated_backward_rows(A, b0, b1, a); });
+    for (i64 i = 0; i < L; ++i) out[i] = (T)acc[i];
 }
 
 #define TND_GATED_EXPORT(T, SUF)                                                                                   \

@@ -159,6 +159,62 @@ struct Args {
     T *outs, *s_last, *S, *C, *g_s0, *g_P, *Gpre;
 };
 
+// Split the batch into `nthreads` chunks (multiples of 4 rows where possible).
+static std::vector<std::pair<int, int>> split_rows(int B, int nthreads) {
+    std::vector<std::pair<int, int>> parts;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > B) nthreads = B;
+    int per = (B + nthreads - 1) / nthreads;
+    if (per % 4 && B >= 4 * nthreads) per += 4 - per % 4;
+    for (int b = 0; b < B; b += per) parts.emplace_back(b, b + per < B ? b + per : B);
+    return parts;
+}
+
+// Run rows(b0, b1) on every chunk of the batch, in parallel, the first chunk on this thread.
+template <typename F>
+static void for_row_chunks(const std::vector<std::pair<int, int>>& parts, F rows) {
+    std::vector<std::thread> pool;
+    for (size_t k = 1; k < parts.size(); ++k) pool.emplace_back([&rows, &parts, k] { rows(parts[k].first, parts[k].second); });
+    rows(parts[0].first, parts[0].second);
+    for (auto& th : pool) th.join();
+}
+
+// Run work(b0, b1, acc) on every chunk in parallel, each with its own `L` zeroed doubles, and return
+// their sum over the chunks, added in chunk order (results do not depend on thread timing).
+template <typename F>
+static std::vector<double> sum_over_chunks(const std::vector<std::pair<int, int>>& parts, size_t L, F work) {
+    std::vector<double> acc(L * parts.size(), 0.0);
+    std::vector<std::thread> pool;
+    for (size_t k = 1; k < parts.size(); ++k)
+        pool.emplace_back([&work, &parts, &acc, L, k] { work(parts[k].first, parts[k].second, acc.data() + L * k); });
+    work(parts[0].first, parts[0].second, acc.data());
+    for (auto& th : pool) th.join();
+    for (size_t k = 1; k < parts.size(); ++k)
+        for (size_t i = 0; i < L; ++i) acc[i] += acc[L * k + i];
+    acc.resize(L);
+    return acc;
+}
+
+// g[bb, out_idx[k]] += go[b0 + bb, k] for a worker's nb batch rows: an output's gradient enters the
+// state it was read from.
+template <typename T, typename Args_>
+static inline void add_out_grad(const Args_& A, T* g, const T* go, int b0, int nb, i64 M) {
+    const int n_out = A.n_out;
+    for (int bb = 0; bb < nb; ++bb)
+        for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
+}
+
+// The gradient w.r.t. the state after the last step: g_last (or 0) plus the last output's gradient.
+template <typename T, typename Args_>
+static void seed_grad(const Args_& A, T* g, int b0, int nb, i64 M) {
+    const i64 nbM = (i64)nb * M;
+    if (A.g_last)
+        std::memcpy(g, A.g_last + (i64)b0 * M, sizeof(T) * nbM);
+    else
+        std::memset(g, 0, sizeof(T) * nbM);
+    add_out_grad(A, g, A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * A.B * A.n_out : 0), b0, nb, M);
+}
+
 template <typename T>
 static void forward_rows(const Args<T>& A, int b0, int b1) {
     const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
@@ -259,15 +315,7 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
     std::vector<T> g(nbM), gn(nbM), gp_buf(A.sparse ? nbM : 0), decay(M);
     if (!A.dt)
         for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
-    if (A.g_last)
-        std::memcpy(g.data(), A.g_last + (i64)b0 * M, sizeof(T) * nbM);
-    else
-        std::memset(g.data(), 0, sizeof(T) * nbM);
-    {
-        const T* go = A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * B * n_out : 0);
-        for (int bb = 0; bb < nb; ++bb)
-            for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-    }
+    seed_grad(A, g.data(), b0, nb, M);
     for (int t = A.T_ - 1; t >= 0; --t) {
         const T* st = A.S_in + (i64)t * BM + (i64)b0 * M;
         const T* ct = A.C_in + (i64)t * BM + (i64)b0 * M;
@@ -298,54 +346,23 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
         } else {
             matmul_rows(gn.data(), gp, A.WT, nb, M);
         }
-        if (A.seq_out && t >= 1) {
-            const T* go = A.g_outs + (i64)(t - 1) * B * n_out;
-            for (int bb = 0; bb < nb; ++bb)
-                for (int k = 0; k < n_out; ++k) gn[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-        }
+        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
         g.swap(gn);
     }
     std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
 }
 
-// Split the batch into `nthreads` chunks (multiples of 4 rows where possible).
-static std::vector<std::pair<int, int>> split_rows(int B, int nthreads) {
-    std::vector<std::pair<int, int>> parts;
-    if (nthreads < 1) nthreads = 1;
-    if (nthreads > B) nthreads = B;
-    int per = (B + nthreads - 1) / nthreads;
-    if (per % 4 && B >= 4 * nthreads) per += 4 - per % 4;
-    for (int b = 0; b < B; b += per) parts.emplace_back(b, b + per < B ? b + per : B);
-    return parts;
-}
-
 template <typename T>
 static void forward(const Args<T>& A, int nthreads) {
-    auto parts = split_rows(A.B, nthreads);
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < parts.size(); ++k)
-        pool.emplace_back([&A, &parts, k] { forward_rows(A, parts[k].first, parts[k].second); });
-    forward_rows(A, parts[0].first, parts[0].second);
-    for (auto& th : pool) th.join();
+    for_row_chunks(split_rows(A.B, nthreads), [&A](int b0, int b1) { forward_rows(A, b0, b1); });
 }
 
 template <typename T>
 static void backward(const Args<T>& A, int nthreads, T* g_bias, T* g_r, T* g_w) {
-    auto parts = split_rows(A.B, nthreads);
-    const size_t np = parts.size(), M = A.M, E = A.sparse ? A.E : 0;
-    std::vector<double> acc((2 * M + E) * np, 0.0);
-    auto work = [&](size_t k) {
-        double* a = acc.data() + (2 * M + E) * k;
-        backward_rows(A, parts[k].first, parts[k].second, a, a + M, a + 2 * M);
-    };
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < np; ++k) pool.emplace_back(work, k);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (size_t k = 1; k < np; ++k) {
-        const double* a = acc.data() + (2 * M + E) * k;
-        for (size_t i = 0; i < 2 * M + E; ++i) acc[i] += a[i];
-    }
+    const size_t M = A.M, E = A.sparse ? A.E : 0;
+    auto acc = sum_over_chunks(split_rows(A.B, nthreads), 2 * M + E, [&A, M](int b0, int b1, double* a) {
+        backward_rows(A, b0, b1, a, a + M, a + 2 * M);
+    });
     for (size_t m = 0; m < M; ++m) {
         g_bias[m] = (T)acc[m];
         g_r[m] = (T)acc[M + m];

@@ -211,15 +211,7 @@ static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
     std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), hid((i64)N * H), gp1(H), gp2(M), xv(N), gx(N), gs(N);
     // per-step partial sums (over this worker's rows) in T, flushed into the double sums once per step
     std::vector<T> f(LF);
-    if (A.g_last)
-        std::memcpy(g.data(), A.g_last + (i64)b0 * M, sizeof(T) * nbM);
-    else
-        std::memset(g.data(), 0, sizeof(T) * nbM);
-    {
-        const T* go = A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * B * n_out : 0);
-        for (int bb = 0; bb < nb; ++bb)
-            for (int k = 0; k < n_out; ++k) g[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-    }
+    seed_grad(A, g.data(), b0, nb, M);
     for (int t = A.T_ - 1; t >= 0; --t) {
         const i64 off = (i64)t * BM + (i64)b0 * M;
         T* gut = A.sparse ? gu_buf.data() : A.Gu + off;
@@ -312,11 +304,7 @@ static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
             csr_scatter_grad(gn.data(), gut, A.S_in + off, A.rowptr, A.src, A.w, aw, nb, M);
         else
             matmul_rows(gn.data(), gut, A.WT, nb, M);
-        if (A.seq_out && t >= 1) {
-            const T* go = A.g_outs + (i64)(t - 1) * B * n_out;
-            for (int bb = 0; bb < nb; ++bb)
-                for (int k = 0; k < n_out; ++k) gn[(i64)bb * M + A.out_idx[k]] += go[(i64)(b0 + bb) * n_out + k];
-        }
+        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
         g.swap(gn);
     }
     std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
@@ -347,32 +335,18 @@ static std::vector<T> mlp1_transpose(MArgs<T>& A) {
 template <typename T>
 static void mlp_forward(MArgs<T>& A, int nthreads) {
     auto tr = mlp1_transpose(A);
-    auto parts = split_rows(A.B, nthreads);
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < parts.size(); ++k)
-        pool.emplace_back([&A, &parts, k] { mlp_forward_rows(A, parts[k].first, parts[k].second); });
-    mlp_forward_rows(A, parts[0].first, parts[0].second);
-    for (auto& th : pool) th.join();
+    for_row_chunks(split_rows(A.B, nthreads), [&A](int b0, int b1) { mlp_forward_rows(A, b0, b1); });
 }
 
 // out: W1 grad (N*3d*H), W2 (N*H*d), B1 (N*H), B2 (M), r (M), w (E, sparse)
 template <typename T>
 static void mlp_backward(MArgs<T>& A, int nthreads, T* out) {
     auto tr = mlp1_transpose(A);
-    auto parts = split_rows(A.B, nthreads);
     const int N = A.N, d = A.d, H = A.H;
     const i64 M = (i64)N * d, NH = (i64)N * H;
     const i64 LF = (i64)N * 3 * d * H + (i64)N * H * d + NH;
     const i64 L = LF + 2 * M + (A.sparse ? A.E : 0);
-    const size_t np = parts.size();
-    std::vector<double> acc(L * np, 0.0);
-    auto work = [&](size_t k) { mlp_backward_rows(A, parts[k].first, parts[k].second, acc.data() + L * k); };
-    std::vector<std::thread> pool;
-    for (size_t k = 1; k < np; ++k) pool.emplace_back(work, k);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (size_t k = 1; k < np; ++k)
-        for (i64 i = 0; i < L; ++i) acc[i] += acc[L * k + i];
+    auto acc = sum_over_chunks(split_rows(A.B, nthreads), L, [&A](int b0, int b1, double* a) { mlp_backward_rows(A, b0, b1, a); });
     if (d == 1) {  // back from the transposed layout: W1 (N, 3, H) | W2 (N, H) | B1 (N, H)
         for (int n = 0; n < N; ++n)
             for (int j = 0; j < H; ++j) {
