@@ -18,7 +18,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import cbuild
-from .loop import LoopSpec, _ptr, _suffix, _threads
+from .loop import LoopSpec, _incoming_grads, _ptr, _suffix, _threads
 
 
 def prepare(inter, dyn, idx: dict, n: int, d: int, sparse: bool):
@@ -67,13 +67,8 @@ class AttnLoop(torch.autograd.Function):
     def backward(ctx, g_outs, g_last):
         S, C, U, D, Wv, Wp, key, r, dt = ctx.saved_tensors
         spec, N, d = ctx.spec, ctx.N, ctx.d
-        T1, B, M = S.shape
-        T = T1 - 1
+        T, B, M, g_outs, g_last = _incoming_grads(spec, S, g_outs, g_last)
         n_in, n_out = spec.in_idx.numel(), spec.out_idx.numel()
-        if g_outs is None:
-            g_outs = S.new_zeros(T if spec.seq_out else 1, B, n_out)
-        g_outs = g_outs.contiguous()
-        g_last = None if g_last is None else g_last.contiguous()
         g_s0, g_P = S.new_empty(B, M), S.new_empty(T, B, n_in)
         E = Wv.shape[0] if spec.sparse else 0
         dense = (S.new_empty(T, B, M) for _ in range(4)) if not spec.sparse else (None,) * 4

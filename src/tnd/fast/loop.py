@@ -130,17 +130,20 @@ def forward_loop(spec: LoopSpec, P, s0, W, r, bias, dt, save: bool):
     return outs, cur.clone() if save else cur, S, C
 
 
+def _incoming_grads(spec: LoopSpec, S: torch.Tensor, g_outs, g_last):
+    """``(T, B, M, g_outs, g_last)`` of a backward over saved states ``S`` ``(T+1, B, M)``: a
+    missing output gradient becomes zeros, both made contiguous for the kernels."""
+    T1, B, M = S.shape
+    if g_outs is None:
+        g_outs = S.new_zeros(T1 - 1 if spec.seq_out else 1, B, spec.out_idx.numel())
+    return T1 - 1, B, M, g_outs.contiguous(), None if g_last is None else g_last.contiguous()
+
+
 # -------------------------------------------------------------------------- backward
 def backward_loop(spec: LoopSpec, S, C, W, r, dt, g_outs, g_last, need_w: bool):
     """Returns ``(g_P, g_s0, g_W, g_r, g_bias)``."""
-    T1, B, M = S.shape
-    T = T1 - 1
+    T, B, M, g_outs, g_last = _incoming_grads(spec, S, g_outs, g_last)
     n_in, n_out = spec.in_idx.numel(), spec.out_idx.numel()
-    if g_outs is None:
-        g_outs = S.new_zeros(T if spec.seq_out else 1, B, n_out)
-    g_outs = g_outs.contiguous()
-    if g_last is not None:
-        g_last = g_last.contiguous()
     if spec.backend == "c":
         lib = cbuild.load()
         g_s0, g_P = S.new_empty(B, M), S.new_empty(T, B, n_in)
@@ -251,13 +254,8 @@ class GatedLoop(torch.autograd.Function):
     def backward(ctx, g_outs, g_last):
         S, U, SIG, CAND, W, Am, Gm, Vm, dt = ctx.saved_tensors
         spec, N, d = ctx.spec, ctx.N, ctx.d
-        T1, B, M = S.shape
-        T = T1 - 1
+        T, B, M, g_outs, g_last = _incoming_grads(spec, S, g_outs, g_last)
         n_in, n_out = spec.in_idx.numel(), spec.out_idx.numel()
-        if g_outs is None:
-            g_outs = S.new_zeros(T if spec.seq_out else 1, B, n_out)
-        g_outs = g_outs.contiguous()
-        g_last = None if g_last is None else g_last.contiguous()
         g_s0, g_xg, g_xc = S.new_empty(B, M), S.new_empty(T, B, n_in), S.new_empty(T, B, n_in)
         Gu = None if spec.sparse else S.new_empty(T, B, M)
         sizes = [N * d * d] * 3 + [M, M, W.shape[0] if spec.sparse else 0]
@@ -311,13 +309,8 @@ class MLPLoop(torch.autograd.Function):
     def backward(ctx, g_outs, g_last):
         S, U, C, P, in_pos, W, W1, B1, W2, r, dt = ctx.saved_tensors
         spec, N, d, H = ctx.spec, ctx.N, ctx.d, ctx.H
-        T1, B, M = S.shape
-        T = T1 - 1
+        T, B, M, g_outs, g_last = _incoming_grads(spec, S, g_outs, g_last)
         n_out = spec.out_idx.numel()
-        if g_outs is None:
-            g_outs = S.new_zeros(T if spec.seq_out else 1, B, n_out)
-        g_outs = g_outs.contiguous()
-        g_last = None if g_last is None else g_last.contiguous()
         g_s0, g_P = S.new_empty(B, M), torch.empty_like(P)  # the kernel writes every slot
         Gu = None if spec.sparse else S.new_empty(T, B, M)
         sizes = [N * 3 * d * H, N * H * d, N * H, M, M, W.shape[0] if spec.sparse else 0]
