@@ -486,22 +486,30 @@ def command_line(cfg: PongConfig) -> str:
     return " ".join(parts)
 
 
-def run_experiment(cfg: PongConfig) -> dict[str, Any]:
-    """Run the whole comparison; returns the results dict (also written to ``<out>/results.json``)."""
-    from tqdm.auto import tqdm
-
+def start_run(cfg: PongConfig, command: str):
+    """Open a run folder (``cfg.out`` or ``runs/<command>-<UTC time>``), write its config.json and
+    the demonstrations; returns ``(cfg with out set, out, say, data_path)`` where ``say`` prints
+    progress messages to stderr when ``cfg.progress``."""
     from ..io import atomic_write_text
-    from . import report
-    from .evaluate import record_frames
 
-    t_start = time.perf_counter()
-    out = Path(cfg.out or f"runs/pong-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    out = Path(cfg.out or f"runs/{command}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, out=str(out))
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if cfg.progress else (lambda *a: None)
-    say(f"tnd pong: run folder {out}")
-    data_path = prepare_data(cfg, out)
+    say(f"tnd {command}: run folder {out}")
+    return cfg, out, say, prepare_data(cfg, out)
+
+
+def run_experiment(cfg: PongConfig) -> dict[str, Any]:
+    """Run the whole comparison; returns the results dict (also written to ``<out>/results.json``)."""
+    from tqdm.auto import tqdm
+
+    from . import report
+    from .evaluate import record_frames
+
+    t_start = time.perf_counter()
+    cfg, out, say, data_path = start_run(cfg, "pong")
     cells = [(m, s) for m in cfg.models for s in cfg.seeds]
     results_cells: dict[tuple[str, int], dict[str, Any]] = {}
     todo = []

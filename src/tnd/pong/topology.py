@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import math
 import sys
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .experiment import QUICK, PongConfig, _field_docs, _validate, cell_done, prepare_data, run_cells
+from .experiment import QUICK, PongConfig, _field_docs, _validate, cell_done, run_cells, start_run
 
 __all__ = ["TopologyConfig", "add_arguments", "run", "run_sweep", "attach_learner", "finish_learner", "variants"]
 
@@ -152,13 +151,7 @@ def run_sweep(cfg: TopologyConfig) -> dict[str, Any]:
     from . import report
 
     t0 = time.perf_counter()
-    out = Path(cfg.out or f"runs/topology-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, out=str(out))
-    atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if cfg.progress else (lambda *a: None)
-    say(f"tnd topology: run folder {out}")
-    data_path = prepare_data(cfg, out)
+    cfg, out, say, data_path = start_run(cfg, "topology")
     fixed = variants(cfg)
     cells = _run_cells(cfg, [(v, s) for v in fixed for s in cfg.seeds], data_path, out, say)
     rows = []
