@@ -47,3 +47,51 @@ def sigkill_after_checkpoint():
         return json.loads((ck / MANIFEST_NAME).read_text())["step"]
 
     return kill
+
+
+class CheckpointKilled(BaseException):
+    """Raised right after a chosen checkpoint: a BaseException, so no trainer's ``except
+    Exception`` catches it, like a SIGKILL."""
+
+
+@pytest.fixture
+def die_after_checkpoint(monkeypatch):
+    """``run_killed(fn, n) -> saved steps``: run ``fn()`` until it has written its n-th training
+    checkpoint and "die" there; ``run_resumed(fn) -> (fn(), steps loaded)``: run it again with the
+    real checkpoint functions, recording which checkpoint steps it loaded."""
+    import types
+
+    import tnd.checkpoint as ckmod
+
+    real_save, real_load = ckmod.save_checkpoint, ckmod.load_checkpoint
+
+    def run_killed(fn, n: int) -> list[int]:
+        saves: list[int] = []
+
+        def dying_save(*args, **kw):
+            real_save(*args, **kw)
+            saves.append(kw["step"])
+            if len(saves) == n:
+                raise CheckpointKilled
+
+        monkeypatch.setattr(ckmod, "save_checkpoint", dying_save)
+        with pytest.raises(CheckpointKilled):
+            fn()
+        monkeypatch.setattr(ckmod, "save_checkpoint", real_save)
+        return saves
+
+    def run_resumed(fn):
+        loads: list[int] = []
+
+        def spy_load(*args, **kw):
+            r = real_load(*args, **kw)
+            loads.append(r["step"])
+            return r
+
+        monkeypatch.setattr(ckmod, "load_checkpoint", spy_load)
+        try:
+            return fn(), loads
+        finally:
+            monkeypatch.setattr(ckmod, "load_checkpoint", real_load)
+
+    return types.SimpleNamespace(run_killed=run_killed, run_resumed=run_resumed)

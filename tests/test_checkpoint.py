@@ -332,7 +332,7 @@ def test_infinite_gradients_stop_naming_step(tmp_path):
 
 # ---- the Pong experiment's --checkpoint-every ------------------------------------------------
 
-def test_pong_cell_with_checkpoints_equals_cell_without(tmp_path, monkeypatch):
+def test_pong_cell_with_checkpoints_equals_cell_without(tmp_path, die_after_checkpoint):
     pytest.importorskip("gymnasium")
     import argparse
     import dataclasses
@@ -349,34 +349,13 @@ def test_pong_cell_with_checkpoints_equals_cell_without(tmp_path, monkeypatch):
     assert experiment.cell_key(cfg, "lstm", 0) == experiment.cell_key(cfg_ck, "lstm", 0)
     data = experiment.prepare_data(cfg, tmp_path / "d")
     a = experiment.run_cell(dataclasses.asdict(cfg), "lstm", 0, str(data), str(tmp_path / "a"))
-    import tnd.checkpoint as ckmod
+    def run():
+        return experiment.run_cell(dataclasses.asdict(cfg_ck), "lstm", 0, str(data), str(tmp_path / "b"))
 
-    real_save, saves = ckmod.save_checkpoint, []
-
-    class Killed(Exception):
-        pass
-
-    def dying_save(*args, **kw):  # the cell "dies" right after its second checkpoint
-        real_save(*args, **kw)
-        saves.append(kw["step"])
-        if len(saves) == 2:
-            raise Killed
-
-    monkeypatch.setattr(ckmod, "save_checkpoint", dying_save)
-    with pytest.raises(Killed):
-        experiment.run_cell(dataclasses.asdict(cfg_ck), "lstm", 0, str(data), str(tmp_path / "b"))
-    assert saves == [2, 4]
+    # the cell "dies" right after its second checkpoint
+    assert die_after_checkpoint.run_killed(run, 2) == [2, 4]
     assert not (tmp_path / "b" / "cells" / "lstm" / "seed-0" / "metrics.json").exists()
-    monkeypatch.setattr(ckmod, "save_checkpoint", real_save)
-    real_load, loads = ckmod.load_checkpoint, []
-
-    def spy_load(*args, **kw):
-        r = real_load(*args, **kw)
-        loads.append(r["step"])
-        return r
-
-    monkeypatch.setattr(ckmod, "load_checkpoint", spy_load)
-    b = experiment.run_cell(dataclasses.asdict(cfg_ck), "lstm", 0, str(data), str(tmp_path / "b"))
+    b, loads = die_after_checkpoint.run_resumed(run)
     assert loads == [4]  # it resumed from the killed cell's last checkpoint
     for k in METRIC_KEYS:
         assert a["train"][k] == b["train"][k], k

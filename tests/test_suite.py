@@ -251,40 +251,20 @@ def test_suite_training_sigkilled_mid_run_resumes_bit_identical(tmp_path, monkey
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_killed_sweep_resumes_mid_cell(tmp_path, monkeypatch):
-    import tnd.checkpoint as ckmod
-
+def test_killed_sweep_resumes_mid_cell(tmp_path, die_after_checkpoint):
     spec = _spec(tasks=["multiscale"], models=["tnd"], seeds=[0], topologies=["small_world"],
                  overrides=dict(TINY, updates=6, eval_every=2, patience=5))
     quiet = {"backend": "local", "progress": False, "log": lambda *_: None}
     ref = run_sweep(spec, tmp_path / "ref", **quiet)
     spec.checkpoint_every = 1
 
-    class Killed(BaseException):  # not an Exception: run_cell must not catch it, like a SIGKILL
-        pass
+    def run():
+        return run_sweep(spec, tmp_path / "run", **quiet)
 
-    real_save, saves = ckmod.save_checkpoint, []
-
-    def dying_save(*args, **kw):  # the sweep "dies" right after the cell's third checkpoint
-        real_save(*args, **kw)
-        saves.append(kw["step"])
-        if len(saves) == 3:
-            raise Killed
-
-    monkeypatch.setattr(ckmod, "save_checkpoint", dying_save)
-    with pytest.raises(Killed):
-        run_sweep(spec, tmp_path / "run", **quiet)
-    assert saves == [1, 2, 3] and not list((tmp_path / "run" / "cells").glob("*.json"))
-    monkeypatch.setattr(ckmod, "save_checkpoint", real_save)
-    real_load, loads = ckmod.load_checkpoint, []
-
-    def spy_load(*args, **kw):
-        r = real_load(*args, **kw)
-        loads.append(r["step"])
-        return r
-
-    monkeypatch.setattr(ckmod, "load_checkpoint", spy_load)
-    res = run_sweep(spec, tmp_path / "run", **quiet)
+    # the sweep "dies" right after the cell's third checkpoint
+    assert die_after_checkpoint.run_killed(run, 3) == [1, 2, 3]
+    assert not list((tmp_path / "run" / "cells").glob("*.json"))
+    res, loads = die_after_checkpoint.run_resumed(run)
     assert loads == [3]  # continued from the killed cell's last checkpoint
     assert (res["ran"], res["failed"]) == (1, 0)
     assert _metrics(res["results"]) == _metrics(ref["results"])
