@@ -64,7 +64,7 @@ static void attn_keys(const AArgs<T>& A, const T* s, int nb, T* ef, T* es, T* th
 
 template <typename T>
 static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
-    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
     const i64 BM = (i64)B * M, nbM = (i64)nb * M;
     std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), ef(nbM), es(nbM), th((i64)nb * N), num(nbM), den(nbM),
         pre(M), zbuf(M);
@@ -112,11 +112,7 @@ static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
                 nbp[m] = c + (sb[m] - c) * std::exp(-A.r[m] * h);
             }
         }
-        if (A.seq_out || t == A.T_ - 1) {
-            T* o = A.outs + (A.seq_out ? (i64)t * B * n_out : 0);
-            for (int bb = 0; bb < nb; ++bb)
-                for (int k = 0; k < n_out; ++k) o[(i64)(b0 + bb) * n_out + k] = nxt[(i64)bb * M + A.out_idx[k]];
-        }
+        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
         cur = nxt;
     }
     std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);

@@ -195,6 +195,15 @@ static std::vector<double> sum_over_chunks(const std::vector<std::pair<int, int>
     return acc;
 }
 
+// The output units' states of a worker's nb rows after step t, into outs (every step, or the last).
+template <typename T, typename Args_>
+static inline void store_outs(const Args_& A, const T* nxt, int t, int b0, int nb, i64 M) {
+    const int n_out = A.n_out;
+    T* o = A.outs + (A.seq_out ? (i64)t * A.B * n_out : 0);
+    for (int bb = 0; bb < nb; ++bb)
+        for (int k = 0; k < n_out; ++k) o[(i64)(b0 + bb) * n_out + k] = nxt[(i64)bb * M + A.out_idx[k]];
+}
+
 // g[bb, out_idx[k]] += go[b0 + bb, k] for a worker's nb batch rows: an output's gradient enters the
 // state it was read from.
 template <typename T, typename Args_>
@@ -217,7 +226,7 @@ static void seed_grad(const Args_& A, T* g, int b0, int nb, i64 M) {
 
 template <typename T>
 static void forward_rows(const Args<T>& A, int b0, int b1) {
-    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
+    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
     const i64 BM = (i64)B * M, nbM = (i64)nb * M;
     std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), pre(nbM), decay(M);
     const T* r = A.r;
@@ -256,12 +265,7 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
                 for (int m = 0; m < M; ++m) nbp[m] = cb[m] + (sb[m] - cb[m]) * dc[m];
             }
         }
-        if (A.seq_out || t == A.T_ - 1) {
-            T* o = A.outs + (A.seq_out ? (i64)t * B * n_out : 0);
-            for (int bb = 0; bb < nb; ++bb)
-                for (int k = 0; k < n_out; ++k)
-                    o[(i64)(b0 + bb) * n_out + k] = nxt[(i64)bb * M + A.out_idx[k]];
-        }
+        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
         cur = nxt;
     }
     std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
