@@ -5,7 +5,7 @@
 
 import sys
 
-from tnd.bench import main
+from tnd.apps.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

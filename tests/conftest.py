@@ -23,7 +23,7 @@ def sigkill_after_checkpoint():
     import signal
     import time
 
-    from tnd.checkpoint import MANIFEST_NAME
+    from tnd.apps.checkpoint import MANIFEST_NAME
 
     def kill(proc, ck, min_step: int = 6, timeout: float = 40.0) -> int:
         try:
@@ -61,7 +61,7 @@ def die_after_checkpoint(monkeypatch):
     real checkpoint functions, recording which checkpoint steps it loaded."""
     import types
 
-    import tnd.checkpoint as ckmod
+    import tnd.apps.checkpoint as ckmod
 
     real_save, real_load = ckmod.save_checkpoint, ckmod.load_checkpoint
 

@@ -1,4 +1,4 @@
-"""Tests for tnd.baselines: interface, exact stepping, sparsity, budgets, validation, gradients."""
+"""Tests for tnd.apps.baselines: interface, exact stepping, sparsity, budgets, validation, gradients."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("ncps")
 
-from tnd.baselines import (  # noqa: E402
+from tnd.apps.baselines import (  # noqa: E402
     BASELINES,
     CausalTransformer,
     CfC,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tnd.checkpoint import (
+from tnd.apps.checkpoint import (
     MANIFEST_NAME,
     CheckpointError,
     flatten_optimizer_state,
@@ -24,8 +24,8 @@ from tnd.checkpoint import (
     unflatten_optimizer_state,
 )
 from tnd.io import load_tensors
-from tnd.pong.models import build_model
-from tnd.pong.train import NonFiniteError, train_model
+from tnd.apps.pong.models import build_model
+from tnd.apps.pong.train import NonFiniteError, train_model
 
 KW = {"max_steps": 24, "batch_size": 5, "eval_every": 4, "seed": 2}
 METRIC_KEYS = ("history", "best_step", "best_val_loss", "val_accuracy", "steps", "stopped_early")
@@ -78,8 +78,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys, time, torch
     torch.set_num_threads(1)
     from tnd.io import save_tensors
-    from tnd.pong.models import build_model
-    from tnd.pong.train import train_model
+    from tnd.apps.pong.models import build_model
+    from tnd.apps.pong.train import train_model
     ckdir, out, resume, sleep = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
     g = torch.Generator().manual_seed(0)
     X = torch.rand(24, 10, 3, generator=g); Y = torch.randint(0, 3, (24, 10), generator=g)
@@ -337,7 +337,7 @@ def test_pong_cell_with_checkpoints_equals_cell_without(tmp_path, die_after_chec
     import argparse
     import dataclasses
 
-    from tnd.pong import experiment
+    from tnd.apps.pong import experiment
 
     p = argparse.ArgumentParser()
     experiment.add_arguments(p)

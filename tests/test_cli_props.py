@@ -3,7 +3,7 @@
 Each example is a valid command line of ``tnd <command>`` with one to three options made invalid
 (zero, negative or huge counts, NaN/Inf/words for floats, unknown model or task names, an
 ``--out`` that is a file or lies under one, ``--resume``/``--report-only`` on a run folder that
-does not exist, ...). ``tnd.cli.main(argv)`` must refuse it before any work starts: argparse's
+does not exist, ...). ``tnd.apps.cli.main(argv)`` must refuse it before any work starts: argparse's
 usage error (SystemExit 2) or a return code 2 with a one-line ``error:`` message, and either way
 the message names one of the invalid options. The work itself (training, the sweep, timing) is
 replaced by a function that raises ``_WouldRun``: a command line that gets that far was accepted
@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tnd.cli import main
+from tnd.apps.cli import main
 
 EXAMPLES = {"demo": 300, "pong": 300, "suite": 300, "bench": 150, "topology": 200, "inspect": 100}
 SEEN: dict[str, int] = {}  # entry point -> examples run (for the report)
@@ -51,16 +51,16 @@ def _no_work(*_a, **_kw):
 @contextlib.contextmanager
 def _patched():
     """Replace the work of every command (and bench's kernel build) by :func:`_no_work`."""
-    import tnd.bench
-    import tnd.demo
+    import tnd.apps.bench
+    import tnd.apps.demo
     import tnd.fast
-    import tnd.pong.experiment
-    import tnd.pong.topology
-    import tnd.suite.sweep
+    import tnd.apps.pong.experiment
+    import tnd.apps.pong.topology_sweep
+    import tnd.apps.suite.sweep
 
-    targets = [(tnd.demo, "run_demo"), (tnd.pong.experiment, "run_experiment"), (tnd.suite.sweep, "run_sweep"),
-               (tnd.suite.sweep, "report_only"), (tnd.bench, "measure"), (tnd.fast, "c_available"),
-               (tnd.pong.topology, "run_sweep")]
+    targets = [(tnd.apps.demo, "run_demo"), (tnd.apps.pong.experiment, "run_experiment"), (tnd.apps.suite.sweep, "run_sweep"),
+               (tnd.apps.suite.sweep, "report_only"), (tnd.apps.bench, "measure"), (tnd.fast, "c_available"),
+               (tnd.apps.pong.topology_sweep, "run_sweep")]
     saved = [(m, n, getattr(m, n)) for m, n in targets]
     threads = torch.get_num_threads()
     try:

@@ -237,7 +237,7 @@ def test_gradcheck_fused_loop(backend, sparse, seq, with_dt):
 
 def test_bench_quick_smoke(tmp_path):
     out = tmp_path / "bench.md"
-    res = subprocess.run([sys.executable, "-m", "tnd.cli", "bench", "--quick", "--out", str(out)],
+    res = subprocess.run([sys.executable, "-m", "tnd.apps.cli", "bench", "--quick", "--out", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     text = out.read_text()

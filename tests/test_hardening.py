@@ -268,7 +268,7 @@ def test_cell_forward_random_input(shape, dtype, special, hx, valid, dt):
                                                                                   np.array(1), np.array([1]), np.bool_(True),
                                                                                   torch.tensor(1), torch.tensor(1.0), 1.0 + 0j, b"1"])))
 def test_pong_step_invalid_actions(action):
-    env = tnd.pong.SinglePlayerPong()
+    env = tnd.apps.pong.SinglePlayerPong()
     env.reset(seed=0)
     try:
         obs, _r, _term, _trunc, _info = env.step(action)
@@ -289,7 +289,7 @@ PONG_KW = ["obs_mode", "obs_noise", "pixel_size", "max_catches", "max_steps", "r
     max_size=3))
 def test_pong_constructor_bad_kwargs(kw):
     try:
-        env = tnd.pong.SinglePlayerPong(**kw)
+        env = tnd.apps.pong.SinglePlayerPong(**kw)
         obs, _ = env.reset(seed=1)
         for _ in range(3):
             obs, *_ = env.step(1)
@@ -549,11 +549,11 @@ def _train_digest(seed: int) -> str:
 
 
 def _play_digest(seed: int) -> str:
-    from tnd.pong.evaluate import play_rounds
+    from tnd.apps.pong.evaluate import play_rounds
 
     torch.manual_seed(seed)
     g = NeuronGraph.random(12, 0.3, seed=seed, num_inputs=3, num_outputs=3)
-    model = TND(tnd.pong.SinglePlayerPong().obs_dim, g, 3)
+    model = TND(tnd.apps.pong.SinglePlayerPong().obs_dim, g, 3)
     out = play_rounds(model, rounds=4, seed=123, env_kwargs={"max_catches": 3, "max_steps": 300})
     return hashlib.sha256(json.dumps(out, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tnd.cli import main
+from tnd.apps.cli import main
 
 pytest.importorskip("matplotlib")
 
@@ -41,8 +41,8 @@ def test_topology_sweep_writes_table_plot_and_a_learned_graph_within_budget(swee
     assert "| random-k2 |" in md and "Sensitivity" in md and "Learned topology" in md
     assert (sweep / "topology.png").stat().st_size > 1000
     # the learned cell reloads as an ordinary TND on its learned graph
-    from tnd.lesion import find_tnd
-    from tnd.pong.experiment import load_cell_model
+    from tnd.apps.lesions import find_tnd
+    from tnd.apps.pong.experiment import load_cell_model
 
     m = find_tnd(load_cell_model(sweep, lr["name"], 0))
     assert m.graph.num_edges == lr["spec"]["graph_edges"]
@@ -51,7 +51,7 @@ def test_topology_sweep_writes_table_plot_and_a_learned_graph_within_budget(swee
 def test_inspect_writes_figures_and_self_contained_html(sweep, tmp_path):
     import matplotlib.image as mpimg
 
-    from tnd.viz import activity, graph, lesions, timescales
+    from tnd.apps.viz import activity, graph, lesions, timescales
 
     out = tmp_path / "inspect"
     rc = main(["inspect", str(sweep), "--out", str(out), "--model", "ring-k2", "--compare", "random-k2",
@@ -96,9 +96,9 @@ def test_topology_bad_options(tmp_path, capsys):
 
 
 def test_large_graphs_are_lesioned_by_groups(sweep):
-    from tnd.lesion import find_tnd
-    from tnd.pong.experiment import load_cell_model
-    from tnd.pong.inspect import lesion_study
+    from tnd.apps.lesions import find_tnd
+    from tnd.apps.pong.experiment import load_cell_model
+    from tnd.apps.pong.inspection import lesion_study
 
     model = load_cell_model(sweep, "ring-k2", 0)
     n = find_tnd(model).num_neurons

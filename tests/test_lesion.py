@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tnd import TND, NeuronGraph
-from tnd.lesion import edge_ids, find_tnd, lesioned
+from tnd.apps.lesions import edge_ids, find_tnd, lesioned
 
 
 def _model(readout="linear", impl="dense", d=1, dynamics="leaky"):

@@ -200,14 +200,14 @@ def test_load_refuses_bad_files(tmp_path):
 
 
 def test_demo_runs():
-    from tnd.demo import DemoConfig, run_demo
+    from tnd.apps.demo import DemoConfig, run_demo
 
     res = run_demo(DemoConfig(steps=3, num_neurons=16, length=8, batch=4))
     assert set(res) == {"TND", "LSTM"} and res["TND"]["params"] > 0
 
 
 def test_cli_demo(capsys):
-    from tnd.cli import main
+    from tnd.apps.cli import main
 
     assert main(["demo", "--steps", "2", "--num-neurons", "16", "--length", "6"]) == 0
     out = capsys.readouterr().out

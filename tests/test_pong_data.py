@@ -1,4 +1,4 @@
-"""Tests for tnd.pong.data (fast: a few seconds)."""
+"""Tests for tnd.apps.pong.data (fast: a few seconds)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("gymnasium")
 
-from tnd.pong import EVAL_SEED_BASE, ExpertPolicy, SinglePlayerPong  # noqa: E402
-from tnd.pong.data import (  # noqa: E402
+from tnd.apps.pong import EVAL_SEED_BASE, ExpertPolicy, SinglePlayerPong  # noqa: E402
+from tnd.apps.pong.data import (  # noqa: E402
     ROUND_END_CAP,
     ROUND_END_RECORDING_CUT,
     generate_demonstrations,

@@ -1,4 +1,4 @@
-"""Tests for tnd.pong.env and tnd.pong.policies (fast: a few seconds)."""
+"""Tests for tnd.apps.pong.env and tnd.apps.pong.policies (fast: a few seconds)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ gym = pytest.importorskip("gymnasium")
 
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-from tnd.pong import (  # noqa: E402
+from tnd.apps.pong import (  # noqa: E402
     ENV_ID,
     EVAL_SEED_BASE,
     ExpertPolicy,

@@ -13,14 +13,14 @@ pytest.importorskip("gymnasium")
 pytest.importorskip("ncps")
 pytest.importorskip("matplotlib")
 
-from tnd.cli import main  # noqa: E402
-from tnd.pong import experiment  # noqa: E402
-from tnd.pong.data import make_windows  # noqa: E402
-from tnd.pong.evaluate import play_rounds  # noqa: E402
-from tnd.pong.models import MODEL_NAMES, build_model, model_from_spec  # noqa: E402
-from tnd.pong.report import bootstrap_ci  # noqa: E402
-from tnd.pong.data import generate_perturbed_demonstrations  # noqa: E402
-from tnd.pong.train import train_model  # noqa: E402
+from tnd.apps.cli import main  # noqa: E402
+from tnd.apps.pong import experiment  # noqa: E402
+from tnd.apps.pong.data import make_windows  # noqa: E402
+from tnd.apps.pong.evaluate import play_rounds  # noqa: E402
+from tnd.apps.pong.models import MODEL_NAMES, build_model, model_from_spec  # noqa: E402
+from tnd.apps.pong.report import bootstrap_ci  # noqa: E402
+from tnd.apps.pong.data import generate_perturbed_demonstrations  # noqa: E402
+from tnd.apps.pong.train import train_model  # noqa: E402
 
 TINY = ["--max-steps", "4", "--eval-every", "2", "--eval-rounds", "3", "--demo-rounds", "6",
         "--demo-steps-per-round", "60", "--frame-steps", "20", "--no-progress"]

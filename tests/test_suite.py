@@ -12,9 +12,9 @@ import sys
 import pytest
 import torch
 
-from tnd.suite import ODERNN, SweepSpec, build_model, plan, run_cell, run_sweep
-from tnd.suite.sweep import DEFAULT_TASKS, load_cells, skip_reason, task_settings
-from tnd.suite.train import TrainConfig, train_and_evaluate
+from tnd.apps.suite import ODERNN, SweepSpec, build_model, plan, run_cell, run_sweep
+from tnd.apps.suite.sweep import DEFAULT_TASKS, load_cells, skip_reason, task_settings
+from tnd.apps.suite.train import TrainConfig, train_and_evaluate
 
 pytest.importorskip("aeon")
 pytest.importorskip("pmdarima")
@@ -31,7 +31,7 @@ def _one_thread():
 
 
 def test_import_needs_no_ray():
-    code = ("import sys; sys.modules['ray'] = None; import tnd.suite, tnd.suite.cli, tnd.suite.sweep; "
+    code = ("import sys; sys.modules['ray'] = None; import tnd.apps.suite, tnd.apps.suite.cli, tnd.apps.suite.sweep; "
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
@@ -95,7 +95,7 @@ def test_odernn_and_tnd_get_timespans_on_irregular_task():
 
 
 def test_training_is_seeded_and_restores_best():
-    from tnd.tasks import load_task
+    from tnd.apps.tasks import load_task
 
     task = load_task("italy_power_demand", small=True)
     cfg = TrainConfig(updates=6, batch_size=8, eval_every=2, patience=10, max_val=8, max_test=8)
@@ -163,7 +163,7 @@ def test_sweep_local_runs_and_resumes(tmp_path):
     runs = json.loads((out / "runs.json").read_text())
     assert [r["ran"] for r in runs] == [14, 0, 2]
     # the report can be rebuilt from the cells alone
-    from tnd.suite.sweep import report_only
+    from tnd.apps.suite.sweep import report_only
 
     (out / "report.md").unlink()
     assert report_only(spec, out) == 14
@@ -194,7 +194,7 @@ def test_sweep_on_ray_matches_local(tmp_path):
 
 
 def test_cli_quick_runs_one_task(tmp_path):
-    from tnd.cli import main
+    from tnd.apps.cli import main
 
     out = tmp_path / "cli"
     rc = main(["suite", "--tasks", "italy_power_demand", "--models", "tnd,lstm", "--seeds", "3", "--quick",
@@ -210,9 +210,9 @@ SUITE_SCRIPT = """
 import json, sys, time, torch
 torch.set_num_threads(1)
 from tnd.io import save_tensors
-from tnd.suite import build_model
-from tnd.suite.train import TrainConfig, train_and_evaluate
-from tnd.tasks import load_task
+from tnd.apps.suite import build_model
+from tnd.apps.suite.train import TrainConfig, train_and_evaluate
+from tnd.apps.tasks import load_task
 ckdir, out, resume, sleep = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
 task = load_task("multiscale", small=True)
 torch.manual_seed(0)
@@ -272,8 +272,8 @@ def test_killed_sweep_resumes_mid_cell(tmp_path, die_after_checkpoint):
 
 
 def test_non_finite_loss_stops_suite_training_naming_the_update(tmp_path):
-    from tnd.checkpoint import MANIFEST_NAME, NonFiniteError
-    from tnd.tasks import load_task
+    from tnd.apps.checkpoint import MANIFEST_NAME, NonFiniteError
+    from tnd.apps.tasks import load_task
 
     task = load_task("italy_power_demand", small=True)
     torch.manual_seed(0)

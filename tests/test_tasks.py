@@ -1,4 +1,4 @@
-"""Tests for tnd.tasks (data side of the benchmark suite); all use small=True."""
+"""Tests for tnd.apps.tasks (data side of the benchmark suite); all use small=True."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tnd.tasks import SPLITS, TASKS, SequenceTask, load_task
+from tnd.apps.tasks import SPLITS, TASKS, SequenceTask, load_task
 
 SYNTHETIC = ["multiscale", "adding", "copy", "adding_500", "copy_1000"]
 AEON_TASKS = [
@@ -137,7 +137,7 @@ def test_copy_and_adding_lengths():
 
 
 def test_multiscale_label_is_balanced_function_of_inputs():
-    from tnd.tasks.multiscale import make_multiscale
+    from tnd.apps.tasks.multiscale import make_multiscale
 
     rng = np.random.default_rng(0)
     x, y, info = make_multiscale(2000, 64, rng)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tnd import TND, NeuronGraph
-from tnd.topology import PruneRegrow, learned_graph, prune_to_graph
+from tnd.apps.prune_regrow import PruneRegrow, learned_graph, prune_to_graph
 
 
 def _candidate(n=10, d=1, dtype=torch.float64):

@@ -1,4 +1,4 @@
-"""tnd.viz: figures of the graph, time constants, activity and lesions, and the HTML report."""
+"""tnd.apps.viz: figures of the graph, time constants, activity and lesions, and the HTML report."""
 
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import pytest
 try:
     import matplotlib  # noqa: F401
     import networkx  # noqa: F401
-except ImportError:  # tnd.viz needs the plotting packages of the pong extra
-    pytest.skip("tnd.viz needs matplotlib and networkx", allow_module_level=True)
+except ImportError:  # tnd.apps.viz needs the plotting packages of the pong extra
+    pytest.skip("tnd.apps.viz needs matplotlib and networkx", allow_module_level=True)
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.image import imread
 
 from tnd import NeuronGraph
-from tnd.viz import (
+from tnd.apps.viz import (
     ACTIVITY_SIZE,
     GRAPH_SIZE,
     LESIONS_SIZE,
@@ -33,8 +33,8 @@ from tnd.viz import (
     save_figure,
     time_constant_stats,
 )
-from tnd.viz._common import new_figure
-from tnd.viz.graph import _band_layout
+from tnd.apps.viz._common import new_figure
+from tnd.apps.viz.graph import _band_layout
 
 
 def pixels(size, dpi=100):
@@ -73,7 +73,7 @@ def lesion_result():
 
 
 def test_import_tnd_stays_torch_only():
-    code = "import sys, tnd; print('tnd.viz' in sys.modules, 'matplotlib' in sys.modules)"
+    code = "import sys, tnd; print('tnd.apps.viz' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False"  # tnd never pulls in the plotting layer
 

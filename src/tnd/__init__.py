@@ -7,10 +7,3 @@ from .model import TND
 
 __all__ = ["NeuronGraph", "GraphError", "TND", "TNDCell", "save_model", "load_model"]
 __version__ = "0.1.0"
-
-try:  # the Pong environment registers itself with Gymnasium when the extra is installed
-    from .pong import register_envs as _register_envs
-except ImportError:  # the core needs torch alone
-    pass
-else:
-    _register_envs()

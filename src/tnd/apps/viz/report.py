@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_text
+from tnd.io import atomic_write_text
 from ._common import PNG_SIGNATURE, VizInputError
 
 __all__ = ["html_report"]

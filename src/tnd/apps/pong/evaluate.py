@@ -5,7 +5,7 @@ The model plays with **greedy** actions (argmax of its logits). Its hidden state
 one observation at a time: exactly how it was trained, since carrying the state step by step
 equals running the sequence whole. Round ``i`` is served by ``env.reset(seed=seed + i)`` with
 ``seed`` defaulting to ``EVAL_SEED_BASE`` (disjoint from every demonstration seed), the same
-rounds as :func:`~tnd.pong.policies.evaluate_policy` plays with the reference policies.
+rounds as :func:`~tnd.apps.pong.policies.evaluate_policy` plays with the reference policies.
 
 For speed the rounds run in lockstep: ``rounds`` env instances, and the model is stepped on the
 batch of the still-running ones (finished rounds are dropped from the batch and from the
@@ -53,7 +53,7 @@ def _step_fn(model: nn.Module) -> Callable[[torch.Tensor, Any], tuple[torch.Tens
     A TND (bare or inside ``ScaledInput``) steps through :meth:`tnd.TND.step`, the lean
     control-loop call (the same logits and state as ``model(x[:, None], h)``, up to rounding);
     every other model is called on a one-step sequence."""
-    from ..model import TND
+    from tnd.model import TND
     from .models import ScaledInput
 
     inner = model.inner if isinstance(model, ScaledInput) else model

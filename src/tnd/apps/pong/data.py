@@ -11,7 +11,7 @@ Protocol decisions
   expert reaches the catch cap, a full round is ~10 000 steps of near-periodic play;
   recording stops after ``max_steps_per_round`` steps (default 2 000, i.e. roughly
   15-30 catches), which keeps datasets small and balanced across serves. The physics
-  loop is the env's own :class:`~tnd.pong.env.PongCore` (bit-identical to stepping the
+  loop is the env's own :class:`~tnd.apps.pong.env.PongCore` (bit-identical to stepping the
   env) without Gymnasium overhead; observation noise, if any, is drawn from the env's
   seeded RNG in the env's order, so recorded observations equal what the env emits.
 * **Arrays** (a ``dict`` of numpy arrays; steps of one round are contiguous, rounds in
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from gymnasium.utils import seeding
 
-from ..io import atomic_write, atomic_write_text
+from tnd.io import atomic_write, atomic_write_text
 from .env import EVENT_CATCH, EVENT_MISS, SinglePlayerPong, pixels_from_positions
 from .policies import DATA_SEED_BASE, EVAL_SEED_BASE, ExpertPolicy, predict_intercept
 
@@ -471,7 +471,7 @@ def generate_perturbed_demonstrations(
 
     Round ``i`` is served by ``env.reset(seed=seed + i)`` (seeds below ``EVAL_SEED_BASE``),
     the perturbations come from ``numpy.random.default_rng(noise_seed)``. Returns the same
-    arrays as :func:`tnd.pong.data.generate_demonstrations` (so ``make_windows``,
+    arrays as :func:`tnd.apps.pong.data.generate_demonstrations` (so ``make_windows``,
     ``train_val_split`` and ``save_dataset`` apply); recording stops at a miss, the cap, the
     env's step limit or after ``max_steps_per_round`` steps.
     """

@@ -1,20 +1,23 @@
 """Single-player Pong: environment, reference policies and expert demonstrations.
 
-Needs the ``pong`` extra (gymnasium, numpy). Call :func:`register_envs` (idempotent) to
-make ``gymnasium.make("tnd/SinglePlayerPong-v0", **kwargs)`` available.
+Needs the ``pong`` extra (gymnasium, numpy). Importing this package registers the
+environment with Gymnasium (``import tnd`` does not), so either of these works::
 
-* :mod:`tnd.pong.env` -- :class:`SinglePlayerPong` (physics and protocol decisions in
+    import tnd.apps.pong; gymnasium.make("tnd/SinglePlayerPong-v0")
+    gymnasium.make("tnd.apps.pong:tnd/SinglePlayerPong-v0")   # Gymnasium imports the module
+
+* :mod:`tnd.apps.pong.env` -- :class:`SinglePlayerPong` (physics and protocol decisions in
   its module docstring).
-* :mod:`tnd.pong.policies` -- :class:`ExpertPolicy`, :class:`TrackerPolicy`,
+* :mod:`tnd.apps.pong.policies` -- :class:`ExpertPolicy`, :class:`TrackerPolicy`,
   :class:`RandomPolicy`, :func:`evaluate_policy`, seed constants.
-* :mod:`tnd.pong.data` -- :func:`generate_demonstrations`, :func:`make_windows`,
+* :mod:`tnd.apps.pong.data` -- :func:`generate_demonstrations`, :func:`make_windows`,
   :func:`train_val_split`, :func:`save_dataset`, :func:`load_dataset`.
 """
 
 from __future__ import annotations
 
 ENV_ID = "tnd/SinglePlayerPong-v0"
-ENTRY_POINT = "tnd.pong.env:SinglePlayerPong"
+ENTRY_POINT = "tnd.apps.pong.env:SinglePlayerPong"
 
 
 def register_envs() -> None:
@@ -25,6 +28,8 @@ def register_envs() -> None:
         return
     gymnasium.register(id=ENV_ID, entry_point=ENTRY_POINT)
 
+
+register_envs()
 
 from .env import (  # noqa: E402
     ACTION_DOWN,

@@ -1,6 +1,6 @@
 """``irregular_japanese_vowels``: JapaneseVowels with randomly dropped time steps.
 
-Built on :func:`tnd.tasks.uea.japanese_vowels_task` (same splits, same
+Built on :func:`tnd.apps.tasks.uea.japanese_vowels_task` (same splits, same
 train-only standardisation, same seed), then, independently for every sequence of
 valid length ``L``:
 

@@ -1,4 +1,4 @@
-"""Reference policies for :class:`~tnd.pong.env.SinglePlayerPong` and their evaluation.
+"""Reference policies for :class:`~tnd.apps.pong.env.SinglePlayerPong` and their evaluation.
 
 Every policy is a small object with ``reset()`` (called at the start of each round)
 and ``act(obs_or_state) -> int`` (0 = up / increasing y, 1 = stay, 2 = down). A policy
@@ -16,7 +16,7 @@ may also have ``attach(env)``; :func:`evaluate_policy` calls it before the first
 
 Seeds: evaluation round ``i`` is played with ``env.reset(seed=EVAL_SEED_BASE + i)``
 (``EVAL_SEED_BASE = 10_000_000``), demonstrations use ``DATA_SEED_BASE + i``
-(``DATA_SEED_BASE = 0``, see :mod:`tnd.pong.data`, which refuses seeds reaching
+(``DATA_SEED_BASE = 0``, see :mod:`tnd.apps.pong.data`, which refuses seeds reaching
 ``EVAL_SEED_BASE``), so training data never contain an evaluation serve.
 
 Calibration (measured with :func:`evaluate_policy`, 100 rounds, seeds 10_000_000 + i,

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .graph import NeuronGraph
-from .lesion import find_tnd
-from .model import TND
+from tnd.graph import NeuronGraph
+from .lesions import find_tnd
+from tnd.model import TND
 
 __all__ = ["PruneRegrow", "learned_graph", "prune_to_graph"]
 
@@ -47,7 +47,7 @@ __all__ = ["PruneRegrow", "learned_graph", "prune_to_graph"]
 class PruneRegrow:
     """Keep exactly ``budget`` edges of the TND in ``model`` active and move them during training.
 
-    Call :meth:`after_step` once after every optimiser step (``tnd.pong.train.train_model``'s
+    Call :meth:`after_step` once after every optimiser step (``tnd.apps.pong.train.train_model``'s
     ``step_hook`` does). Args:
         model: a TND (or a module wrapping one) on the candidate graph.
         budget: number of active edges, ``1 <= budget <= candidate edges``.
@@ -75,7 +75,7 @@ class PruneRegrow:
             raise ValueError(f"drop_fraction must lie in [0, 1] and ema in [0, 1), got {drop_fraction}, {ema}")
         if regrow not in ("gradient", "sensitivity"):
             raise ValueError(f"regrow must be 'gradient' or 'sensitivity', got {regrow!r}")
-        from .interactions.linear import LinearInteraction
+        from tnd.interactions.linear import LinearInteraction
 
         if regrow == "gradient" and (self.inter.signed or not isinstance(self.inter, LinearInteraction)):
             raise ValueError("regrow='gradient' needs the linear interaction on an unsigned graph (a regrown edge "

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .model import TND
+from tnd.model import TND
 
 __all__ = ["find_tnd", "edge_ids", "lesioned"]
 

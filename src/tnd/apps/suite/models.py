@@ -52,8 +52,8 @@ from ..baselines import (
     make_baseline,
     size_for_budget,
 )
-from ..graph import NeuronGraph
-from ..model import TND
+from tnd.graph import NeuronGraph
+from tnd.model import TND
 
 __all__ = [
     "MODEL_NAMES",

@@ -1,10 +1,10 @@
 """``tnd pong``: the paper's experiment in one command.
 
 Single-player Pong behaviour cloning: expert demonstrations -> every model of
-:mod:`tnd.pong.models` trained with the same budget (:mod:`tnd.pong.train`) for several seeds ->
-closed-loop evaluation (:mod:`tnd.pong.evaluate`) beside the reference policies -> a run
+:mod:`tnd.apps.pong.models` trained with the same budget (:mod:`tnd.apps.pong.train`) for several seeds ->
+closed-loop evaluation (:mod:`tnd.apps.pong.evaluate`) beside the reference policies -> a run
 folder with ``results.json``, ``report.md``, plots and a frame strip of TND playing
-(:mod:`tnd.pong.report`).
+(:mod:`tnd.apps.pong.report`).
 
 Run folder layout::
 
@@ -18,7 +18,7 @@ Run folder layout::
 
 ``--resume`` skips every cell whose three files exist and whose recorded cell key (a hash of
 the settings that affect it) matches the current settings. With ``--checkpoint-every N`` each
-cell also writes a training checkpoint (:mod:`tnd.checkpoint`) every ``N`` gradient steps into
+cell also writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` gradient steps into
 ``cells/<model>/seed-<s>/train-ckpt-<cell key>/`` (removed when the cell is done), and
 ``--resume`` continues a killed cell from it, bit-identically. Everything is written atomically.
 """
@@ -119,7 +119,7 @@ QUICK: dict[str, Any] = {
 PROTOCOL = """
 Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
 
-* **Environment** (`tnd.pong.env`): field [0, 1]^2, paddle at x = 0.05, half-length 0.08, speed
+* **Environment** (`tnd.apps.pong.env`): field [0, 1]^2, paddle at x = 0.05, half-length 0.08, speed
   0.015/step (half the ball's 0.03, so the agent must anticipate), additive deflection; a round is
   one serve and ends at the first miss or at the cap of `{max_catches}` consecutive catches.
   Observation: positions only (ball x, ball y, paddle y), so velocity must be inferred from
@@ -142,7 +142,7 @@ Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
   random paddle rarely catches). Split by whole rounds: {val_pct:.0f} % validation. Windows of
   T = `{window}` steps inside rounds (stride T/2 for training, T for validation; every round of at
   least T steps contributes its serve window); the first `{val_windows}` validation windows are used.
-* **Models** (`tnd.pong.models`): matched to `{param_budget}` trainable parameters (counts in the
+* **Models** (`tnd.apps.pong.models`): matched to `{param_budget}` trainable parameters (counts in the
   table; the sparse RNN on its unmasked parameters). TND: small-world graph (k = 4, 10 % rewired),
   leaky dynamics (per-neuron learnable time constants), per-neuron F, state size 2, linear
   interaction, discrete update; `tnd_shared` the paper's shared F (same family, more neurons).
@@ -150,12 +150,12 @@ Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
   Transformer: 1 pre-norm layer, 2 heads, relative positions, sliding window of T steps.
   The graph / mask are fixed by graph seed `{graph_seed}`; training seeds `{seeds}` change
   initial weights and batch order.
-* **Training** (`tnd.pong.train`), identical for every model: cross-entropy on every step of each
+* **Training** (`tnd.apps.pong.train`), identical for every model: cross-entropy on every step of each
   window (zero initial state), Adam (lr `{lr}`), batch `{batch_size}` windows, gradient clipping
   `{grad_clip}`, at most `{max_steps}` gradient steps (a step budget, not a wall-clock budget),
   validation every `{eval_every}` steps, early stopping after `{patience}` validations without a
   better validation loss; the best-validation weights are kept.
-* **Evaluation** (`tnd.pong.evaluate`): `{eval_rounds}` rounds per trained model, the same serves
+* **Evaluation** (`tnd.apps.pong.evaluate`): `{eval_rounds}` rounds per trained model, the same serves
   for every model and for the reference policies; greedy actions; the hidden state is reset at
   each serve and carried through the round, one observation at a time. Metrics: pooled catch
   rate, mean and median consecutive catches per round, rounds that reach the cap, 95 % percentile
@@ -351,13 +351,13 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
 
     ``variant`` (topology sweeps): ``{"label": folder name of the cell, "tnd": build_model's
     tnd_overrides, "learn": optional PruneRegrow settings (a learnable topology; see
-    :mod:`tnd.pong.topology`)}``.
+    :mod:`tnd.apps.pong.topology_sweep`)}``.
 
     Single-threaded torch for the duration (restored afterwards), so the numbers are a
     function of the settings and the seed only."""
     import torch
 
-    from ..io import atomic_write_text, save_tensors
+    from tnd.io import atomic_write_text, save_tensors
     from .evaluate import play_rounds
     from .models import build_model
     from .train import train_model
@@ -375,7 +375,7 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
                                   graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"))
         learner = None
         if variant.get("learn"):
-            from .topology import attach_learner
+            from .topology_sweep import attach_learner
 
             learner = attach_learner(model, variant["learn"], seed)
         bar = None
@@ -398,7 +398,7 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
                          checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
                          resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
         if learner is not None:
-            from .topology import finish_learner
+            from .topology_sweep import finish_learner
 
             model, spec = finish_learner(model, spec, learner)
         if bar is not None:
@@ -427,7 +427,7 @@ def load_cell_model(out: str | Path, model: str, seed: int):
     """Rebuild a cell's trained model from its checkpoint (safetensors + JSON)."""
     import torch
 
-    from ..io import load_tensors
+    from tnd.io import load_tensors
     from .models import model_from_spec
 
     d = _cell_dir(Path(out), model, seed)
@@ -490,7 +490,7 @@ def start_run(cfg: PongConfig, command: str):
     """Open a run folder (``cfg.out`` or ``runs/<command>-<UTC time>``), write its config.json and
     the demonstrations; returns ``(cfg with out set, out, say, data_path)`` where ``say`` prints
     progress messages to stderr when ``cfg.progress``."""
-    from ..io import atomic_write_text
+    from tnd.io import atomic_write_text
 
     out = Path(cfg.out or f"runs/{command}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("tnd.demo", "train TND on a small built-in sequence task and print its metrics"),
-    "pong": ("tnd.pong.experiment", "the paper's experiment: Pong behaviour cloning against five baselines"),
-    "bench": ("tnd.bench", "speed and memory benchmark of TND against its peers"),
-    "topology": ("tnd.pong.topology", "Pong across graph families and densities at matched parameters, and a learned graph"),
-    "inspect": ("tnd.pong.inspect", "figures and an HTML report of a finished Pong or topology run: graph, timescales, "
+    "demo": ("tnd.apps.demo", "train TND on a small built-in sequence task and print its metrics"),
+    "pong": ("tnd.apps.pong.experiment", "the paper's experiment: Pong behaviour cloning against five baselines"),
+    "bench": ("tnd.apps.bench", "speed and memory benchmark of TND against its peers"),
+    "topology": ("tnd.apps.pong.topology_sweep", "Pong across graph families and densities at matched parameters, and a learned graph"),
+    "inspect": ("tnd.apps.pong.inspection", "figures and an HTML report of a finished Pong or topology run: graph, timescales, "
                                     "activity, lesions"),
-    "suite": ("tnd.suite.cli", "benchmarks beyond Pong: multi-timescale, irregular, real data, memory; sweeps on Ray"),
+    "suite": ("tnd.apps.suite.cli", "benchmarks beyond Pong: multi-timescale, irregular, real data, memory; sweeps on Ray"),
 }
 
 

@@ -1,7 +1,7 @@
 """Wrappers around the reference ``ncps.torch`` CfC and LTC networks.
 
 The networks themselves are ``ncps.torch.CfC`` / ``ncps.torch.LTC`` (ncps >= 1.0), unchanged;
-these wrappers only adapt them to the baseline interface (see :mod:`tnd.baselines.recurrent`).
+these wrappers only adapt them to the baseline interface (see :mod:`tnd.apps.baselines.recurrent`).
 
 Pitfalls of ncps 1.0.1 worked around here:
 

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .graph import NeuronGraph
-from .graph_errors import GraphError
-from .model import TND
+from tnd.graph import NeuronGraph
+from tnd.graph_errors import GraphError
+from tnd.model import TND
 
 
 @dataclass

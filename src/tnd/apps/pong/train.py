@@ -8,7 +8,7 @@ without improvement; the best validation checkpoint is returned). Minibatches ar
 epoch by epoch from a permutation of the training windows made by a ``torch.Generator``
 seeded with the training seed, so a run is a pure function of its seed (single-threaded CPU).
 
-Fault tolerance: with ``checkpoint_dir`` the loop writes a checkpoint (:mod:`tnd.checkpoint`:
+Fault tolerance: with ``checkpoint_dir`` the loop writes a checkpoint (:mod:`tnd.apps.checkpoint`:
 weights, Adam state, generator state, the current permutation and position in it, the running
 train loss, history, best weights and metrics) every ``checkpoint_every`` steps and at the end;
 ``resume=True`` continues from it, so a killed run finishes with bit-identical weights and
@@ -100,11 +100,11 @@ def train_model(
     when training ends; with ``resume=True`` continue from the checkpoint found there (a fresh
     start if there is none); the result equals an uninterrupted run's (``train_time_s`` aside).
     A checkpoint made for another model, data or hyper-parameters, or a damaged one, raises
-    :class:`tnd.checkpoint.CheckpointError`. A non-finite loss or gradient raises
+    :class:`tnd.apps.checkpoint.CheckpointError`. A non-finite loss or gradient raises
     :class:`NonFiniteError`.
 
     ``step_hook(step)`` is called after every optimiser step and that step's validation (e.g. a learnable topology's
-    :meth:`tnd.topology.PruneRegrow.after_step`); its state is not checkpointed, so it cannot be
+    :meth:`tnd.apps.prune_regrow.PruneRegrow.after_step`); its state is not checkpointed, so it cannot be
     combined with ``checkpoint_dir``.
     """
     for name, v in (("max_steps", max_steps), ("batch_size", batch_size), ("eval_every", eval_every),

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..io import atomic_write, atomic_write_text
+from tnd.io import atomic_write, atomic_write_text
 
 __all__ = [
     "bootstrap_ci",

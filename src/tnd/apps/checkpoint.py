@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write_text, save_tensors
+from tnd.io import atomic_write_text, save_tensors
 
 __all__ = [
     "CheckpointError",

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tnd.tasks import load_task, TASKS
+    from tnd.apps.tasks import load_task, TASKS
     task = load_task("adding", seed=0, length=500)
     x, y = task.split("train")          # (N, T, C) float32, targets
     ts = task.timespans("train")        # (N, T) elapsed times (ones if regular)
@@ -19,7 +19,7 @@ Registered names (``sorted(TASKS)``):
   (:mod:`.memory`)
 
 The real-data tasks import ``aeon`` / ``pmdarima`` lazily, only when built, so
-``import tnd.tasks`` needs only torch and numpy.
+``import tnd.apps.tasks`` needs only torch and numpy.
 """
 
 from .base import SPLITS, TASKS, SequenceTask, list_tasks, load_task, register_task

@@ -11,10 +11,10 @@ Backends: ``local`` runs the cells one after another in this process (no Ray nee
 by the runner (``ray.init(num_cpus=...)``) or, with ``ray_address``, on an existing cluster.
 If Ray is already initialised by the caller it is used as is and left running. The driver
 writes the cell files, so workers of a cluster need no shared file system. ``auto`` picks
-``ray`` when it is importable. ``import tnd.suite`` never imports Ray.
+``ray`` when it is importable. ``import tnd.apps.suite`` never imports Ray.
 
 Mid-cell resume: with ``SweepSpec.checkpoint_every = N`` (``tnd suite --checkpoint-every N``)
-every cell writes a training checkpoint (:mod:`tnd.checkpoint`) every ``N`` updates into
+every cell writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` updates into
 ``<out>/checkpoints/<cell_id>-<key>/`` and a rerun continues a killed cell from it, with the same
 scores as an uninterrupted run; the folder is removed when the cell is done. (Workers of a Ray
 cluster write it on their own disk: mid-cell resume needs the run folder on a shared or local disk.)
@@ -38,7 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text
+from tnd.io import atomic_write_text
 from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
 from .train import TrainConfig, train_and_evaluate
 
@@ -212,7 +212,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one cell (a dict from :meth:`Cell.to_dict`); never raises.
 
     Returns the cell dict plus ``status`` (``"ok"`` or ``"error"``), the model ``spec`` and the
-    scores of :func:`tnd.suite.train.train_and_evaluate` (or ``error`` with the traceback).
+    scores of :func:`tnd.apps.suite.train.train_and_evaluate` (or ``error`` with the traceback).
     With ``cell["checkpoint"] = {"dir": ..., "every": N}`` training writes checkpoints there and
     resumes from one it finds; the folder is removed once the cell is done.
     """

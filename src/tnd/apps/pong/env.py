@@ -59,7 +59,7 @@ Protocol decisions (and why)
   keeps the angle. This is what makes the task require anticipation. Measured
   (100 rounds, cap 100): tracker mean 2.75 consecutive catches (never the cap) with
   the additive rule vs 14.08 (one round at the cap) with the absolute rule; the
-  expert reaches the cap every round with both (table in :mod:`tnd.pong.policies`).
+  expert reaches the cap every round with both (table in :mod:`tnd.apps.pong.policies`).
 * **Positions only by default** (``obs_mode="positions"``: ball x, ball y, paddle y):
   the velocity is not observed, so a model has to infer it from history, which is the
   point of a sequence-modelling benchmark. ``obs_mode="state"`` adds ``(vx, vy)`` as

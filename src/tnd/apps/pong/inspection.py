@@ -9,7 +9,7 @@ For one TND cell of a finished ``tnd pong`` or ``tnd topology`` run it writes:
 * ``activity.png`` -- every neuron's state during one evaluation round, under the ball's and
   paddle's positions, with the chosen actions and the catches;
 * ``lesions.png`` -- the drop in mean consecutive catches when each neuron (or group of neurons,
-  for large graphs) and each of the strongest edges is removed (:func:`tnd.lesion.lesioned`),
+  for large graphs) and each of the strongest edges is removed (:func:`tnd.apps.lesions.lesioned`),
   re-evaluated closed-loop on the same rounds as the intact model (a paired comparison);
 * ``inspect.json`` (every number) and ``report.html`` (self-contained, figures embedded).
 
@@ -96,7 +96,7 @@ def _env_kwargs(run_dir: Path) -> dict[str, Any]:
 def record_round(model, seed: int, env_kwargs: dict[str, Any], max_steps: int) -> dict[str, Any]:
     """Play one round step by step (greedy, as in evaluation) and record every neuron's state,
     the ball and paddle positions, the actions and the catch / miss events."""
-    from ..lesion import find_tnd
+    from ..lesions import find_tnd
     from .env import SinglePlayerPong
 
     tnd = find_tnd(model)
@@ -156,7 +156,7 @@ def lesion_study(model, rounds: int, env_kwargs: dict[str, Any], num_edges: int 
                  max_units: int = 64, progress=None) -> dict[str, Any]:
     """Closed-loop drop in mean consecutive catches for each neuron (or group) and each of the
     ``num_edges`` strongest edges removed; the same ``rounds`` evaluation rounds every time."""
-    from ..lesion import find_tnd, lesioned
+    from ..lesions import find_tnd, lesioned
     from .evaluate import play_rounds
 
     tnd = find_tnd(model)
@@ -209,8 +209,8 @@ def inspect_run(run_dir: str | Path, out: str | Path, *, model: str | None = Non
                 say=lambda *a: None) -> dict[str, Any]:
     """Write the figures, ``inspect.json`` and ``report.html`` for one TND cell; returns the summary."""
     from .. import viz
-    from ..io import atomic_write_text
-    from ..lesion import find_tnd
+    from tnd.io import atomic_write_text
+    from ..lesions import find_tnd
     from .experiment import load_cell_model
     from .policies import EVAL_SEED_BASE
 

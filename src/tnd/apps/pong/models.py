@@ -63,8 +63,8 @@ import torch
 from torch import nn
 
 from ..baselines import count_parameters, hidden_size_for_budget, make_baseline, size_for_budget
-from ..graph import NeuronGraph
-from ..model import TND
+from tnd.graph import NeuronGraph
+from tnd.model import TND
 
 __all__ = [
     "MODEL_NAMES",

@@ -1,4 +1,4 @@
-"""Shared helpers of :mod:`tnd.viz`: array conversion with clear errors, colours, figure
+"""Shared helpers of :mod:`tnd.apps.viz`: array conversion with clear errors, colours, figure
 creation and deterministic PNG saving.
 
 Figures are built with :class:`matplotlib.figure.Figure` and an Agg canvas, never with
@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io import atomic_write
+from tnd.io import atomic_write
 
 __all__ = [
     "EXCITATORY_COLOR",
@@ -53,7 +53,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # ------------------------------------------------------------------------- errors
 class VizInputError(ValueError, TypeError):
-    """A :mod:`tnd.viz` argument of the wrong type. Like every input error of :mod:`tnd.viz`
+    """A :mod:`tnd.apps.viz` argument of the wrong type. Like every input error of :mod:`tnd.apps.viz`
     it is a ``ValueError`` (and, being about a type, also a ``TypeError``)."""
 
 

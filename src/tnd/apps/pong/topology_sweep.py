@@ -5,7 +5,7 @@ graphs of every family in ``families`` at every mean out-degree in ``degrees``
 (:func:`tnd.graph_builders.degree_kw` turns a degree into each family's own knob), each matched to
 the same parameter budget (the number of neurons absorbs the difference), over the same seeds,
 data and evaluation rounds as ``tnd pong``. Then, when ``learned`` is on, a learnable topology
-(:class:`tnd.topology.PruneRegrow` on a fully connected candidate graph) is trained with the
+(:class:`tnd.apps.prune_regrow.PruneRegrow` on a fully connected candidate graph) is trained with the
 neurons and the edge budget of the best fixed variant, so the two have the same parameter count.
 Outputs: ``topology.json``, ``topology.md`` (table with bootstrap CIs over seeds, a sensitivity
 summary) and ``topology.png``; cells live in ``cells/<label>/seed-<s>/`` as in ``tnd pong`` and
@@ -67,8 +67,8 @@ def _cell_variant(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def attach_learner(model, learn: dict[str, Any], seed: int):
-    """A :class:`tnd.topology.PruneRegrow` on the TND inside ``model`` (``learn``: its settings)."""
-    from ..topology import PruneRegrow
+    """A :class:`tnd.apps.prune_regrow.PruneRegrow` on the TND inside ``model`` (``learn``: its settings)."""
+    from ..prune_regrow import PruneRegrow
 
     return PruneRegrow(model, int(learn["budget"]), every=int(learn["every"]), drop_fraction=float(learn["drop_fraction"]),
                        stop_step=int(learn["stop_step"]), seed=int(seed),
@@ -78,7 +78,7 @@ def attach_learner(model, learn: dict[str, Any], seed: int):
 def finish_learner(model, spec: dict[str, Any], learner):
     """Replace the candidate TND by the pruned one on the learned graph; update the spec."""
     from ..baselines import count_parameters
-    from ..topology import prune_to_graph
+    from ..prune_regrow import prune_to_graph
     from .models import ScaledInput
 
     learner.finish()
@@ -97,7 +97,7 @@ def finish_learner(model, spec: dict[str, Any], learner):
 def _spec_graph(spec: dict[str, Any]):
     import torch
 
-    from ..lesion import find_tnd
+    from ..lesions import find_tnd
     from .models import model_from_spec
 
     with torch.random.fork_rng(devices=[]):
@@ -109,7 +109,7 @@ def _learned_variant(cfg: TopologyConfig, best: dict[str, Any]) -> dict[str, Any
     neurons (so the readout, hence the parameter count, is the same)."""
     import torch
 
-    from ..graph import NeuronGraph
+    from tnd.graph import NeuronGraph
 
     spec = best["spec"]
     g = _spec_graph(spec)
@@ -147,7 +147,7 @@ def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data
 
 def run_sweep(cfg: TopologyConfig) -> dict[str, Any]:
     """Run the sweep; returns the results (also written to ``<out>/topology.json``)."""
-    from ..io import atomic_write_text
+    from tnd.io import atomic_write_text
     from . import report
 
     t0 = time.perf_counter()

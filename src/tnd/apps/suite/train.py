@@ -1,4 +1,4 @@
-"""A generic, seeded training loop for every task kind of :mod:`tnd.tasks`.
+"""A generic, seeded training loop for every task kind of :mod:`tnd.apps.tasks`.
 
 Protocol (the same for every model of a task)
 ---------------------------------------------
@@ -26,11 +26,11 @@ Everything random (initial weights, batch order) is fixed by ``seed``; with one 
 result is bit-for-bit reproducible (which the test suite checks across backends).
 
 Fault tolerance: with ``checkpoint_dir`` the loop writes a training checkpoint
-(:mod:`tnd.checkpoint`: weights, Adam state, the torch and numpy RNG states, the permutation and
+(:mod:`tnd.apps.checkpoint`: weights, Adam state, the torch and numpy RNG states, the permutation and
 position in it, history, best state and counters; safetensors + JSON, atomic) every
 ``checkpoint_every`` updates and when training ends; ``resume=True`` continues from it, so a
 killed run ends with bit-identical weights and metrics (the timings aside). A checkpoint made
-for another model, task data or protocol is refused (:class:`tnd.checkpoint.CheckpointError`).
+for another model, task data or protocol is refused (:class:`tnd.apps.checkpoint.CheckpointError`).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                 if best_state.keys() != model.state_dict().keys():
                     raise KeyError("best.*")
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                raise CheckpointError(f"checkpoint in {checkpoint_dir} is not a tnd.suite training checkpoint "
+                raise CheckpointError(f"checkpoint in {checkpoint_dir} is not a tnd.apps.suite training checkpoint "
                                       f"(its loop state lacks or garbles {e})") from e
 
     def write_checkpoint() -> None:

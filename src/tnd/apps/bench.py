@@ -106,8 +106,8 @@ class _Transformer(nn.Module):
 
 
 def _tnd(n: int, seed: int = 0, **kw):
-    from .graph import NeuronGraph
-    from .model import TND
+    from tnd.graph import NeuronGraph
+    from tnd.model import TND
 
     g = NeuronGraph.random(n, 0.25, seed=seed, num_inputs=max(1, n // 4), num_outputs=max(1, n // 4))
     return TND(C_IN, g, C_OUT, **kw)
@@ -324,7 +324,7 @@ def warmup_time() -> dict:
     the cache filled (a later process)."""
     import tempfile
 
-    code = ("import time, torch; t0 = time.perf_counter(); from tnd.bench import _tnd; m = _tnd(64); "
+    code = ("import time, torch; t0 = time.perf_counter(); from tnd.apps.bench import _tnd; m = _tnd(64); "
             "m(torch.randn(4, 16, 8))[0].sum().backward(); print(time.perf_counter() - t0)")
     out = {}
     with tempfile.TemporaryDirectory() as d:
@@ -399,7 +399,7 @@ def machine_line(threads: int, cpu_time: bool = False) -> str:
     except OSError:
         cpu = platform.processor()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    from . import fast
+    from tnd import fast
 
     return (f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, "
             f"C kernel {'on' if fast.c_available() else 'off'}; "
@@ -428,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
             names.append("nn.LSTM")
     if quick:
         names = [m for m in names if not m.startswith("TND (") or "fast" in m] if not args.models else names
-    from . import fast
+    from tnd import fast
 
     fast.c_available()  # compile / load the kernel before timing
     log = (lambda *a: print(*a, file=sys.stderr, flush=True))
