@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import solvers
-from ._checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
+from .checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
 from .dynamics import NeuronDynamics, make_dynamics
 from .graph import NeuronGraph
 from .interactions import Interaction, make_interaction

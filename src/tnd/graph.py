@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ._checks import as_tensor
+from .checks import as_tensor
 from .graph_builders import GraphBuilders
 from .graph_errors import GraphError
 

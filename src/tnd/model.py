@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
+from .checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
 from .cell import TNDCell
 from .graph import NeuronGraph
 

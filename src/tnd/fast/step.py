@@ -28,7 +28,7 @@ import weakref
 
 import torch
 
-from .. import _checks
+from .. import checks
 from .. import fast as _fast
 from . import cbuild
 
@@ -179,29 +179,29 @@ class Stepper:
     @staticmethod
     def _raise(rc: int, x, h, dt) -> None:
         if rc & 1:
-            _checks.check_finite("x", x)
+            checks.check_finite("x", x)
         if rc & 2:
-            _checks.check_finite("h", h)
-        _checks.as_times("dt", dt, x.dtype, x.device)
+            checks.check_finite("h", h)
+        checks.as_times("dt", dt, x.dtype, x.device)
         raise ValueError("dt must be finite and > 0")  # pragma: no cover - as_times raised already
 
     # -------------------------------------------------------------- general path
     def general(self, x, h=None, dt=None):
         """Any configuration, autograd included: the model's own time loop on a one-step sequence."""
         m = self.model
-        _checks.check_float_tensor("x", x, (1, 2), m.input_size)
-        _checks.check_param_dtype("x", x, m)
+        checks.check_float_tensor("x", x, (1, 2), m.input_size)
+        checks.check_param_dtype("x", x, m)
         unbatched = x.dim() == 1
         xs = x.reshape(1, 1, -1) if unbatched else x.unsqueeze(0)  # (T=1, B, C)
         B = xs.shape[1]
         dts = None
         if dt is not None:
-            t = _checks.as_times("dt", dt, x.dtype, x.device)
+            t = checks.as_times("dt", dt, x.dtype, x.device)
             if t.dim() > 0 and (t.numel() != B or t.dim() > 2 or t.shape[0] != B):
                 raise ValueError(f"dt must be a scalar or of shape ({B},) (one per sequence), got {tuple(t.shape)}")
             dts = t.reshape(-1).expand(B).reshape(1, B, 1, 1)
         if h is not None:
-            _checks.check_float_tensor("h", h, (1, 2, 3))
+            checks.check_float_tensor("h", h, (1, 2, 3))
             n, d = m.num_neurons, m.cell.state_size
             lead = () if unbatched else (B,)
             allowed = [(*lead, n, d)] + ([(*lead, n)] if d == 1 else [])

@@ -1,5 +1,5 @@
-"""Input validation shared by the public entry points: errors name the argument, what was
-expected and what came."""
+"""Input validation shared by the core and the apps (public, so that an app validates its
+arguments the same way): errors name the argument, what was expected and what came."""
 
 from __future__ import annotations
 
