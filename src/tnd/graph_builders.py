@@ -9,14 +9,15 @@ By default the first neurons take input and the last ones are read out.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 import torch
 
 from .graph_errors import GraphError
 
-if TYPE_CHECKING:
-    from .graph import NeuronGraph
+# The graph class the builders are mixed into (NeuronGraph); a type variable rather than an import
+# of tnd.graph, which imports this module.
+GraphT = TypeVar("GraphT", bound="GraphBuilders")
 
 
 def _int(name: str, value: Any, minimum: int | None = None, optional: bool = False) -> Any:
@@ -68,7 +69,7 @@ class GraphBuilders:
         return torch.where(torch.rand(e, generator=gen) < inhibitory_fraction, -1, 1).to(torch.int8)
 
     @classmethod
-    def _build(cls, n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw) -> "NeuronGraph":
+    def _build(cls: type[GraphT], n, src, tgt, num_inputs, num_outputs, inhibitory_fraction, gen, **kw) -> GraphT:
         ei = torch.stack([torch.as_tensor(src, dtype=torch.long), torch.as_tensor(tgt, dtype=torch.long)])
         ins, outs = cls._io_sets(n, num_inputs, num_outputs)
         sign = cls._random_sign(ei.shape[1], inhibitory_fraction, gen)
@@ -76,7 +77,7 @@ class GraphBuilders:
 
     @classmethod
     def random(
-        cls,
+        cls: type[GraphT],
         num_neurons: int,
         density: float,
         seed: int = 0,
@@ -85,7 +86,7 @@ class GraphBuilders:
         self_loops: bool = False,
         inhibitory_fraction: float = 0.0,
         **kw: Any,
-    ) -> "NeuronGraph":
+    ) -> GraphT:
         """Erdos-Renyi directed graph: each possible edge present with probability ``density``."""
         _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         if not 0.0 < _real("density", density) <= 1.0:
@@ -99,9 +100,9 @@ class GraphBuilders:
 
     @classmethod
     def fully_connected(
-        cls, num_neurons: int, num_inputs: int | None = None, num_outputs: int | None = None,
+        cls: type[GraphT], num_neurons: int, num_inputs: int | None = None, num_outputs: int | None = None,
         self_loops: bool = False, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
-    ) -> "NeuronGraph":
+    ) -> GraphT:
         _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         mask = torch.ones(num_neurons, num_neurons, dtype=torch.bool)
         if not self_loops:
@@ -112,9 +113,9 @@ class GraphBuilders:
 
     @classmethod
     def ring(
-        cls, num_neurons: int, k: int = 2, bidirectional: bool = True, num_inputs: int | None = None,
+        cls: type[GraphT], num_neurons: int, k: int = 2, bidirectional: bool = True, num_inputs: int | None = None,
         num_outputs: int | None = None, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
-    ) -> "NeuronGraph":
+    ) -> GraphT:
         """Ring lattice: neuron ``i`` sends to its ``k`` successors (and predecessors if bidirectional)."""
         _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         n = num_neurons
@@ -129,9 +130,9 @@ class GraphBuilders:
 
     @classmethod
     def small_world(
-        cls, num_neurons: int, k: int = 4, rewire_prob: float = 0.1, seed: int = 0,
+        cls: type[GraphT], num_neurons: int, k: int = 4, rewire_prob: float = 0.1, seed: int = 0,
         num_inputs: int | None = None, num_outputs: int | None = None, inhibitory_fraction: float = 0.0, **kw: Any,
-    ) -> "NeuronGraph":
+    ) -> GraphT:
         """Directed Watts-Strogatz: a ring where each neuron sends to its ``k`` successors, and each
         edge's target is rewired with probability ``rewire_prob`` to a uniformly chosen neuron
         (no self-loops, no duplicates)."""
@@ -156,9 +157,9 @@ class GraphBuilders:
 
     @classmethod
     def scale_free(
-        cls, num_neurons: int, m: int = 2, seed: int = 0, num_inputs: int | None = None,
+        cls: type[GraphT], num_neurons: int, m: int = 2, seed: int = 0, num_inputs: int | None = None,
         num_outputs: int | None = None, inhibitory_fraction: float = 0.0, **kw: Any,
-    ) -> "NeuronGraph":
+    ) -> GraphT:
         """Directed Barabasi-Albert: each new neuron links with ``m`` existing neurons chosen with
         probability proportional to degree; each link is made in both directions, so hubs both
         collect and broadcast."""
@@ -185,7 +186,7 @@ class GraphBuilders:
 
     @classmethod
     def layered(
-        cls,
+        cls: type[GraphT],
         sensory: int,
         inter: int,
         command: int,
@@ -197,7 +198,7 @@ class GraphBuilders:
         inhibitory_fraction: float = 0.0,
         seed: int = 0,
         **kw: Any,
-    ) -> "NeuronGraph":
+    ) -> GraphT:
         """A four-layer circuit as ncps's NCP: sensory -> inter -> command -> motor, with recurrent
         synapses among command neurons. Sensory neurons take the input, motor neurons are read out.
         Every inter neuron gets at least one sensory input, every command neuron at least one
@@ -248,8 +249,8 @@ class GraphBuilders:
         return cls(n, ei, layers[0], layers[3], sign=sign, **kw)
 
     @classmethod
-    def from_name(cls, name: str, num_neurons: int, seed: int = 0, mean_degree: float | None = None,
-                  **kw: Any) -> "NeuronGraph":
+    def from_name(cls: type[GraphT], name: str, num_neurons: int, seed: int = 0, mean_degree: float | None = None,
+                  **kw: Any) -> GraphT:
         """Build a graph family by name: random, fully_connected, small_world, scale_free, ring, layered.
 
         ``mean_degree`` (optional) sets each family's own density knob so that the mean out-degree
