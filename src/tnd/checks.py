@@ -65,3 +65,18 @@ def as_times(name: str, value: Any, dtype: torch.dtype, device: Any = None) -> t
     if bool((t <= 0).any()):
         raise ValueError(f"{name} must be > 0 (elapsed time of each step)")
     return t
+
+
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer argument (a Python or numpy integer, not a bool) in ``[lo, hi]`` (either bound
+    optional), returned as an ``int``; a ValueError names the argument, the range and what came."""
+    import numbers  # numpy integers register as Integral; numpy bools don't
+
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
+            or (lo is not None and value < lo) or (hi is not None and value > hi):
+        if hi is not None:
+            want = f"an int in [{lo}, {hi}]" if lo is not None else f"an int <= {hi}"
+        else:
+            want = {None: "an int", 0: "a non-negative int", 1: "a positive int"}.get(lo, f"an int >= {lo}")
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return int(value)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tnd.checks import check_int
 from tnd.graph import NeuronGraph
 from .lesions import find_tnd
 from tnd.model import TND
@@ -67,8 +68,7 @@ class PruneRegrow:
         self.inter = self.tnd.cell.interaction
         num_edges = self.inter.num_edges
         for name, v, lo in (("budget", budget, 1), ("every", every, 1), ("stop_step", stop_step, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+            check_int(name, v, lo)
         if budget > num_edges:
             raise ValueError(f"budget must be <= the candidate graph's {num_edges} edges, got {budget}")
         if not 0.0 <= float(drop_fraction) <= 1.0 or not 0.0 <= float(ema) < 1.0:

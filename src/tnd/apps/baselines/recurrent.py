@@ -25,6 +25,8 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from tnd.checks import check_positive_int
+
 State = Union[torch.Tensor, Tuple[Any, ...]]
 
 __all__ = [
@@ -59,12 +61,6 @@ def _state_leaves(state: Any) -> list:
     return out
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class BaselineModel(nn.Module):
     """Common input validation and unbatched handling for every baseline.
 
@@ -74,9 +70,9 @@ class BaselineModel(nn.Module):
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.input_size = _check_positive_int("input_size", input_size)
-        self.output_size = _check_positive_int("output_size", output_size)
-        self.hidden_size = _check_positive_int("hidden_size", hidden_size)
+        self.input_size = check_positive_int("input_size", input_size)
+        self.output_size = check_positive_int("output_size", output_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
 
     # -- validation -------------------------------------------------------------------------
     def _param_dtype(self) -> Optional[torch.dtype]:
@@ -146,7 +142,7 @@ class VanillaRNN(BaselineModel):
     def __init__(self, input_size: int, output_size: int, hidden_size: int, *,
                  num_layers: int = 1, nonlinearity: str = "tanh", dropout: float = 0.0) -> None:
         super().__init__(input_size, output_size, hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.rnn = nn.RNN(input_size, hidden_size, num_layers=num_layers,
                           nonlinearity=nonlinearity, batch_first=True, dropout=dropout)
         self.readout = nn.Linear(hidden_size, output_size)
@@ -166,7 +162,7 @@ class LSTM(BaselineModel):
     def __init__(self, input_size: int, output_size: int, hidden_size: int, *,
                  num_layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__(input_size, output_size, hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True,
                             dropout=dropout)
         self.readout = nn.Linear(hidden_size, output_size)

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Type
 import torch
 from torch import nn
 
+from tnd.checks import check_positive_int
 from .cfc import LTC, CfC
 from .recurrent import LSTM, SparseRNN, VanillaRNN
 from .transformer import CausalTransformer
@@ -60,8 +61,7 @@ def hidden_size_for_budget(name: str, input_size: int, output_size: int, param_b
     model exceeds the budget, the smallest valid hidden size is returned.
     """
     cls = _lookup(name)
-    if isinstance(param_budget, bool) or not isinstance(param_budget, int) or param_budget < 1:
-        raise ValueError(f"param_budget must be a positive int, got {param_budget!r}")
+    check_positive_int("param_budget", param_budget)
     step = int(getattr(cls, "hidden_size_multiple", lambda **_: 1)(**kw))
     def count(k: int) -> int:  # parameters at hidden size k * step
         with torch.random.fork_rng(devices=[]):

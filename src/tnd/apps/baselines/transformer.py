@@ -36,7 +36,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .recurrent import BaselineModel, _check_positive_int
+from tnd.checks import check_positive_int
+
+from .recurrent import BaselineModel
 
 __all__ = ["CausalTransformer"]
 
@@ -58,11 +60,11 @@ class CausalTransformer(BaselineModel):
                  ff_mult: int = 4, dropout: float = 0.0, activation: str = "gelu",
                  positional: str = "relative") -> None:
         super().__init__(input_size, output_size, hidden_size)
-        self.num_layers = _check_positive_int("num_layers", num_layers)
-        self.nhead = _check_positive_int("nhead", nhead)
-        self.context = _check_positive_int("context", context)
-        self.max_len = _check_positive_int("max_len", max_len)
-        self.ff_mult = _check_positive_int("ff_mult", ff_mult)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.nhead = check_positive_int("nhead", nhead)
+        self.context = check_positive_int("context", context)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.ff_mult = check_positive_int("ff_mult", ff_mult)
         if hidden_size % nhead != 0:
             raise ValueError(f"hidden_size must be divisible by nhead={nhead}, got {hidden_size}")
         if positional not in ("relative", "absolute", "both"):

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from gymnasium.utils import seeding
 
+from tnd.checks import check_int
 from tnd.io import atomic_write, atomic_write_text
 from .env import EVENT_CATCH, EVENT_MISS, SinglePlayerPong, pixels_from_positions
 from .policies import DATA_SEED_BASE, EVAL_SEED_BASE, ExpertPolicy, predict_intercept
@@ -79,12 +80,6 @@ _ROUND_KEYS = ("round_numbers", "round_seeds", "round_lengths", "round_catches",
 REQUIRED_KEYS = _STEP_KEYS + _ROUND_KEYS
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _tnd_version() -> str:
     try:
         from importlib.metadata import version
@@ -107,9 +102,9 @@ def generate_demonstrations(
     ``i`` uses ``reset(seed=seed + i)``; ``seed + num_rounds`` must not exceed
     ``EVAL_SEED_BASE``. Deterministic for the same arguments.
     """
-    num_rounds = _check_int("num_rounds", num_rounds, 1)
-    seed = _check_int("seed", seed, 0)
-    max_steps_per_round = _check_int("max_steps_per_round", max_steps_per_round, 1)
+    num_rounds = check_int("num_rounds", num_rounds, 1)
+    seed = check_int("seed", seed, 0)
+    max_steps_per_round = check_int("max_steps_per_round", max_steps_per_round, 1)
     if seed + num_rounds > EVAL_SEED_BASE:
         raise ValueError(
             f"seed + num_rounds must be <= EVAL_SEED_BASE={EVAL_SEED_BASE} so demonstration seeds never "
@@ -295,10 +290,10 @@ def make_windows(
     to the round start.
     """
     _check_demos(demos)
-    window = _check_int("window", window, 1)
-    stride = window if stride is None else _check_int("stride", stride, 1)
-    random_per_round = _check_int("random_per_round", random_per_round, 0)
-    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    window = check_int("window", window, 1)
+    stride = window if stride is None else check_int("stride", stride, 1)
+    random_per_round = check_int("random_per_round", random_per_round, 0)
+    rng = np.random.default_rng(check_int("seed", seed, 0))
     starts: list[np.ndarray] = []
     rounds: list[np.ndarray] = []
     rel: list[np.ndarray] = []
@@ -360,7 +355,7 @@ def train_val_split(
     if r < 2:
         raise ValueError(f"demos must hold at least 2 rounds to split by round, got {r}")
     n_val = min(max(1, int(round(val_fraction * r))), r - 1)
-    perm = np.random.default_rng(_check_int("seed", seed, 0)).permutation(r)
+    perm = np.random.default_rng(check_int("seed", seed, 0)).permutation(r)
     val_r = np.sort(rnums[perm[:n_val]])
     train_r = np.sort(rnums[perm[n_val:]])
     return select_rounds(demos, train_r), select_rounds(demos, val_r)

@@ -88,6 +88,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from tnd.checks import check_int
+
 __all__ = [
     "ACTION_UP",
     "ACTION_STAY",
@@ -97,6 +99,7 @@ __all__ = [
     "PongCore",
     "SinglePlayerPong",
     "pixels_from_positions",
+    "check_action",
 ]
 
 ACTION_UP = 0
@@ -154,7 +157,7 @@ def _fold(y: float) -> tuple[float, float]:
     return 2.0 - m, -1.0
 
 
-def _check_action(action: Any) -> int:
+def check_action(action: Any) -> int:
     if isinstance(action, (bool, np.bool_)):
         raise ValueError(f"action must be an integer in {{0, 1, 2}} (0=up, 1=stay, 2=down), got {action!r}")
     try:
@@ -377,11 +380,11 @@ class SinglePlayerPong(gym.Env):
                 raise ValueError(f"{name} must be a (lo, hi) pair of numbers, got {value!r}")
             for v in value:
                 _finite_number(name, v)
-        _pos_int("max_catches", max_catches)
-        _pos_int("pixel_size", pixel_size)
-        _pos_int("render_size", render_size)
+        check_int("max_catches", max_catches, 1)
+        check_int("pixel_size", pixel_size, 1)
+        check_int("render_size", render_size, 1)
         if max_steps is not None:
-            _pos_int("max_steps", max_steps)
+            check_int("max_steps", max_steps, 1)
         _in_open_unit("paddle_x", paddle_x, upper=0.5)
         if not (0.0 < paddle_half_length < 0.5):
             raise ValueError(f"paddle_half_length must be in (0, 0.5), got {paddle_half_length!r}")
@@ -576,7 +579,7 @@ class SinglePlayerPong(gym.Env):
         return self._obs(), self._info()
 
     def step(self, action):
-        a = _check_action(action)
+        a = check_action(action)
         self._event = ev = self._core.step(a)
         self._steps += 1
         reward = 0.0
@@ -617,11 +620,6 @@ class SinglePlayerPong(gym.Env):
         rad = max(1, s // 64)
         img[max(br - rad, 0) : br + rad + 1, max(bc - rad, 0) : bc + rad + 1, :] = (250, 200, 40)
         return img
-
-
-def _pos_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _finite_number(name: str, value: Any) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tnd.checks import check_positive_int
 from ..baselines import map_state
 from .env import SinglePlayerPong
 from .policies import EVAL_SEED_BASE
@@ -85,8 +86,7 @@ def play_rounds(
     order), ``per_round_steps``, ``rounds_step_limited``, ``seed`` and ``total_steps``.
     ``progress(n)`` is called with the number of rounds that just finished.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    check_positive_int("rounds", rounds)
     was_training = model.training
     model.eval()
     envs = [SinglePlayerPong(**(env_kwargs or {})) for _ in range(rounds)]

@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from ..baselines import count_parameters, hidden_size_for_budget, make_baseline, size_for_budget
+from tnd.checks import check_positive_int
 from tnd.graph import NeuronGraph
 from tnd.model import TND
 
@@ -170,8 +171,7 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
-    if isinstance(param_budget, bool) or not isinstance(param_budget, int) or param_budget < 1:
-        raise ValueError(f"param_budget must be a positive int, got {param_budget!r}")
+    check_positive_int("param_budget", param_budget)
     cfg = copy.deepcopy(TND_DEFAULTS)
     cfg.update(copy.deepcopy(tnd_overrides or {}))
     spec: dict[str, Any] = {"name": name, "input_size": int(input_size), "output_size": int(output_size),

@@ -38,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from .env import PongState, SinglePlayerPong, _check_action
+from tnd.checks import check_int
+
+from .env import PongState, SinglePlayerPong, check_action
 
 __all__ = [
     "EVAL_SEED_BASE",
@@ -214,10 +216,8 @@ def evaluate_policy(
     ``rounds``, ``cap`` (``max_catches``), ``seed``, ``total_steps``, ``per_round``
     (list of catches per round) and ``per_round_steps``.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("rounds", rounds, 1)
+    check_int("seed", seed, 0)
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise ValueError(f"env_kwargs must be a dict or None, got {type(env_kwargs).__name__}")
     env = SinglePlayerPong(**(env_kwargs or {}))
@@ -237,7 +237,7 @@ def evaluate_policy(
             pol.reset()
         terminated = truncated = False
         while not (terminated or truncated):
-            a = _check_action(pol.act(obs))
+            a = check_action(pol.act(obs))
             obs, _r, terminated, truncated, info = env.step(a)
         per_round.append(int(info["catches"]))
         per_steps.append(int(info["steps"]))
