@@ -6,8 +6,8 @@ environment with Gymnasium (``import tnd`` does not), so either of these works::
     import tnd.apps.pong; gymnasium.make("tnd/SinglePlayerPong-v0")
     gymnasium.make("tnd.apps.pong:tnd/SinglePlayerPong-v0")   # Gymnasium imports the module
 
-* :mod:`tnd.apps.pong.env` -- :class:`SinglePlayerPong` (physics and protocol decisions in
-  its module docstring).
+* :mod:`tnd.apps.pong.env` -- :class:`SinglePlayerPong` (physics and design decisions:
+  docs/PONG.md).
 * :mod:`tnd.apps.pong.policies` -- :class:`ExpertPolicy`, :class:`TrackerPolicy`,
   :class:`RandomPolicy`, :func:`evaluate_policy`, seed constants.
 * :mod:`tnd.apps.pong.data` -- :func:`generate_demonstrations`, :func:`make_windows`,

@@ -1,37 +1,12 @@
 """Expert demonstrations for behaviour cloning in single-player Pong.
 
-Protocol decisions
-------------------
-* **Demonstrations** (:func:`generate_demonstrations`): round ``i`` is served by
-  ``env.reset(seed=seed + i)`` (``seed`` defaults to ``DATA_SEED_BASE = 0``; seeds must
-  stay below ``EVAL_SEED_BASE = 10_000_000`` so no evaluation serve is ever in the
-  training data). The expert plays from the serve; step ``t`` records the observation
-  the expert acted on and its action (so ``observations[t] -> actions[t]`` is the
-  supervised pair), plus the true state and the reward of that step. Because the
-  expert reaches the catch cap, a full round is ~10 000 steps of near-periodic play;
-  recording stops after ``max_steps_per_round`` steps (default 2 000, i.e. roughly
-  15-30 catches), which keeps datasets small and balanced across serves. The physics
-  loop is the env's own :class:`~tnd.apps.pong.env.PongCore` (bit-identical to stepping the
-  env) without Gymnasium overhead; observation noise, if any, is drawn from the env's
-  seeded RNG in the env's order, so recorded observations equal what the env emits.
-* **Arrays** (a ``dict`` of numpy arrays; steps of one round are contiguous, rounds in
-  order): ``observations (S, D) float32``, ``actions (S,) int64``, ``rewards (S,)
-  float32``, ``states (S, 5) float32`` (ball x, y, vx, vy, paddle y before the
-  action), ``round_ids (S,) int64`` (the round index ``i``), ``episode_starts (S,)
-  bool`` (True at each serve); per round: ``round_numbers (R,) int64`` (the ``i`` of
-  each stored round), ``round_seeds (R,) int64``, ``round_lengths (R,) int64``,
-  ``round_catches (R,) int64`` and ``round_end (R,) int8`` (``ROUND_END_*``: 0 miss,
-  1 catch cap, 2 env step limit, 3 recording cut at ``max_steps_per_round``).
-* **Windows** (:func:`make_windows`): cut inside rounds only; every round contributes
-  a window at its serve (offset 0), windows every ``stride`` steps after it, and
-  optionally ``random_per_round`` windows at seeded random offsets, so models learn
-  both the serve and mid-round play. Rounds shorter than the window are skipped.
-* **Split** (:func:`train_val_split`): whole rounds, seeded permutation -- a round is
-  either entirely in train or entirely in validation.
-* **Files** (:func:`save_dataset`): ``<path>`` is an ``.npz`` written with
-  ``numpy.savez`` (loadable with ``allow_pickle=False``) and ``<path minus .npz>.json``
-  holds the metadata; both written atomically (temp file in the same directory,
-  fsync, ``os.replace``), the JSON last.
+:func:`generate_demonstrations` records the expert's rounds (observation -> the expert's action,
+plus true states and rewards) as a dict of numpy arrays, steps of a round contiguous;
+:func:`generate_perturbed_demonstrations` does the same with randomly perturbed execution and
+expert labels; :func:`make_windows` cuts training windows inside rounds, :func:`train_val_split`
+splits by whole rounds, :func:`save_dataset` / :func:`load_dataset` write and read ``.npz`` +
+``.json`` atomically. Seeds stay below ``EVAL_SEED_BASE``, so no evaluation serve is in the
+data. The arrays, the protocol and why: docs/PONG.md (section 3).
 """
 
 from __future__ import annotations
@@ -96,7 +71,7 @@ def generate_demonstrations(
     max_steps_per_round: int = DEFAULT_MAX_STEPS_PER_ROUND,
     expert: str = "expert",
 ) -> dict[str, np.ndarray]:
-    """Play ``num_rounds`` rounds with the expert and record them (see module doc).
+    """Play ``num_rounds`` rounds with the expert and record them (arrays: docs/PONG.md).
 
     ``expert="tracker"`` records the reactive tracker instead (for ablations). Round
     ``i`` uses ``reset(seed=seed + i)``; ``seed + num_rounds`` must not exceed
@@ -451,24 +426,19 @@ def generate_perturbed_demonstrations(
 ) -> dict[str, np.ndarray]:
     """Expert demonstrations with perturbed execution (DART-style noise injection).
 
-    The **label** of every step is the expert's action for the recorded observation; the
-    **executed** action is the expert's, except during perturbations: at each step outside a
-    perturbation one starts with probability ``perturb_prob``, lasts ``U{1..perturb_max_len}``
-    steps and executes one uniformly random action; in addition every round starts with a
-    perturbation of ``U{0..serve_perturb_max_len}`` steps (a learner cannot know the ball's
-    direction from the serve's first observation and hesitates there; the data must show what
-    the expert does after such a hesitation). Why: in clean expert data the paddle's own
-    motion (visible in the next observation) almost determines the next label, so a cloned
-    policy learns to continue whatever the paddle was doing (the "copycat" shortcut) and never
-    starts moving at a serve; clean data also never show how to recover from an off-target
-    paddle. Perturbed execution breaks that correlation and covers recovery states while every
-    label stays the expert's. ``perturb_prob=0`` gives the clean expert's demonstrations.
+    Every step's **label** is the expert's action for the recorded observation; the **executed**
+    action is the expert's except during perturbations: outside one, a perturbation starts with
+    probability ``perturb_prob``, lasts ``U{1..perturb_max_len}`` steps and executes one uniformly
+    random action; every round also starts with one of ``U{0..serve_perturb_max_len}`` steps.
+    This removes the paddle's own motion as a cue for the next label (the "copycat" shortcut)
+    and covers recovery states (why: docs/PONG.md, section 3). ``perturb_prob=0`` gives the clean
+    expert's demonstrations.
 
     Round ``i`` is served by ``env.reset(seed=seed + i)`` (seeds below ``EVAL_SEED_BASE``),
     the perturbations come from ``numpy.random.default_rng(noise_seed)``. Returns the same
-    arrays as :func:`tnd.apps.pong.data.generate_demonstrations` (so ``make_windows``,
-    ``train_val_split`` and ``save_dataset`` apply); recording stops at a miss, the cap, the
-    env's step limit or after ``max_steps_per_round`` steps.
+    arrays as :func:`generate_demonstrations` (so ``make_windows``, ``train_val_split`` and
+    ``save_dataset`` apply); recording stops at a miss, the cap, the env's step limit or after
+    ``max_steps_per_round`` steps.
     """
     if seed + num_rounds > EVAL_SEED_BASE:
         raise ValueError(f"seed + num_rounds must be <= EVAL_SEED_BASE={EVAL_SEED_BASE}")

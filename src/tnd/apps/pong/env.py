@@ -1,80 +1,12 @@
 """Single-player Pong: one paddle on the left, walls at the top, bottom and right.
 
-Physics (all defaults overridable by constructor keyword arguments)
-------------------------------------------------------------------
-* The field is the unit square ``[0, 1]^2``; ``y`` grows **upwards** (row 0 of a
-  rendered frame is ``y = 1``). Walls are at ``y = 0`` (bottom), ``y = 1`` (top) and
-  ``x = 1`` (right); the left side is open and guarded by the paddle.
-* The ball is a point. It moves ``ball_speed = 0.03`` per step (Euclidean), and
-  reflects specularly off the three walls (sub-step exact: the reflection happens at
-  the wall, not at the end of the step).
-* The paddle is a vertical segment at ``x = paddle_x = 0.05`` centred at ``paddle_y``
-  with half-length ``paddle_half_length = 0.08``. Each step it moves
-  ``paddle_speed = 0.015`` (half the ball speed, so the agent must anticipate) and is
-  clipped to ``[half_length, 1 - half_length]``. It starts a round at
-  ``paddle_start_y = 0.5``.
-* Actions are ``Discrete(3)``: ``0`` = **up** (``paddle_y += paddle_speed``, towards
-  ``y = 1``), ``1`` = stay, ``2`` = **down** (``paddle_y -= paddle_speed``).
-* Order within one step: the paddle moves first, then the ball moves a full step.
-  If the ball, moving left, reaches the paddle plane ``x = paddle_x`` during the step,
-  the crossing height ``y_c`` (with wall bounces unfolded) is compared with the
-  *already moved* paddle: ``|y_c - paddle_y| <= half_length`` is a **catch** (reward
-  ``+1``), otherwise a **miss** (reward ``-1``, ``terminated``).
-* After a catch the ball leaves the paddle at the crossing point and travels the rest
-  of the step with its new direction. With ``u = (y_c - paddle_y) / half_length`` in
-  ``[-1, 1]`` (where on the paddle it was met; ``u > 0`` = above the centre), the
-  outgoing angle (measured from the ``+x`` axis, positive = upwards) is
-
-  - ``deflection="additive"`` (default): ``clip(a_in + deflection_gain *
-    max_bounce_angle * u, -max_bounce_angle, +max_bounce_angle)``, where ``a_in`` is
-    the specular reflection of the incoming angle, ``deflection_gain = 0.5`` and
-    ``max_bounce_angle = 60`` degrees. A centred hit reflects the ball like a wall;
-    an off-centre hit steers it by up to 30 degrees, never beyond +-60 degrees.
-  - ``deflection="absolute"`` (classic Pong): ``max_bounce_angle * u``; the incoming
-    angle is forgotten.
-
-  The speed stays ``ball_speed``.
-* A **serve** (one per round) starts the ball at ``x = serve_x = 0.75``, ``y ~
-  U[0.2, 0.8]``, moving towards the paddle at an angle ``+-U[20, 60]`` degrees from
-  the ``-x`` axis (sign uniform). Serves that a paddle starting at ``paddle_start_y``
-  cannot physically reach in time (about 2.2% of draws at the defaults: shallow serves
-  that cross the paddle plane right next to the top or bottom wall) are redrawn
-  (``reachable_serves_only=True``, see :meth:`SinglePlayerPong.serve_is_reachable`),
-  so every serve is catchable and the expert's failures are not built into the
-  benchmark. The round ends on the first miss (``terminated``) or
-  is ``truncated`` after ``max_catches = 100`` consecutive catches or ``max_steps``
-  steps. ``max_steps=None`` (default) derives a limit that the cap always beats:
-  ``ceil(1.2 * (serve_steps + max_catches * return_trip_steps))`` where both terms are
-  the worst case (steepest angle) trip lengths; 15 256 steps at the defaults.
-
-Protocol decisions (and why)
-----------------------------
-* **Additive deflection by default.** With the classic "absolute" rule a purely
-  reactive tracker that keeps the ball near its paddle centre returns the ball almost
-  flat, after which the game is trivial and the tracker reaches the cap as easily as
-  the expert. With the additive rule a centred hit preserves the (serve-dependent,
-  20-60 degree) angle, while the *lag* of a reactive paddle (the ball meets it on the
-  side the ball is moving to) steepens the ball every catch until the paddle cannot
-  keep up. An anticipating agent waits at the intercept, hits near the centre and
-  keeps the angle. This is what makes the task require anticipation. Measured
-  (100 rounds, cap 100): tracker mean 2.75 consecutive catches (never the cap) with
-  the additive rule vs 14.08 (one round at the cap) with the absolute rule; the
-  expert reaches the cap every round with both (table in :mod:`tnd.apps.pong.policies`).
-* **Positions only by default** (``obs_mode="positions"``: ball x, ball y, paddle y):
-  the velocity is not observed, so a model has to infer it from history, which is the
-  point of a sequence-modelling benchmark. ``obs_mode="state"`` adds ``(vx, vy)`` as
-  ``(ball x, ball y, vx, vy, paddle y)``; ``obs_mode="pixels"`` gives a flattened
-  ``16 x 16`` single-channel image in ``[0, 1]`` (``float32``, shape ``(256,)``, row
-  major, row 0 = top of the field) so all observation modes are flat vectors that
-  sequence models consume as ``(T, obs_dim)``. The ball is splatted bilinearly (its
-  sub-pixel position is recoverable) and the paddle column holds each row's covered
-  fraction of the paddle.
-* ``obs_noise`` (default ``0.0``) adds Gaussian noise with that std, drawn from the
-  env's seeded RNG, to ``positions``/``state`` observations (pixels are noise-free);
-  the noisy observation is clipped to the observation space, which is widened by
-  ``6 * obs_noise`` on every side.
-* One episode is one round; ``reset(seed=s)`` fully determines the round (the serve
-  is the only randomness apart from observation noise).
+:class:`SinglePlayerPong` is the Gymnasium environment (``tnd/SinglePlayerPong-v0``): the unit
+square, a point ball at constant speed, a paddle moving at half the ball's speed (so the agent
+must anticipate), additive deflection off the paddle (so that a reactive tracker falls behind),
+one serve per round (only reachable serves), a round ending at the first miss or a cap of
+consecutive catches. Observations are positions only by default (the velocity must be inferred
+from history), or the full state, or a small image. :class:`PongCore` is the physics shared with
+the demonstration generator. The physics, the limits and why each was chosen: docs/PONG.md.
 """
 
 from __future__ import annotations
@@ -179,7 +111,7 @@ class PongCore:
     """Pure-Python physics of one round (no Gymnasium, no RNG).
 
     Shared by :class:`SinglePlayerPong` and the fast demonstration generator so both
-    produce bit-identical trajectories. See the module docstring for the physics.
+    produce bit-identical trajectories (physics: docs/PONG.md).
     """
 
     __slots__ = (
@@ -315,7 +247,7 @@ def pixels_from_positions(
 class SinglePlayerPong(gym.Env):
     """Single-player Pong as a Gymnasium environment (id ``tnd/SinglePlayerPong-v0``).
 
-    See the module docstring for physics, observation modes and protocol decisions.
+    Physics, observation modes and the design decisions: docs/PONG.md (section 1).
 
     Parameters (all keyword): the physics keys of ``DEFAULT_PHYSICS`` (``paddle_x``,
     ``paddle_half_length``, ``paddle_speed``, ``paddle_start_y``, ``ball_speed``,
@@ -323,7 +255,7 @@ class SinglePlayerPong(gym.Env):
     ``max_bounce_angle`` (degrees), ``deflection`` (``"additive"``/``"absolute"``),
     ``deflection_gain``), plus ``obs_mode`` (``"positions"``, ``"state"``,
     ``"pixels"``), ``obs_noise`` (std, default 0), ``pixel_size`` (default 16),
-    ``max_catches`` (default 100), ``max_steps`` (default derived, see module doc),
+    ``max_catches`` (default 100), ``max_steps`` (default derived: a limit the cap always beats),
     ``reachable_serves_only`` (default True: redraw unreachable serves),
     ``render_mode`` (``None`` or ``"rgb_array"``) and ``render_size`` (default 128).
 

@@ -1,15 +1,11 @@
 """Closed-loop evaluation of a trained sequence model in :class:`SinglePlayerPong`.
 
-The model plays with **greedy** actions (argmax of its logits). Its hidden state is reset (to
-``None``, i.e. zeros / an empty Transformer cache) at each serve and carried through the round,
-one observation at a time: exactly how it was trained, since carrying the state step by step
-equals running the sequence whole. Round ``i`` is served by ``env.reset(seed=seed + i)`` with
-``seed`` defaulting to ``EVAL_SEED_BASE`` (disjoint from every demonstration seed), the same
-rounds as :func:`~tnd.apps.pong.policies.evaluate_policy` plays with the reference policies.
-
-For speed the rounds run in lockstep: ``rounds`` env instances, and the model is stepped on the
-batch of the still-running ones (finished rounds are dropped from the batch and from the
-state). The per-round results are identical to playing the rounds one by one.
+Greedy actions; the hidden state is reset at each serve and carried through the round one
+observation at a time (as trained). Round ``i`` is served by ``env.reset(seed=seed + i)``,
+``seed`` defaulting to ``EVAL_SEED_BASE``: the rounds :func:`~tnd.apps.pong.policies.evaluate_policy`
+plays with the reference policies. The rounds run in lockstep, batched over the still-running
+ones, with per-round results identical to playing them one by one. Protocol: docs/PONG.md
+(section 5).
 """
 
 from __future__ import annotations

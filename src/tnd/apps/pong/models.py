@@ -2,55 +2,18 @@
 
 ``build_model(name, input_size, output_size, param_budget, ...) -> (model, spec)`` returns an
 ``nn.Module`` with ``forward(x, hx=None) -> (y, h)`` (``x`` ``(B, T, C)``, ``y`` the logits of
-every step, carrying ``h`` step by step equals running the whole sequence) and a JSON-able
-``spec`` from which :func:`model_from_spec` rebuilds the same architecture (for checkpoints).
-Each model's size knob (neurons for TND, hidden units for the baselines) is chosen so that its
-trainable-parameter count is as close as possible to ``param_budget``; the counts are reported.
+every step) and a JSON-able ``spec`` from which :func:`model_from_spec` rebuilds the same
+architecture (for checkpoints). Each model's size knob (neurons for TND, hidden units for the
+baselines) is chosen so that its trainable-parameter count is as close as possible to
+``param_budget``.
 
-Models (``MODEL_NAMES``)
-------------------------
-* ``tnd`` -- our default TND: a **small-world graph** (directed Watts-Strogatz, each neuron
-  sends to its ``k = 4`` ring successors, 10 % of the edges rewired), **leaky dynamics**
-  (``ds_i/dt = (tanh(u_i + x_i + b_i) - s_i) / tau_i``: every neuron relaxes towards a bounded
-  target with its own learnable time constant), **per-neuron F** (heterogeneous: every neuron
-  its own parameters and time constant), ``state_size = 2``, linear interaction, the
-  discrete-time update.
-* ``tnd_shared`` -- the paper's instantiation: the same graph family and F family, but one F
-  shared by every neuron (``per_neuron=False``); it gets more neurons for the same budget.
-* ``rnn`` (Elman, tanh), ``sparse_rnn`` (Elman with a fixed random recurrent mask of the
-  **same density as the TND graph**, matched on its *effective* parameters -- masked weights
-  never train -- so it is wider than ``rnn``), ``lstm``, ``cfc`` (the real ``ncps.torch.CfC``,
-  dense, with a 1-layer backbone of ``cfc_backbone_units`` units), ``transformer`` (pre-norm
-  causal Transformer, 2 heads, 1 layer, a sliding window of ``window`` steps, relative
-  positions).
-
-Why this default TND
---------------------
-* **Leaky F with per-neuron time constants.** Pong from positions needs fast neurons (the
-  velocity is the difference of two consecutive positions) next to slow ones (the intercept
-  estimate must persist while the ball crosses the field, ~25-60 steps): a learnable time
-  constant per neuron (initialised log-uniformly in [1, 10] steps) gives the network a spread of
-  timescales from the start -- the "each neuron its own timescale" of the paper's description.
-  It is also the family with a fused fast path (``tnd.fast``), ~2-3x cheaper per step than the
-  gated family here, and its few parameters per neuron leave the most neurons for the budget
-  (129 vs 56 for ``gated`` at 2 000 parameters). Pilot (one seed, 1 500 steps, the default
-  data): leaky 0.86 vs gated 0.53 mean consecutive catches. The ``mlp`` family has far more
-  parameters per neuron.
-* **Small-world graph.** Sparse (density ``4 / (N - 1)``, the same for ``sparse_rnn``),
-  yet every output neuron is a few hops from an input neuron (short paths) and neighbourhoods
-  are clustered, so local circuits can form (e.g. a neuron pair computing a difference).
-  A random graph of the same density has similar path lengths but no clustering; a ring has
-  long paths (information from the inputs arrives late); scale-free hubs make a few neurons
-  bottlenecks. Topology sensitivity is a stated limitation of the paper; we fix one family
-  and one graph seed (``graph_seed``) for every training seed, so the CI reflects training
-  randomness, not topology.
-* **Per-neuron F** is the heterogeneous variant the paper names as future work; ``tnd_shared``
-  keeps the paper's shared F so both are measured.
-* ``state_size = 2``: ``d = 1`` neurons have one number each; two give every neuron room for a
-  value and a companion (e.g. a delayed copy) at a small cost.
-
-The architecture (graph, sparse mask) is fixed by ``graph_seed``; the training seed changes
-only the initial weights and the batch order.
+``MODEL_NAMES``: ``tnd`` (small-world graph, leaky per-neuron dynamics with learnable time
+constants, ``state_size = 2``, linear interaction, discrete update: ``TND_DEFAULTS``),
+``tnd_shared`` (the same with one F shared by every neuron), ``rnn``, ``sparse_rnn`` (mask density
+of the TND graph, matched on effective parameters), ``lstm``, ``cfc`` (``ncps.torch.CfC``) and
+``transformer`` (sliding window). The architecture (graph, sparse mask) is fixed by
+``graph_seed``; the training seed changes only the initial weights and the batch order. Why this
+default TND: docs/PONG.md (section 4).
 """
 
 from __future__ import annotations
@@ -84,7 +47,7 @@ TND_NAMES = ("tnd", "tnd_shared")
 BASELINE_NAMES = ("rnn", "sparse_rnn", "lstm", "cfc", "transformer")
 MODEL_NAMES = TND_NAMES + BASELINE_NAMES
 
-#: the default TND architecture (see the module docstring for why)
+#: the default TND architecture (why: docs/PONG.md, section 4)
 TND_DEFAULTS: dict[str, Any] = {
     "graph": "small_world",
     "graph_kw": {"k": 4, "rewire_prob": 0.1},

@@ -1,34 +1,17 @@
 """Reference policies for :class:`~tnd.apps.pong.env.SinglePlayerPong` and their evaluation.
 
-Every policy is a small object with ``reset()`` (called at the start of each round)
-and ``act(obs_or_state) -> int`` (0 = up / increasing y, 1 = stay, 2 = down). A policy
-may also have ``attach(env)``; :func:`evaluate_policy` calls it before the first round.
+Every policy has ``reset()`` (called at the start of each round) and ``act(obs_or_state) -> int``
+(0 = up / increasing y, 1 = stay, 2 = down), optionally ``attach(env)`` (called by
+:func:`evaluate_policy` before the first round).
 
-* :class:`ExpertPolicy` -- the data-generating expert. It **needs the true state**
-  (velocity) and reads it from the attached env (or from a ``PongState``/``"state"``
-  observation passed to ``act``). It predicts where the ball will next cross the
-  paddle plane by unfolding the wall bounces (also across the right wall when the
-  ball is moving away) and moves its centre there (dead band ``paddle_speed / 2``).
-* :class:`TrackerPolicy` -- reactive, needs **positions only**: moves towards the
-  ball's current ``y`` (same dead band). Works on ``"positions"``/``"state"``
-  observations, a ``PongState``, or, for ``"pixels"``, the attached env's state.
+* :class:`ExpertPolicy` -- the data-generating expert: reads the true state and moves to where
+  the ball will next cross the paddle plane (:func:`predict_intercept`).
+* :class:`TrackerPolicy` -- reactive, positions only: moves towards the ball's current ``y``.
 * :class:`RandomPolicy` -- uniform random actions from its own seeded RNG.
 
-Seeds: evaluation round ``i`` is played with ``env.reset(seed=EVAL_SEED_BASE + i)``
-(``EVAL_SEED_BASE = 10_000_000``), demonstrations use ``DATA_SEED_BASE + i``
-(``DATA_SEED_BASE = 0``, see :mod:`tnd.apps.pong.data`, which refuses seeds reaching
-``EVAL_SEED_BASE``), so training data never contain an evaluation serve.
-
-Calibration (measured with :func:`evaluate_policy`, 100 rounds, seeds 10_000_000 + i,
-cap 100; pooled catch rate / mean / median consecutive catches / rounds at the cap):
-
-* default ``deflection="additive"``: expert 1.000 / 100.0 / 100 / 100; tracker
-  0.733 / 2.75 / 1 / 0 (best round 23); random 0.167 / 0.20 / 0 / 0.
-* classic ``deflection="absolute"`` (reference only): expert 1.000 / 100.0 / 100 /
-  100; tracker 0.934 / 14.08 / 1 / 1; random 0.145 / 0.17 / 0 / 0.
-
-With the classic rule the tracker flattens the ball and occasionally reaches the cap;
-with the default additive rule its lag steepens the ball until it cannot keep up.
+Evaluation round ``i`` uses ``env.reset(seed=EVAL_SEED_BASE + i)``, demonstrations
+``DATA_SEED_BASE + i`` (kept below ``EVAL_SEED_BASE``), so training data never contain an
+evaluation serve. The policies' calibration and the seed protocol: docs/PONG.md (section 2).
 """
 
 from __future__ import annotations
@@ -127,7 +110,8 @@ class _EnvReader:
 
 
 class ExpertPolicy(_EnvReader):
-    """Analytic intercept expert (needs the true state; see module docstring).
+    """Analytic intercept expert: moves its centre to :func:`predict_intercept` (dead band
+    ``paddle_speed / 2``); needs the true state.
 
     ``ExpertPolicy(env)`` reads the env's true state every step; ``act`` ignores the
     observation then. Without an env, ``act`` needs a ``PongState`` or a 5-dim
