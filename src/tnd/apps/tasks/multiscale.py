@@ -40,11 +40,7 @@ Targets (``target=``):
 * ``"regress"``: ``y = (F_n + S_n) / sqrt(2)`` (float, unit variance), MSE; the
   constant predictor has MSE 1 and a one-feature model MSE >= 0.5.
 
-Sanity check (seed 0, T = 256, 4000 train / 1000 test, logistic-regression readouts;
-``target="sum"`` / ``"xor"`` with pairwise products for xor): the exact features
-0.998 / 0.989; a linear readout of the raw last 32 steps (short memory only)
-0.739 / 0.495; leaky integrators of every channel with tau in {16, 64, 256, 1024}
-(slow memory, no fast path) 0.772 / 0.615.
+That both memories are needed is checked with simple readouts in docs/SUITE.md (Protocol).
 
 Channels between the fastest and the slowest act as multiscale distractors.
 Default length ``T = 256`` with 4000/500/1000 train/val/test sequences; ``small``
