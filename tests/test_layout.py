@@ -3,7 +3,8 @@
 * the core (``tnd/*.py``, ``interactions/``, ``dynamics/``, ``fast/``) never imports ``tnd.apps``;
 * no import circle, counting lazy imports inside functions;
 * no module imports another module's ``_private`` names (a private module such as ``_common.py``
-  may serve the modules of its own package);
+  may serve the modules of its own package), nor uses the private members of another module's
+  classes;
 
 and, in a fresh interpreter, what ``import tnd`` / ``import tnd.apps`` actually import.
 """
@@ -294,6 +295,56 @@ def test_no_private_names_across_modules():
     assert not bad, "modules import another module's _private names:\n" + "\n".join(bad)
 
 
+def _private_members(tree: ast.AST) -> set[str]:
+    """Private methods and ``self._x`` attributes of the classes defined in a module."""
+    names: set[str] = set()
+    for c in ast.walk(tree):
+        if isinstance(c, ast.ClassDef):
+            for n in ast.walk(c):
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_private(n.name):
+                    names.add(n.name)
+                elif (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and _is_private(n.attr)
+                      and isinstance(n.value, ast.Name) and n.value.id == "self"):
+                    names.add(n.attr)
+    return names
+
+
+def private_member_uses() -> list[str]:
+    """``obj._x`` where ``_x`` is a private member of a class of another tnd module (and of no
+    class of this one): one module reaching into another's objects. A heuristic by name: the
+    object's type is unknown statically, so a name private to this module's own classes passes."""
+    trees = {m: ast.parse(p.read_text()) for m, p in MODULES.items()}
+    defined = {m: _private_members(t) for m, t in trees.items()}
+    bad = []
+    for mod, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _is_private(node.attr)) or node.attr in defined[mod]:
+                continue
+            v = node.value
+            if isinstance(v, ast.Name) and v.id in ("self", "cls"):
+                continue
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "super":
+                continue
+            owners = sorted(m for m, names in defined.items() if m != mod and node.attr in names)
+            if owners:
+                bad.append(f"{_rel(MODULES[mod])}:{node.lineno} uses {ast.unparse(node)} "
+                           f"(private to {', '.join(owners)})")
+    return bad
+
+
+def test_private_member_check_catches_a_planted_use(tmp_path, monkeypatch):
+    fake = tmp_path / "fake.py"
+    fake.write_text("def f(env, model):\n    env.unwrapped.step(0)\n    return model._run\n")
+    monkeypatch.setitem(MODULES, "tnd.apps.fake", fake)
+    bad = [b for b in private_member_uses() if "fake.py" in b]
+    assert len(bad) == 1 and "model._run" in bad[0] and "tnd.model" in bad[0], bad
+
+
+def test_no_private_members_of_other_modules_objects():
+    bad = private_member_uses()
+    assert not bad, "modules use private members of other modules' classes:\n" + "\n".join(bad)
+
+
 HEAVY = ("gymnasium", "matplotlib", "ray", "tqdm", "networkx")
 
 
@@ -341,3 +392,4 @@ if __name__ == "__main__":  # print today's violations
     print("core -> apps:", *core_app_imports(), sep="\n  ")
     print("cycles:", *map(_describe_cycle, import_cycles()), sep="\n  ")
     print("private names:", *private_name_imports(), sep="\n  ")
+    print("private members:", *private_member_uses(), sep="\n  ")

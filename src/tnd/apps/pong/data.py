@@ -90,7 +90,7 @@ def generate_demonstrations(
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise ValueError(f"env_kwargs must be a dict or None, got {type(env_kwargs).__name__}")
     env = SinglePlayerPong(**(env_kwargs or {}))
-    core = env._core
+    core = env.core
     px, half, dead = core.paddle_x, core.half, 0.5 * core.paddle_speed
     lo_t, hi_t = half, 1.0 - half
     use_expert = expert == "expert"
@@ -181,7 +181,7 @@ def _observations_from_states(
     ofs = 0
     for i, n in enumerate(lengths.tolist()):
         rng, _ = seeding.np_random(seed + i)
-        env._draw_serve(rng)
+        env.draw_serve(rng)
         out[ofs : ofs + n] = clean[ofs : ofs + n] + rng.normal(0.0, env.obs_noise, size=(n, clean.shape[1]))
         ofs += n
     return np.clip(out, env.observation_space.low, env.observation_space.high).astype(np.float32)

@@ -263,7 +263,9 @@ class SinglePlayerPong(gym.Env):
     (``(x, y)``), ``ball_velocity`` (``(vx, vy)``), ``paddle_y``, ``steps`` and
     ``event`` (``"catch"``, ``"miss"`` or ``None``).
 
-    Use :meth:`get_state` / :meth:`set_state` for the true state (tests, expert).
+    Use :meth:`get_state` / :meth:`set_state` for the true state (tests, expert). ``core`` is
+    the round's :class:`PongCore` and :meth:`draw_serve` the serve draw of :meth:`reset`; the
+    demonstration generator plays and replays rounds through them.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -359,10 +361,10 @@ class SinglePlayerPong(gym.Env):
             "deflection_gain": float(deflection_gain),
         }
         self.max_steps = int(max_steps) if max_steps is not None else self.default_max_steps()
-        self._core = PongCore(
+        self.core = PongCore(
             paddle_x, paddle_half_length, paddle_speed, ball_speed, max_bounce_angle, deflection, deflection_gain
         )
-        self._core.py = min(max(float(paddle_start_y), self._core.pmin), self._core.pmax)
+        self.core.py = min(max(float(paddle_start_y), self.core.pmin), self.core.pmax)
         self.action_space = spaces.Discrete(3)
         self.observation_space = self._make_obs_space()
         self._catches = 0
@@ -402,7 +404,7 @@ class SinglePlayerPong(gym.Env):
 
     def get_state(self) -> PongState:
         """The true state (ball x, y, vx, vy, paddle y)."""
-        return self._core.state()
+        return self.core.state()
 
     def set_state(
         self,
@@ -419,7 +421,7 @@ class SinglePlayerPong(gym.Env):
         """
         if not (0.0 <= ball_x <= 1.0 and 0.0 <= ball_y <= 1.0):
             raise ValueError(f"ball position must lie in [0, 1]^2, got ({ball_x!r}, {ball_y!r})")
-        c = self._core
+        c = self.core
         c.bx, c.by, c.vx, c.vy = float(ball_x), float(ball_y), float(ball_vx), float(ball_vy)
         c.py = min(max(float(paddle_y), c.pmin), c.pmax)
         if catches is not None:
@@ -428,13 +430,13 @@ class SinglePlayerPong(gym.Env):
         return self._obs()
 
     def _state_obs(self) -> np.ndarray:
-        c = self._core
+        c = self.core
         if self.obs_mode == "positions":
             return np.array([c.bx, c.by, c.py], dtype=np.float64)
         return np.array([c.bx, c.by, c.vx, c.vy, c.py], dtype=np.float64)
 
     def _obs(self) -> np.ndarray:
-        c = self._core
+        c = self.core
         if self.obs_mode == "pixels":
             return pixels_from_positions(
                 c.bx, c.by, c.py, size=self.pixel_size,
@@ -447,7 +449,7 @@ class SinglePlayerPong(gym.Env):
         return o.astype(np.float32)
 
     def _info(self) -> dict[str, Any]:
-        c = self._core
+        c = self.core
         return {
             "catches": self._catches,
             "ball": (c.bx, c.by),
@@ -458,7 +460,7 @@ class SinglePlayerPong(gym.Env):
         }
 
     # ------------------------------------------------------------------ gym API
-    def _draw_serve(self, rng: np.random.Generator) -> tuple[float, float, float]:
+    def draw_serve(self, rng: np.random.Generator) -> tuple[float, float, float]:
         """Serve height, angle (radians) and vertical sign, drawn in this fixed order."""
         p = self.physics
         for _ in range(10_000):
@@ -486,7 +488,7 @@ class SinglePlayerPong(gym.Env):
         dist = p["serve_x"] - p["paddle_x"]
         k = math.ceil(dist / vx - 1e-12)
         yc, _ = _fold(y + vy * dist / vx)
-        c = self._core
+        c = self.core
         start = min(max(p["paddle_start_y"], c.pmin), c.pmax)
         lo = max(c.pmin, start - k * p["paddle_speed"])
         hi = min(c.pmax, start + k * p["paddle_speed"])
@@ -497,8 +499,8 @@ class SinglePlayerPong(gym.Env):
         """Start a round: serve from ``serve_x``, paddle at ``paddle_start_y``."""
         super().reset(seed=seed)
         p = self.physics
-        y, ang, sign = self._draw_serve(self.np_random)
-        c = self._core
+        y, ang, sign = self.draw_serve(self.np_random)
+        c = self.core
         c.bx = p["serve_x"]
         c.by = float(y)
         c.vx = -p["ball_speed"] * math.cos(ang)
@@ -512,7 +514,7 @@ class SinglePlayerPong(gym.Env):
 
     def step(self, action):
         a = check_action(action)
-        self._event = ev = self._core.step(a)
+        self._event = ev = self.core.step(a)
         self._steps += 1
         reward = 0.0
         terminated = False
@@ -537,7 +539,7 @@ class SinglePlayerPong(gym.Env):
         img[:w, :, :] = 160  # top wall
         img[-w:, :, :] = 160  # bottom wall
         img[:, -w:, :] = 160  # right wall
-        c = self._core
+        c = self.core
 
         def row(y: float) -> int:
             return int(min(max((1.0 - y) * s, 0), s - 1))
