@@ -1,7 +1,9 @@
 """The package's architecture, enforced by static analysis of ``src/tnd`` (``ast``, nothing imported):
 
 * the core (``tnd/*.py``, ``interactions/``, ``dynamics/``, ``fast/``) never imports ``tnd.apps``;
-* no import circle, counting lazy imports inside functions;
+* no import circle, counting lazy imports inside functions and imports under
+  ``if TYPE_CHECKING:`` (a type checker follows them); ``from pkg import sub`` is an edge to the
+  submodule ``pkg.sub``, and a package ``__init__`` importing its submodules has edges to them;
 * no module imports another module's ``_private`` names (a private module such as ``_common.py``
   may serve the modules of its own package), nor uses the private members of another module's
   classes;
@@ -62,6 +64,11 @@ def _resolve_relative(importer: str, level: int, module: str | None) -> str:
     return ".".join(base + ([module] if module else []))
 
 
+def _dynamic_import(func: ast.expr) -> bool:
+    return (isinstance(func, ast.Name) and func.id in ("__import__", "import_module")) or (
+        isinstance(func, ast.Attribute) and func.attr == "import_module")
+
+
 def _imports(mod: str) -> list[Import]:
     tree = ast.parse(MODULES[mod].read_text(), filename=str(MODULES[mod]))
     out: list[Import] = []
@@ -76,6 +83,10 @@ def _imports(mod: str) -> list[Import]:
                 target = (_resolve_relative(mod, child.level, child.module) if child.level
                           else child.module or "")
                 out.append(Import(mod, target, tuple(a.name for a in child.names), child.lineno, lazy))
+            elif (isinstance(child, ast.Call) and child.args and isinstance(child.args[0], ast.Constant)
+                  and isinstance(child.args[0].value, str) and _dynamic_import(child.func)):
+                # importlib.import_module("tnd.x") / __import__("tnd.x"): an import all the same
+                out.append(Import(mod, child.args[0].value, (), child.lineno, lazy))
             visit(child, inner)
 
     visit(tree, False)
@@ -130,6 +141,23 @@ def core_app_imports() -> list[str]:
             if any(t == "tnd.apps" or t.startswith("tnd.apps.") for t in loaded):
                 bad.append(f"{_where(imp)} imports {imp.target} {list(imp.names)}")
     return bad
+
+
+def test_core_check_sees_every_form_of_import(tmp_path, monkeypatch):
+    fake = tmp_path / "fake.py"
+    fake.write_text("from .apps import viz\n"
+                    "def f():\n"
+                    "    import importlib\n"
+                    "    from .apps.pong.env import SinglePlayerPong\n"
+                    "    return importlib.import_module('tnd.apps.tasks')\n"
+                    "class C:\n"
+                    "    def g(self):\n"
+                    "        import tnd.apps.cli as cli\n")
+    monkeypatch.setitem(MODULES, "tnd.fake", fake)
+    monkeypatch.setitem(IMPORTS, "tnd.fake", _imports("tnd.fake"))
+    bad = [b for b in core_app_imports() if "fake.py" in b]
+    assert len(bad) == 4, bad
+    assert sum("(lazy)" in b for b in bad) == 3, bad
 
 
 def test_core_never_imports_apps():
