@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from tnd import NeuronGraph
 from tnd.interactions import AttentionInteraction, LinearInteraction, make_interaction
@@ -68,15 +70,62 @@ def test_attention_weights_are_normalised_per_receiver():
     assert bool((u[:, ~has_in] == 0).all())
 
 
+class LargestTensor(TorchDispatchMode):
+    """Records how many aten ops ran and the element count of the largest tensor any of them
+    returned: every intermediate of a forward or backward pass is some op's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.largest = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.ops += 1
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def largest_intermediates(inter, s):
+    """(largest tensor of the forward pass, largest of the backward pass) of ``inter`` on ``s``."""
+    s = s.clone().requires_grad_(True)
+    with LargestTensor() as fwd:
+        out = inter(s)
+        loss = out.square().sum()
+    with LargestTensor() as bwd:
+        loss.backward()
+    assert fwd.ops > 0 and bwd.ops > 0  # both passes ran under the hook
+    assert s.grad is not None and all(p.grad is not None for p in inter.parameters())
+    return fwd.largest, bwd.largest
+
+
 def test_auto_impl_and_no_bnn_tensor():
     assert make_interaction("linear", NeuronGraph.random(64, 0.2), 1).impl == "dense"
     big = NeuronGraph.random(2000, 0.01, seed=0)
-    inter = make_interaction("linear", big, 1)
-    assert inter.impl == "sparse"
-    # a B x N x N float tensor would be 2 * 2000 * 2000 * 4 bytes = 32 MB; make sure the
-    # sparse path's largest intermediate is O(B E).
-    s = torch.randn(2, 2000, 1)
-    assert inter(s).shape == (2, 2000, 1)
+    assert make_interaction("linear", big, 1).impl == "sparse"
+    small = NeuronGraph.random(300, 0.05, seed=0)
+    B = 8
+    # the hook sees a B x N x N tensor when one is built
+    w = torch.rand(small.num_neurons, small.num_neurons)
+    with LargestTensor() as naive:
+        _ = torch.randn(B, small.num_neurons, 1) * w
+    assert naive.largest == B * small.num_neurons ** 2
+    for name in ("linear", "attention"):
+        for d in (1, 2):
+            # sparse path, forward and backward: every intermediate is O(B E d + B N d), here
+            # ~100x smaller than a B x N x N tensor (2000^2 * 8 = 32M elements)
+            inter = make_interaction(name, big, d)
+            n, e = big.num_neurons, big.num_edges
+            bound = 2 * B * (e + n) * d
+            assert inter.impl == "sparse" and bound * 20 < B * n * n
+            for largest in largest_intermediates(inter, torch.randn(B, n, d)):
+                assert largest <= bound, (name, d, largest, bound)
+            # dense path: nothing larger than its (d, N, N) masked weight, never B x N x N
+            inter = make_interaction(name, small, d, impl="dense")
+            n = small.num_neurons
+            for largest in largest_intermediates(inter, torch.randn(B, n, d)):
+                assert largest <= d * n * n < B * n * n, (name, d, largest)
 
 
 def test_edge_mask_lesions_an_edge():

@@ -183,10 +183,18 @@ def test_invalid_action_raises(bad):
 
 
 def test_numpy_integer_action_ok():
-    env = SinglePlayerPong()
-    env.reset(seed=0)
-    env.step(np.int64(2))
-    env.step(np.array(0))
+    # a numpy integer (scalar or 0-d array) is accepted and acts exactly like the same Python int
+    for action, same in [(np.int64(2), 2), (np.array(0), 0), (np.int8(1), 1)]:
+        env, ref = SinglePlayerPong(), SinglePlayerPong()
+        env.reset(seed=0)
+        ref.reset(seed=0)
+        for _ in range(3):
+            obs, r, te, tr, info = env.step(action)
+            obs_ref, r_ref, te_ref, tr_ref, info_ref = ref.step(same)
+            assert np.array_equal(obs, obs_ref) and (r, te, tr) == (r_ref, te_ref, tr_ref)
+            assert info["paddle_y"] == info_ref["paddle_y"]
+        # and the paddle really moved as the action says (0 = up, 2 = down, 1 = stay)
+        assert info["paddle_y"] == pytest.approx(0.5 + {0: 3, 1: 0, 2: -3}[same] * 0.015)
 
 
 @pytest.mark.parametrize(
