@@ -33,7 +33,7 @@ from tnd.apps.viz import (
     save_figure,
     time_constant_stats,
 )
-from tnd.apps.viz._common import new_figure
+from tnd.apps.viz import new_figure
 from tnd.apps.viz.graph import _band_layout
 
 
