@@ -33,7 +33,7 @@ from tnd.apps.viz import (
     save_figure,
     time_constant_stats,
 )
-from tnd.apps.viz._common import new_figure
+from tnd.apps.viz import new_figure
 from tnd.apps.viz.graph import _band_layout
 
 
@@ -226,7 +226,7 @@ def test_plot_activity_multidim_subset_and_dt(tmp_path):
     states = np.random.default_rng(1).uniform(-2, 2, size=(30, 10, 3))
     fig = plot_activity(states, neuron_order=[4, 2], dt=0.5, events=[(15.5, "mark")])
     (raster,) = [ax for ax in fig.axes if ax.images and ax.images[0].get_array().shape == (6, 30)]
-    assert [t.get_text() for t in raster.get_yticklabels()] == ["4.0", "4.1", "4.2", "2.0", "2.1", "2.2"]
+    assert [t.get_text() for t in raster.get_yticklabels()] == ["n4 c0", "n4 c1", "n4 c2", "n2 c0", "n2 c1", "n2 c2"]
     assert "2 shown" in fig.get_suptitle()
     check_png(save_figure(fig, tmp_path / "a.png"), ACTIVITY_SIZE)
 

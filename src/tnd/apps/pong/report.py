@@ -1,4 +1,5 @@
-"""Aggregation, ``results.json``, the Markdown report and the plots of a Pong run.
+"""Aggregation, ``results.json`` and the Markdown report of a Pong run (the plots are in
+:mod:`.plots`, re-exported here).
 
 Statistics
 ----------
@@ -24,10 +25,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tnd.io import atomic_write, atomic_write_text
+from tnd.io import atomic_write_text
+from .plots import plot_bars, plot_catch_distribution, plot_learning_curves, save_frame_strip
 
 __all__ = [
     "bootstrap_ci",
+    "format_ci",
+    "format_number",
     "aggregate_model",
     "reference_entry",
     "write_results_json",
@@ -163,16 +167,18 @@ def write_results_json(path: str | Path, results: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- Markdown
-def _fmt(x: Any, nd: int = 3) -> str:
+def format_number(x: Any, nd: int = 3) -> str:
+    """``x`` with ``nd`` decimals, or ``n/a`` for None, NaN and inf."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:.{nd}f}"
 
 
-def _ci(ci: Sequence[float] | None, nd: int) -> str:
+def format_ci(ci: Sequence[float] | None, nd: int) -> str:
+    """A confidence interval as `` [lo, hi]`` (leading space, ``nd`` decimals), or "" if there is none."""
     if not ci or ci[0] is None:
         return ""
-    return f" [{_fmt(ci[0], nd)}, {_fmt(ci[1], nd)}]"
+    return f" [{format_number(ci[0], nd)}, {format_number(ci[1], nd)}]"
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -184,14 +190,14 @@ def results_table(results: dict[str, Any]) -> str:
     for name, m in results["models"].items():
         t = m["train_time_s_per_seed"]
         lines.append(
-            f"| {name} | {m['params']} | {_fmt(m['catch_rate'])}{_ci(m['catch_rate_ci'], 3)} | "
-            f"{_fmt(m['mean_consecutive_catches'], 2)}{_ci(m['mean_consecutive_catches_ci'], 2)} | "
-            f"{_fmt(m['median_consecutive_catches'], 1)} | {m['rounds_at_cap']}/{m['rounds']} | "
-            f"{_fmt(m['offline_action_accuracy'])} | {_fmt(float(np.mean(t)), 1)} |")
+            f"| {name} | {m['params']} | {format_number(m['catch_rate'])}{format_ci(m['catch_rate_ci'], 3)} | "
+            f"{format_number(m['mean_consecutive_catches'], 2)}{format_ci(m['mean_consecutive_catches_ci'], 2)} | "
+            f"{format_number(m['median_consecutive_catches'], 1)} | {m['rounds_at_cap']}/{m['rounds']} | "
+            f"{format_number(m['offline_action_accuracy'])} | {format_number(float(np.mean(t)), 1)} |")
     for name, r in results.get("references", {}).items():
         lines.append(
-            f"| *{name} (reference)* | - | {_fmt(r['catch_rate'])} | {_fmt(r['mean_consecutive_catches'], 2)} | "
-            f"{_fmt(r['median_consecutive_catches'], 1)} | {r['rounds_at_cap']}/{r['rounds']} | - | - |")
+            f"| *{name} (reference)* | - | {format_number(r['catch_rate'])} | {format_number(r['mean_consecutive_catches'], 2)} | "
+            f"{format_number(r['median_consecutive_catches'], 1)} | {r['rounds_at_cap']}/{r['rounds']} | - | - |")
     return "\n".join(lines)
 
 
@@ -201,11 +207,11 @@ def per_seed_table(results: dict[str, Any]) -> str:
     for name, m in results["models"].items():
         for i, s in enumerate(m["seeds"]):
             lines.append(
-                f"| {name} | {s} | {m['params']} | {_fmt(m['catch_rate_per_seed'][i])} | "
-                f"{_fmt(m['mean_consecutive_catches_per_seed'][i], 2)} | {_fmt(m['median_consecutive_catches_per_seed'][i], 1)} | "
-                f"{m['rounds_at_cap_per_seed'][i]}/{m['rounds_per_seed']} | {_fmt(m['offline_action_accuracy_per_seed'][i])} | "
-                f"{m['best_step_per_seed'][i]} / {m['train_steps_per_seed'][i]} | {_fmt(m['train_time_s_per_seed'][i], 1)} | "
-                f"{_fmt(m['eval_time_s_per_seed'][i], 1)} |")
+                f"| {name} | {s} | {m['params']} | {format_number(m['catch_rate_per_seed'][i])} | "
+                f"{format_number(m['mean_consecutive_catches_per_seed'][i], 2)} | {format_number(m['median_consecutive_catches_per_seed'][i], 1)} | "
+                f"{m['rounds_at_cap_per_seed'][i]}/{m['rounds_per_seed']} | {format_number(m['offline_action_accuracy_per_seed'][i])} | "
+                f"{m['best_step_per_seed'][i]} / {m['train_steps_per_seed'][i]} | {format_number(m['train_time_s_per_seed'][i], 1)} | "
+                f"{format_number(m['eval_time_s_per_seed'][i], 1)} |")
     return "\n".join(lines)
 
 
@@ -215,7 +221,7 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
     models = results["models"]
     lines = ["# Single-player Pong behaviour cloning: TND against five baselines", ""]
     resumed = results.get("resumed_cells") or 0
-    lines += [f"Run: `{results.get('command', 'tnd pong')}`; wall time {_fmt(results.get('wall_time_s'), 1)} s"
+    lines += [f"Run: `{results.get('command', 'tnd pong')}`; wall time {format_number(results.get('wall_time_s'), 1)} s"
               + (f" ({resumed} cell(s) resumed from an earlier run, not counted)" if resumed else "") + "; "
               f"{len(cfg['seeds'])} training seed(s) per model, {cfg['eval_rounds']} evaluation rounds per trained "
               f"model, cap {cfg['max_catches']} consecutive catches" + (" (**--quick**: a smoke-test budget, the "
@@ -232,11 +238,11 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
                   "strongest baseline (its cap, if any, is unknown)."]
         if "tnd" in models:
             t = models["tnd"]["mean_consecutive_catches"]
-            s = f"Here TND reaches **{_fmt(t, 2)}** mean consecutive catches (cap {cfg['max_catches']})"
+            s = f"Here TND reaches **{format_number(t, 2)}** mean consecutive catches (cap {cfg['max_catches']})"
             if best_base is not None and best_base["mean_consecutive_catches"]:
                 ratio = t / best_base["mean_consecutive_catches"]
                 s += (f"; the strongest baseline is {best_base['name']} with "
-                      f"{_fmt(best_base['mean_consecutive_catches'], 2)} (ratio {_fmt(ratio, 2)}x)")
+                      f"{format_number(best_base['mean_consecutive_catches'], 2)} (ratio {format_number(ratio, 2)}x)")
             lines += ["", s + "."]
         lines += [""]
     lines += ["## Plots", ""]
@@ -251,120 +257,3 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
         lines.append(f"| {name} | {size} | {m['params']} | `{json.dumps(extra, default=_json_default)}` |")
     lines += ["", "## Protocol", "", protocol_md.strip(), ""]
     atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-# --------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _savefig(fig, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-
-
-def plot_bars(results: dict[str, Any], path: str | Path) -> None:
-    """Catch rate and mean consecutive catches per model with bootstrap CIs; references as lines."""
-    plt = _plt()
-    models = results["models"]
-    refs = results.get("references", {})
-    names = list(models)
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(names) + 4), 4))
-    colors = {"expert": "tab:green", "tracker": "tab:orange", "random": "tab:gray"}
-    for ax, key, title in ((axes[0], "catch_rate", "catch rate (pooled)"),
-                           (axes[1], "mean_consecutive_catches", "mean consecutive catches per round")):
-        vals = [models[n][key] if models[n][key] is not None else np.nan for n in names]
-        lo = [v - (models[n][key + "_ci"][0] if models[n][key + "_ci"][0] is not None else v) for n, v in zip(names, vals)]
-        hi = [(models[n][key + "_ci"][1] if models[n][key + "_ci"][1] is not None else v) - v for n, v in zip(names, vals)]
-        cols = ["tab:blue" if n.startswith("tnd") else "tab:purple" for n in names]
-        x = np.arange(len(names))
-        yerr = np.vstack([np.clip(np.asarray(lo, dtype=float), 0, None), np.clip(np.asarray(hi, dtype=float), 0, None)])
-        ax.bar(x, np.asarray(vals, dtype=float), yerr=yerr.tolist(), capsize=4, color=cols, alpha=0.85)
-        for i, n in enumerate(names):
-            ax.scatter(np.full(len(models[n][key + "_per_seed"]), i), models[n][key + "_per_seed"],
-                       color="k", s=10, zorder=3)
-        for rn, r in refs.items():
-            ax.axhline(r[key], ls="--", lw=1, color=colors.get(rn, "k"), label=f"{rn} ({r[key]:.2f})")
-        ax.set_xticks(x)
-        ax.set_xticklabels(names, rotation=30, ha="right")
-        ax.set_title(title)
-        if key == "catch_rate":
-            ax.set_ylim(0, 1.05)
-        else:  # the expert sits at the cap: a symmetric-log axis keeps small values readable
-            ax.set_yscale("symlog", linthresh=1.0)
-            ax.set_ylim(0, 1.5 * max([results["config"]["max_catches"]] + [float(np.nanmax(vals)) if vals else 0.0]))
-        ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Pong behaviour cloning: bars = pooled over seeds, whiskers = 95% bootstrap CI, dots = seeds")
-    _savefig(fig, path)
-    plt.close(fig)
-
-
-def plot_learning_curves(results: dict[str, Any], path: str | Path) -> None:
-    """Validation loss and accuracy against gradient steps (one line per seed)."""
-    plt = _plt()
-    models = results["models"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    cmap = plt.get_cmap("tab10")
-    for k, (name, m) in enumerate(models.items()):
-        for j, hist in enumerate(m["learning_curves"]):
-            if not hist:
-                continue
-            st = [h["step"] for h in hist]
-            kw = {"color": cmap(k % 10), "alpha": 0.8, "lw": 1.2}
-            axes[0].plot(st, [h["val_loss"] for h in hist], label=name if j == 0 else None, **kw)
-            axes[1].plot(st, [h["val_accuracy"] for h in hist], label=name if j == 0 else None, **kw)
-    axes[0].set_ylabel("validation cross-entropy")
-    axes[1].set_ylabel("validation action accuracy")
-    for ax in axes:
-        ax.set_xlabel("gradient step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Learning curves (one line per training seed)")
-    _savefig(fig, path)
-    plt.close(fig)
-
-
-def plot_catch_distribution(results: dict[str, Any], path: str | Path) -> None:
-    """Distribution of consecutive catches per round (pooled over seeds), models and references."""
-    plt = _plt()
-    entries = [(n, m) for n, m in results["models"].items()] + \
-              [(f"{n} (ref)", r) for n, r in results.get("references", {}).items()]
-    data = [[x for r in e["per_round_catches"] for x in r] for _, e in entries]
-    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(entries) + 2), 4))
-    rng = np.random.default_rng(0)
-    ax.boxplot(data, showfliers=False)
-    for i, d in enumerate(data):
-        ax.scatter(i + 1 + rng.uniform(-0.2, 0.2, len(d)), d, s=5, alpha=0.35, color="tab:blue")
-    ax.set_xticks(np.arange(1, len(entries) + 1))
-    ax.set_xticklabels([n for n, _ in entries], rotation=30, ha="right")
-    ax.set_ylabel("consecutive catches per round")
-    cap = results["config"]["max_catches"]
-    ax.axhline(cap, ls=":", color="k", lw=1, label=f"cap = {cap}")
-    ax.set_yscale("symlog", linthresh=1)
-    ax.set_ylim(-0.2, 1.5 * cap)
-    ax.legend(fontsize=7)
-    ax.set_title("Consecutive catches per round (every evaluation round of every seed)")
-    _savefig(fig, path)
-    plt.close(fig)
-
-
-def save_frame_strip(frames: list[np.ndarray], steps: list[int], path: str | Path, title: str,
-                     n: int = 12) -> None:
-    """A strip of ``n`` evenly spaced frames (rgb arrays) with their step numbers."""
-    plt = _plt()
-    if not frames:
-        raise ValueError("no frames to draw")
-    pick = np.unique(np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int))
-    fig, axes = plt.subplots(1, len(pick), figsize=(1.5 * len(pick), 1.9))
-    axes = np.atleast_1d(axes)
-    for ax, i in zip(axes, pick):
-        ax.imshow(frames[i])
-        ax.set_title(f"t={steps[i]}", fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    _savefig(fig, path)
-    plt.close(fig)

@@ -203,7 +203,7 @@ def sensitivity(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    from .report import _ci, _fmt
+    from .report import format_ci as _ci, format_number as _fmt
 
     cfg = results["config"]
     lines = [f"# Topology sweep (Pong, TND at {cfg['param_budget']} parameters)", "",

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tnd.io import atomic_write_text
+from .figures import figures_section, headline_table, write_group_figures
 from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
 from .train import TrainConfig, train_and_evaluate
 
@@ -336,7 +337,8 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, backend: str = "auto",
     failed = [r for r in new if r.get("status") != "ok"]
     for r in failed:
         log(f"[suite] cell {r['cell_id']} failed: {r.get('error')}")
-    write_report(out, spec, ok, skipped, wall_time_s=wall, backend=backend, planned=len(cells))
+    md = write_report(out, spec, ok, skipped, wall_time_s=wall, backend=backend, planned=len(cells))
+    log("\n" + headline_table(md) + "\n")
     return {"ran": len(new), "skipped_done": len(cells) - len(todo), "failed": len(failed),
             "planned": len(cells), "backend": backend, "wall_time_s": wall, "results": ok}
 
@@ -574,6 +576,7 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
         for lab, rs in sorted(mean_rank.items(), key=lambda kv: statistics.fmean(kv[1])):
             lines.append(f"| {lab} | {statistics.fmean(rs):.2f} | {len(rs)} |")
         lines.append("")
+    lines += figures_section(write_group_figures(out, agg, spec.tasks, reference_value))
     md = "\n".join(lines)
     atomic_write_text(out / "report.md", md)
     slim = [{k: v for k, v in r.items() if k not in ("history", "traceback")} for r in results]

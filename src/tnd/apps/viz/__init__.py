@@ -10,7 +10,7 @@ naming the argument, the expected and the received shape (arguments of the wrong
 raise :class:`VizInputError`, both a ``ValueError`` and a ``TypeError``).
 """
 
-from ._common import VizInputError, save_figure
+from ._common import VizInputError, new_figure, save_figure
 from .activity import ACTIVITY_SIZE, plot_activity
 from .graph import GRAPH_SIZE, MAX_DRAWN_EDGES, draw_graph, neuron_roles
 from .lesions import LESIONS_SIZE, plot_lesions
@@ -27,6 +27,7 @@ __all__ = [
     "draw_graph",
     "html_report",
     "neuron_roles",
+    "new_figure",
     "plot_activity",
     "plot_lesions",
     "plot_time_constants",

@@ -7,8 +7,11 @@ such as catches and misses are vertical lines across all panels. A coloured stri
 the raster shows each neuron's role.
 
 States with ``d > 1`` components per neuron are flattened to ``N * d`` rows, neuron-major
-(row ``k * d + c`` is component ``c`` of the ``k``-th neuron shown), labelled ``neuron.c``;
-nothing is hidden.
+(row ``k * d + c`` is component ``c`` of the ``k``-th neuron shown); nothing is hidden. Rows
+are labelled ``n4 c0`` (neuron 4, component 0) when there are at most :data:`ROW_LABEL_MAX`
+of them, else each neuron's block of ``d`` rows is labelled ``n4`` (every neuron up to
+:data:`ROW_LABEL_MAX` neurons, evenly spaced ones beyond) and thin lines separate the blocks.
+All legends sit in one row below the panels, outside the data.
 """
 
 from __future__ import annotations
@@ -148,7 +151,10 @@ def plot_activity(
     # ---- data
     raster = np.transpose(x[:, order, :], (1, 2, 0)).reshape(len(order) * d, t_steps)
     rows = raster.shape[0]
-    row_names = [str(v) if d == 1 else f"{v}.{c}" for v in order for c in range(d)]
+    if d == 1:
+        row_names = [str(v) for v in order]
+    else:
+        row_names = [f"n{v} c{c}" for v in order for c in range(d)]
     t = np.arange(t_steps) * float(dt)
     xlim = (-0.5 * dt, (t_steps - 0.5) * dt)
 
@@ -171,10 +177,17 @@ def plot_activity(
     cbar.set_label("state (colours clipped to [-1, 1])", fontsize=8)
     cbar.ax.tick_params(labelsize=7)
     if rows <= ROW_LABEL_MAX:
-        ticks = list(range(rows))
-    else:
+        ticks, tick_names = list(range(rows)), row_names
+    elif d == 1:
         ticks = sorted(set(np.linspace(0, rows - 1, 12).round().astype(int).tolist()))
+        tick_names = [row_names[i] for i in ticks]
+    else:  # one label per neuron block: row k*d .. k*d+d-1 is neuron order[k]
+        blocks = range(len(order)) if len(order) <= ROW_LABEL_MAX else \
+            sorted(set(np.linspace(0, len(order) - 1, 12).round().astype(int).tolist()))
+        ticks = [k * d + (d - 1) / 2 for k in blocks]
+        tick_names = [f"n{order[k]}" for k in blocks]
     label_ax = ax_r
+    handles: list[Any] = []
     if role_list is not None:
         ax_s = fig.add_subplot(gs[r_raster, 0], sharey=ax_r)
         codes = np.array([[ROLES.index(role_list[v])] for v in order for _ in range(d)], dtype=float)
@@ -185,12 +198,19 @@ def plot_activity(
         ax_r.tick_params(labelleft=False)
         label_ax = ax_s
         present = [r for r in ROLES if r in {role_list[v] for v in order}]
-        fig.legend(handles=[Patch(color=ROLE_COLORS[r], label="input+output" if r == "both" else r) for r in present],
-                   loc="outside lower left", ncol=len(present), fontsize=7, frameon=False, title="neuron role",
-                   title_fontsize=7)
-    label_ax.set_yticks(ticks, [row_names[i] for i in ticks])
-    label_ax.tick_params(axis="y", labelsize=6 if rows > 20 else 7)
-    label_ax.set_ylabel("neuron" if d == 1 else f"neuron.component (d={d})", fontsize=8)
+        handles += [Patch(color=ROLE_COLORS[r], label=("input+output" if r == "both" else r) + " neuron")
+                    for r in present]
+    label_ax.set_yticks(ticks, tick_names)
+    label_ax.tick_params(axis="y", labelsize=6 if len(ticks) > 20 else 7)
+    if d == 1:
+        label_ax.set_ylabel("neuron", fontsize=8)
+    elif rows <= ROW_LABEL_MAX:
+        label_ax.set_ylabel(f"neuron n, state component c ({d} per neuron)", fontsize=8)
+    else:
+        label_ax.set_ylabel(f"neuron n ({d} rows each: its state components)", fontsize=8)
+        for a in [ax_r] + ([ax_s] if role_list is not None else []):
+            for k in range(1, len(order)):
+                a.axhline(k * d - 0.5, color="0.25", lw=0.35, alpha=0.6)
     ax_r.set_ylim(rows - 0.5, -0.5)
 
     if has_top:
@@ -201,7 +221,7 @@ def plot_activity(
         if paddle_a is not None:
             ax_t.plot(t, paddle_a, color="black", lw=1.5, label="paddle y")
         ax_t.set_ylabel("position", fontsize=8)
-        ax_t.legend(fontsize=7, loc="upper right", ncol=3, framealpha=0.8)
+        handles = ax_t.get_legend_handles_labels()[0] + handles
     if act_a is not None:
         ax_a = main["actions"]
         ax_a.step(t, act_a, where="mid", color="black", lw=1.0)
@@ -214,11 +234,10 @@ def plot_activity(
     for a in main.values():
         for te, lab in ev:
             a.axvline(te * dt, color=colors[lab], lw=1.0, ls="--", alpha=0.85, zorder=5)
-    if labels:
-        first = main[kinds[0]]
-        first_handles, _ = first.get_legend_handles_labels()
-        first.legend(handles=first_handles + [Line2D([], [], color=colors[lab], ls="--", label=lab) for lab in labels],
-                     fontsize=7, loc="upper right", ncol=min(5, len(first_handles) + len(labels)), framealpha=0.8)
+    handles += [Line2D([], [], color=colors[lab], ls="--", label=f"event: {lab}") for lab in labels]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", fontsize=7, frameon=False,
+                   ncol=len(handles) if len(handles) <= 8 else math.ceil(len(handles) / 2))
 
     bottom = main[kinds[-1]]
     for k in kinds:

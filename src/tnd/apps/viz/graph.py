@@ -15,7 +15,9 @@ Layouts:
 
 Graphs with more than :data:`MAX_DRAWN_EDGES` edges are drawn with the strongest
 :data:`MAX_DRAWN_EDGES` edges by ``|w|`` (or an evenly spaced subset when no weights are
-given); the title says so. Up to :data:`ARROW_MAX_EDGES` drawn edges get arrowheads (curved
+given); the title says so. Neuron ids are written inside the markers (up to
+:data:`LABEL_MAX_NEURONS` neurons) in white or black, whichever contrasts more with the
+marker's colour (:func:`relative_luminance`), with a thin halo of the other colour. Up to :data:`ARROW_MAX_EDGES` drawn edges get arrowheads (curved
 slightly so that reciprocal edges do not overlap); beyond that, edges are plain straight
 lines (direction not shown) to keep drawing fast. Self-loops are drawn as small rings
 above their neuron.
@@ -29,10 +31,12 @@ from typing import Any
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
-from matplotlib.colors import LogNorm
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
+from matplotlib.patheffects import withStroke
 
 from ._common import (
     EXCITATORY_COLOR,
@@ -58,9 +62,11 @@ __all__ = [
     "GRAPH_SIZE",
     "MAX_DRAWN_EDGES",
     "SPRING_SEED",
+    "DARK_LUMINANCE",
     "TAU_LABEL",
     "draw_graph",
     "neuron_roles",
+    "relative_luminance",
 ]
 
 GRAPH_SIZE = (8.0, 6.0)  # inches: 800 x 600 pixels at dpi=100
@@ -70,7 +76,17 @@ ARROW_MAX_EDGES = 400
 SPRING_SEED = 0
 LABEL_MAX_NEURONS = 40  # neuron ids are written inside the markers up to this many neurons
 TAU_LABEL = "time constant tau (steps)"
+#: below this luminance a neuron's id is written in white (with a black halo), above in black;
+#: 0.179 is where white and black text have the same contrast ratio (WCAG)
+DARK_LUMINANCE = 0.179
 LAYOUTS = ("auto", "bands", "spring")
+MARKER_SCALE = {"input": 1.4, "both": 1.2}  # triangles and diamonds look smaller than circles of the same area
+
+
+def relative_luminance(rgba: Any) -> float:
+    """WCAG relative luminance (0 black .. 1 white) of an sRGB colour given as RGB(A) floats in [0, 1]."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (float(x) for x in rgba[:3])]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
 def _check_graph(graph: Any) -> None:
@@ -305,13 +321,15 @@ def draw_graph(
         if not m.any():
             continue
         kw: dict[str, Any] = {"c": tau[m], "cmap": TAU_CMAP, "norm": norm} if tau is not None else {"color": ROLE_COLORS[r]}
-        ax.scatter(pos[m, 0], pos[m, 1], s=node_s, marker=ROLE_MARKERS[r], edgecolors="black",
+        ax.scatter(pos[m, 0], pos[m, 1], s=node_s * MARKER_SCALE.get(r, 1.0), marker=ROLE_MARKERS[r], edgecolors="black",
                    linewidths=0.5, zorder=3, **kw)
     if n <= LABEL_MAX_NEURONS:
+        cmap = colormaps[TAU_CMAP]
         for v in range(n):
-            dark = tau is not None and norm is not None and float(norm(tau[v])) < 0.55
-            ax.text(pos[v, 0], pos[v, 1], str(v), fontsize=5.5, ha="center", va="center",
-                    color="white" if dark else "black", zorder=5)
+            face = cmap(norm(tau[v])) if tau is not None else to_rgba(ROLE_COLORS[roles[v]])
+            ink, halo = ("white", "black") if relative_luminance(face) < DARK_LUMINANCE else ("black", "white")
+            ax.text(pos[v, 0], pos[v, 1], str(v), fontsize=6.5, fontweight="bold", ha="center", va="center",
+                    color=ink, zorder=5, path_effects=[withStroke(linewidth=1.5, foreground=halo, alpha=0.7)])
     if hl:
         h = np.asarray(hl)
         ax.scatter(pos[h, 0], pos[h, 1], s=node_s * 2.6, marker="o", facecolors="none",
