@@ -41,6 +41,7 @@ OBS_MODES = ("positions", "state", "pixels")
 DEFLECTIONS = ("additive", "absolute")
 
 #: default physics; every key is a constructor keyword of :class:`SinglePlayerPong`
+MAX_DEFAULT_STEPS = 10**9  # a longer default episode means the settings are degenerate
 DEFAULT_PHYSICS: dict[str, Any] = {
     "paddle_x": 0.05,
     "paddle_half_length": 0.08,
@@ -380,7 +381,11 @@ class SinglePlayerPong(gym.Env):
         vx_min = p["ball_speed"] * math.cos(steep)
         serve = (p["serve_x"] - p["paddle_x"]) / vx_min
         trip = 2.0 * (1.0 - p["paddle_x"]) / vx_min
-        return int(math.ceil(1.2 * (serve + self.max_catches * trip)))
+        steps = 1.2 * (serve + self.max_catches * trip)
+        if not steps <= MAX_DEFAULT_STEPS:  # also catches inf/nan from a vanishing ball speed
+            raise ValueError(f"ball_speed={p['ball_speed']!r} is too slow: an episode could last {steps:.3g} steps "
+                             f"(limit {MAX_DEFAULT_STEPS}); use a faster ball or pass max_steps")
+        return int(math.ceil(steps))
 
     @property
     def obs_dim(self) -> int:
@@ -469,7 +474,7 @@ class SinglePlayerPong(gym.Env):
             sign = 1.0 if rng.random() < 0.5 else -1.0
             if not self.reachable_serves_only or self.serve_is_reachable(y, ang, sign):
                 return y, ang, sign
-        raise RuntimeError(
+        raise ValueError(  # the settings admit (almost) no catchable serve
             "could not draw a reachable serve in 10000 tries; widen serve_y_range/serve_angle_range, "
             "speed up the paddle or pass reachable_serves_only=False"
         )
