@@ -264,3 +264,68 @@ def test_numpy_batches_match_the_suite_protocol():
     b = NumpyPermutationBatches(10, 4, seed=4)
     assert b.next().tolist() == perm[:4].tolist() and b.next().tolist() == perm[4:8].tolist()
     assert b.next().tolist() == rng.permutation(10)[:4].tolist()
+
+
+# ---- checkpoints written before the shared loop (the adapters' layouts) --------------------
+
+def _to_legacy(ck, convert):
+    man = json.loads((ck / MANIFEST_NAME).read_text())
+    assert man["state"]["loop"] == "tnd.training/1"
+    man["state"] = convert(man["state"])  # the loop state is in the manifest, not in the hash
+    (ck / MANIFEST_NAME).write_text(json.dumps(man))
+
+
+def test_pong_checkpoint_of_the_former_loop_resumes_bit_identical(tmp_path, die_after_checkpoint):
+    from tnd.apps.pong.models import build_model
+    from tnd.apps.pong.train import train_model
+
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.rand(24, 10, 3, generator=g), torch.randint(0, 3, (24, 10), generator=g)
+
+    def run(ck):
+        torch.manual_seed(1)
+        m = build_model("tnd", 3, 3, 300, window=10)[0]
+        r = train_model(m, X[:16], Y[:16], X[16:], Y[16:], max_steps=20, batch_size=5, eval_every=4, seed=2,
+                        checkpoint_dir=ck, checkpoint_every=3, resume=True)
+        r.pop("train_time_s")
+        return m, r
+
+    ref_m, ref = run(None)
+    ck = tmp_path / "ck"
+    die_after_checkpoint.run_killed(lambda: run(ck), 3)
+    _to_legacy(ck, lambda st: {
+        "pos": st["batches"]["pos"], "run_loss": st["run_loss"], "run_n": st["run_n"], "bad": st["bad"],
+        "stopped": st["stopped"], "history": st["history"], "best_val_loss": st["best_score"],
+        "best_step": st["best_step"], "best_acc": st["best_val"]["accuracy"], "train_time_s": st["wall_time_s"]})
+    (m, r), loads = die_after_checkpoint.run_resumed(lambda: run(ck))
+    assert loads == [9] and r == ref
+    assert _equal(_weights(m), _weights(ref_m))
+
+
+def test_suite_checkpoint_of_the_former_loop_resumes_bit_identical(tmp_path, die_after_checkpoint):
+    from tnd.apps.suite import build_model
+    from tnd.apps.suite.train import TrainConfig, train_and_evaluate
+    from tnd.apps.tasks import load_task
+
+    task = load_task("multiscale", small=True)
+    cfg = TrainConfig(updates=12, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8)
+
+    def run(ck):
+        torch.manual_seed(0)
+        m, _ = build_model("lstm", task.input_size, task.output_size, 300, seq_len=task.seq_len)
+        r = train_and_evaluate(m, task, cfg, seed=3, checkpoint_dir=ck, checkpoint_every=2, resume=True)
+        for k in ("train_time_s", "eval_time_s", "sec_per_update"):
+            r.pop(k)
+        return m, r
+
+    ref_m, ref = run(None)
+    ck = tmp_path / "ck"
+    die_after_checkpoint.run_killed(lambda: run(ck), 3)
+    _to_legacy(ck, lambda st: {
+        "numpy_rng": st["batches"]["numpy_rng"], "pos": st["batches"]["pos"], "best_metric": st["best_score"],
+        "best_update": st["best_step"], "bad_evals": st["bad"], "history": st["history"],
+        "last_loss": st["last_loss"], "stopped_early": st["stopped"], "train_time_s": st["train_time_s"],
+        "eval_time_s": st["eval_time_s"]})
+    (m, r), loads = die_after_checkpoint.run_resumed(lambda: run(ck))
+    assert loads == [6] and r == ref
+    assert _equal(_weights(m), _weights(ref_m))

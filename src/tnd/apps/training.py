@@ -46,7 +46,7 @@ from torch import nn
 from . import checkpoint as ckmod
 from .checkpoint import CheckpointError, NonFiniteError
 
-__all__ = ["LOOP_FORMAT", "EarlyStopping", "TorchPermutationBatches", "NumpyPermutationBatches",
+__all__ = ["LOOP_FORMAT", "EarlyStopping", "PermutationBatches", "TorchPermutationBatches", "NumpyPermutationBatches",
            "clip_gradients", "train_loop"]
 
 LOOP_FORMAT = "tnd.training/1"
@@ -87,10 +87,11 @@ class EarlyStopping:
         return better or (self.replace_nonfinite_best and not math.isfinite(best))
 
 
-class _PermutationBatches:
+class PermutationBatches:
     """Mini-batches of ``batch_size`` indices drawn without replacement from a permutation of
     ``range(n)``, a new permutation when the next batch would not fit (a first batch larger than
-    ``n`` is the whole permutation)."""
+    ``n`` is the whole permutation). Subclasses say where permutations come from
+    (``_permutation``) and how their state is saved (``state``) and restored (``_restorer``)."""
 
     def __init__(self, n: int, batch_size: int) -> None:
         self.n = _count("n", n, 1)
@@ -120,7 +121,7 @@ class _PermutationBatches:
         return self._restorer(pos, perm, state, rng)
 
 
-class TorchPermutationBatches(_PermutationBatches):
+class TorchPermutationBatches(PermutationBatches):
     """Permutations from a ``torch.Generator`` seeded with ``seed``; indices are int64 tensors."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
@@ -145,7 +146,7 @@ class TorchPermutationBatches(_PermutationBatches):
         return restore
 
 
-class NumpyPermutationBatches(_PermutationBatches):
+class NumpyPermutationBatches(PermutationBatches):
     """Permutations from ``numpy.random.default_rng(seed)``; indices are int64 tensors."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
@@ -201,7 +202,7 @@ def _int(v: Any, name: str) -> int:
     return v
 
 
-def train_loop(model: nn.Module, *, batches: _PermutationBatches,
+def train_loop(model: nn.Module, *, batches: PermutationBatches,
                loss_fn: Callable[[nn.Module, Any], torch.Tensor],
                validate: Callable[[nn.Module], dict[str, Any]],
                max_steps: int, eval_every: int, early_stopping: EarlyStopping,
@@ -218,8 +219,12 @@ def train_loop(model: nn.Module, *, batches: _PermutationBatches,
                name: str = "tnd.apps.training", step_word: str = "step",
                legacy_state: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train ``model`` in place (see the module doc for the order of a step) and return
-    ``{"history", "stop_step", "stopped_early", "best_step", "best_score", "best_val",
-    "last_loss", "train_time_s", "eval_time_s", "wall_time_s", "resumed_from"}``.
+    ``{"history", "stop_step", "best_state", "stopped_early", "best_step", "best_score",
+    "best_val", "last_loss", "train_time_s", "eval_time_s", "wall_time_s", "resumed_from"}``.
+
+    ``stop_step`` is the step at which training ended: early stopping (``stopped_early``) or
+    the budget ``max_steps``; ``best_state`` the best weights (already loaded into the model);
+    ``resumed_from`` the step of the checkpoint it continued from (``None``: a fresh start).
 
     ``optimizer(params)`` builds the optimiser (default ``Adam(params, lr=lr)``); ``seed``, if
     given, seeds the global torch RNG first (dropout and the like). ``best_val`` is the
@@ -358,6 +363,6 @@ def train_loop(model: nn.Module, *, batches: _PermutationBatches,
         if progress is not None:
             progress(step, info)
     model.load_state_dict(best_state)
-    return {"history": history, "stop_step": step, "stopped_early": stopped, "best_step": best_step,
+    return {"history": history, "stop_step": step, "best_state": best_state, "stopped_early": stopped, "best_step": best_step,
             "best_score": best_score, "best_val": best_val, "last_loss": last_loss, "train_time_s": t_train,
             "eval_time_s": t_eval, "wall_time_s": time.perf_counter() - t0, "resumed_from": resumed_from}

@@ -1,4 +1,6 @@
-"""Behaviour-cloning training loop, the same for every model.
+"""Behaviour-cloning training, the same for every model: Pong's adapter on the shared loop
+:func:`tnd.apps.training.train_loop` (it supplies the loss, the validation and the checkpoint
+fingerprint; the loop does the steps, early stopping, checkpoints and resume).
 
 Protocol: cross-entropy against the expert's action on **every step** of each window, Adam,
 gradient-norm clipping, a fixed budget of gradient steps (``max_steps``: the same for every
@@ -91,7 +93,9 @@ def train_model(
 
     Returns a dict: ``history`` (list of ``{step, train_loss, val_loss, val_accuracy}``, one per
     validation), ``best_step``, ``best_val_loss``, ``val_accuracy`` (offline action accuracy at
-    the best step), ``steps`` (gradient steps done), ``stopped_early``, ``train_time_s``.
+    the best step), ``steps`` (gradient steps done: the step at which training ended, by early
+    stopping if ``stopped_early``, else by the budget ``max_steps``), ``stopped_early``,
+    ``train_time_s``.
     ``progress(step, info)`` is called after every gradient step (for progress bars).
 
     ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` steps and

@@ -1,4 +1,7 @@
-"""A generic, seeded training loop for every task kind of :mod:`tnd.apps.tasks`.
+"""A generic, seeded training protocol for every task kind of :mod:`tnd.apps.tasks`: the suite's
+adapter on the shared loop :func:`tnd.apps.training.train_loop` (it supplies the losses,
+readouts, validation and checkpoint fingerprint; the loop does the steps, early stopping,
+checkpoints and resume).
 
 Protocol (the same for every model of a task)
 ---------------------------------------------
@@ -159,7 +162,11 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` updates and
     when training ends; with ``resume=True`` continue from the checkpoint found there (a fresh
     start if there is none), with the same final weights and scores as an uninterrupted run
-    (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside)."""
+    (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside).
+
+    ``updates`` in the result is the update at which training ended: by early stopping if
+    ``stopped_early``, else by the budget ``cfg.updates``; ``best_update`` the one whose weights
+    are kept and tested."""
     if checkpoint_dir is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
                                        or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
