@@ -13,10 +13,12 @@ A checkpoint directory holds
 Each file is written to a temporary file, fsynced and renamed (:func:`tnd.io.atomic_write`).
 A new checkpoint writes a *new* tensors file first, then replaces ``checkpoint.json`` (the
 commit point), then deletes the previous tensors file: a crash at any moment leaves the
-previous good pair or the new one, never a torn pair. Loading checks the JSON, the size and
-hash of the tensors file, that it is a safetensors file (a pickle is refused, never
-unpickled), and that the fingerprint matches the run that resumes; each failure raises
-:class:`CheckpointError` (a ``ValueError``) naming what does not match.
+previous good pair or the new one, never a torn pair. Loading checks everything before it
+loads anything: the JSON and the types of its fields, the size and hash of the tensors file,
+that it is a safetensors file (a pickle is refused, never unpickled), that the fingerprint
+matches the run that resumes, the names, shapes and dtypes of the weights and optimiser state,
+the RNG state, and the caller's loop state; each failure raises :class:`CheckpointError` (a
+``ValueError``) naming the file and what does not match, and changes nothing.
 """
 
 from __future__ import annotations
