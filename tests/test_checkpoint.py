@@ -365,3 +365,153 @@ def test_pong_cell_with_checkpoints_equals_cell_without(tmp_path, die_after_chec
     wa = load_tensors(tmp_path / "a" / "cells" / "lstm" / "seed-0" / "model.safetensors")
     wb = load_tensors(cell / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# ---- everything is checked before anything is loaded ----------------------------------------
+
+def _rewrite(ck: Path, tensors=None, manifest=None) -> None:
+    """Edit a checkpoint and re-seal it (size and hash updated), as a bug or a hand-edit would."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from tnd.io import save_tensors
+
+    mp = ck / MANIFEST_NAME
+    man = json.loads(mp.read_text())
+    tf = ck / man["tensors_file"]
+    if tensors is not None:
+        t = load_file(str(tf))
+        tensors(t)
+        save_tensors(tf, t)
+        man["tensors_bytes"] = tf.stat().st_size
+        man["tensors_sha256"] = hashlib.sha256(tf.read_bytes()).hexdigest()
+    if manifest is not None:
+        manifest(man)
+    mp.write_text(json.dumps(man))
+
+
+def _trained_pair():
+    """A model and an Adam optimiser with state, unlike the checkpoint's."""
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt.zero_grad()
+    model(torch.rand(2, 10, 3))[0].square().mean().backward()
+    opt.step()
+    return model, opt
+
+
+def _snap(model, opt):
+    import copy
+
+    return ({k: v.clone() for k, v in model.state_dict().items()}, copy.deepcopy(opt.state_dict()),
+            torch.get_rng_state().clone())
+
+
+def _unchanged(before, model, opt):
+    m0, o0, r0 = before
+    m1, o1 = model.state_dict(), opt.state_dict()
+    assert m0.keys() == m1.keys() and all(torch.equal(m0[k], m1[k]) and m0[k].dtype == m1[k].dtype for k in m0)
+    assert o0["param_groups"] == o1["param_groups"]
+    assert o0["state"].keys() == o1["state"].keys()
+    for i in o0["state"]:
+        assert o0["state"][i].keys() == o1["state"][i].keys()
+        assert all(torch.equal(o0["state"][i][k], o1["state"][i][k]) for k in o0["state"][i])
+    assert torch.equal(r0, torch.get_rng_state())
+
+
+def _set(path, value):
+    def edit(man):
+        d = man
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_set(["step"], "x"), r"field 'step' must be a non-negative int, got 'x'"),
+    (_set(["step"], -1), r"field 'step'"),
+    (_set(["step"], True), r"field 'step'"),
+    (_set(["tensors_bytes"], "12"), r"field 'tensors_bytes'"),
+    (_set(["tensors_sha256"], 5), r"field 'tensors_sha256'"),
+    (_set(["tensors_file"], 3), r"field 'tensors_file'"),
+    (_set(["fingerprint"], []), r"field 'fingerprint' must be a JSON object"),
+    (_set(["state"], "x"), r"field 'state' must be a JSON object"),
+    (_set(["optimizer"], []), r"field 'optimizer' must be a JSON object or null"),
+    (_set(["optimizer"], None), r"holds no optimizer state"),
+    (_set(["optimizer", "param_groups"], {}), r"optimizer\.param_groups"),
+    (_set(["optimizer", "state_ids"], "0"), r"optimizer\.state_ids"),
+    (_set(["optimizer", "state_ids"], [0, 999]), r"optimizer\.state_ids"),
+    (_set(["optimizer", "scalars"], {"x": 1}), r"optimizer\.scalars"),
+    (lambda m: m["optimizer"]["param_groups"][0].update(lr="x"), r"param_groups\[0\]\.lr"),
+    (lambda m: m["optimizer"]["param_groups"][0].update(lr=-1.0), r"param_groups\[0\]\.lr"),
+    (lambda m: m["optimizer"]["param_groups"][0].update(eps="tiny"), r"param_groups\[0\]\.eps"),
+    (lambda m: m["optimizer"]["param_groups"][0].update(amsgrad=1), r"param_groups\[0\]\.amsgrad"),
+    (lambda m: m["optimizer"]["param_groups"][0].update(betas={"__tuple__": [0.9]}), r"param_groups\[0\]\.betas"),
+    (lambda m: m["optimizer"]["param_groups"][0].update(params=[0]), r"parameter groups do not match"),
+    (lambda m: m["optimizer"]["param_groups"].append({"params": []}), r"parameter groups do not match"),
+    (lambda m: m["optimizer"]["param_groups"][0]["params"].__setitem__(1, 0), r"lists a parameter twice"),
+])
+def test_bad_manifest_field_refused_before_loading(good_ckpt, edit, match):
+    _rewrite(good_ckpt, manifest=edit)
+    model, opt = _trained_pair()
+    before = _snap(model, opt)
+    with pytest.raises(CheckpointError, match=match) as ei:
+        load_checkpoint(good_ckpt, model=model, optimizer=opt)
+    assert MANIFEST_NAME in str(ei.value)  # names the file
+    _unchanged(before, model, opt)
+
+
+def _first(t, prefix):
+    return next(k for k in sorted(t) if k.startswith(prefix))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t.__setitem__("rng.torch", torch.zeros(10, dtype=torch.uint8)), r"'rng\.torch' must be a uint8"),
+    (lambda t: t.__setitem__("rng.torch", t["rng.torch"].float()), r"'rng\.torch' must be a uint8"),
+    (lambda t: t.__setitem__("rng.torch", torch.full_like(t["rng.torch"], 255)), r"'rng\.torch' is not a valid"),
+    (lambda t: t.__setitem__(k := _first(t, "model."), t[k].double()), r"tensor 'model\..*' has shape"),
+    (lambda t: t.__setitem__(k := _first(t, "model."), torch.zeros(*t[k].shape, 2)), r"tensor 'model\..*' has shape"),
+    (lambda t: t.__setitem__(k := _first(t, "optim.0.exp_avg"), torch.zeros(*t[k].shape, 2)), r"'optim\.0\.exp_avg"),
+    (lambda t: t.__setitem__("optim.999.exp_avg", torch.zeros(2)), r"'optim\.999\.exp_avg' names no parameter"),
+    (lambda t: t.__setitem__("optim.x", torch.zeros(2)), r"'optim\.x' names no parameter"),
+    (lambda t: t.__setitem__("bogus.x", torch.zeros(2)), r"unexpected tensor 'bogus\.x'"),
+])
+def test_bad_tensor_under_matching_hash_refused_before_loading(good_ckpt, edit, match):
+    _rewrite(good_ckpt, tensors=edit)
+    model, opt = _trained_pair()
+    before = _snap(model, opt)
+    with pytest.raises(CheckpointError, match=match) as ei:
+        load_checkpoint(good_ckpt, model=model, optimizer=opt)
+    assert ".safetensors" in str(ei.value)  # names the file
+    _unchanged(before, model, opt)
+
+
+def test_callers_check_runs_before_loading(good_ckpt):
+    model, opt = _trained_pair()
+    before = _snap(model, opt)
+    seen = []
+
+    def check(ck):
+        seen.append(ck["step"])
+        _unchanged(before, model, opt)  # nothing is loaded yet
+        raise KeyError("pos")
+
+    with pytest.raises(CheckpointError, match=r"training-loop state is refused \(KeyError: 'pos'\)"):
+        load_checkpoint(good_ckpt, model=model, optimizer=opt, check=check)
+    assert seen == [8]
+    _unchanged(before, model, opt)
+    ck = load_checkpoint(good_ckpt, model=model, optimizer=opt, check=lambda ck: None)  # an accepted one loads
+    stored = load_tensors(_tensors_file(good_ckpt))
+    assert ck["step"] == 8
+    assert all(torch.equal(v, stored[f"model.{k}"]) for k, v in model.state_dict().items())
+
+
+def test_garbled_loop_state_refused_and_model_untouched(good_ckpt):
+    _rewrite(good_ckpt, manifest=_set(["state", "bad"], "x"))  # the loop state is not in the hash
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"not a train_model checkpoint .*bad"):
+        _train(good_ckpt, model=model, checkpoint_every=4, max_steps=8, resume=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -9,7 +9,8 @@ torch alone and never imports anything from here; these modules import the core.
 * :mod:`.baselines` -- the peer models (RNNs, LSTM, CfC/LTC, Transformer);
 * :mod:`.viz` -- figures of a TND system and HTML reports;
 * :mod:`.lesions`, :mod:`.prune_regrow` -- lesion studies and learnable topology;
-* :mod:`.checkpoint` -- resumable training checkpoints;
+* :mod:`.checkpoint`, :mod:`.training` -- resumable training checkpoints, and the one training loop
+  (steps, early stopping, checkpoints, resume) under Pong and the suite;
 * :mod:`.bench`, :mod:`.demo`, :mod:`.cli` -- ``tnd bench``, ``tnd demo`` and the ``tnd`` command.
 
 Importing this package imports none of them.

@@ -13,17 +13,22 @@ A checkpoint directory holds
 Each file is written to a temporary file, fsynced and renamed (:func:`tnd.io.atomic_write`).
 A new checkpoint writes a *new* tensors file first, then replaces ``checkpoint.json`` (the
 commit point), then deletes the previous tensors file: a crash at any moment leaves the
-previous good pair or the new one, never a torn pair. Loading checks the JSON, the size and
-hash of the tensors file, that it is a safetensors file (a pickle is refused, never
-unpickled), and that the fingerprint matches the run that resumes; each failure raises
-:class:`CheckpointError` (a ``ValueError``) naming what does not match.
+previous good pair or the new one, never a torn pair. Loading checks everything before it
+loads anything: the JSON and the types of its fields, the size and hash of the tensors file,
+that it is a safetensors file (a pickle is refused, never unpickled), that the fingerprint
+matches the run that resumes, the names, shapes and dtypes of the weights and optimiser state,
+the RNG state, and the caller's loop state; each failure raises :class:`CheckpointError` (a
+``ValueError``) naming the file and what does not match, and changes nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,18 +232,149 @@ def _looks_like_pickle(head: bytes) -> bool:
     return head[:2] == b"PK" or (len(head) >= 2 and head[0] == 0x80 and head[1] <= 5)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_manifest(mpath: Path, manifest: dict[str, Any]) -> None:
+    """Types and ranges of the manifest's own fields (the optimizer part: :func:`_check_optimizer`)."""
+    for key in ("step", "tensors_file", "tensors_bytes", "tensors_sha256", "fingerprint", "state"):
+        if key not in manifest:
+            raise CheckpointError(f"{mpath} lacks the field {key!r}")
+
+    def bad(key: str, want: str) -> CheckpointError:
+        return CheckpointError(f"{mpath}: field {key!r} must be {want}, got {_short(manifest[key])}")
+
+    if not _is_int(manifest["step"]) or manifest["step"] < 0:
+        raise bad("step", "a non-negative int")
+    if not isinstance(manifest["tensors_file"], str) or not manifest["tensors_file"]:
+        raise bad("tensors_file", "a file name")
+    tname = manifest["tensors_file"]
+    if "/" in tname or "\\" in tname or tname.startswith("."):
+        raise CheckpointError(f"{mpath}: tensors_file {tname!r} is not a plain file name")
+    if not _is_int(manifest["tensors_bytes"]) or manifest["tensors_bytes"] < 0:
+        raise bad("tensors_bytes", "a non-negative int")
+    sha = manifest["tensors_sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise bad("tensors_sha256", "64 lowercase hex digits")
+    for key in ("fingerprint", "state"):
+        if not isinstance(manifest[key], dict):
+            raise bad(key, "a JSON object")
+    if manifest.get("optimizer") is not None and not isinstance(manifest["optimizer"], dict):
+        raise bad("optimizer", "a JSON object or null")
+
+
+def _same_kind(stored: Any, current: Any) -> bool:
+    """Whether a stored optimiser hyper-parameter has the type of this run's value."""
+    if isinstance(current, bool):
+        return isinstance(stored, bool)
+    if _is_num(current):
+        return _is_num(stored) and math.isfinite(stored)
+    if isinstance(current, (tuple, list)):
+        return (isinstance(stored, (tuple, list)) and len(stored) == len(current)
+                and all(_same_kind(s, c) for s, c in zip(stored, current)))
+    if current is None:
+        return stored is None or isinstance(stored, bool)
+    if isinstance(current, str):
+        return isinstance(stored, str)
+    return True  # an exotic value: load_state_dict takes it as it is
+
+
+def _check_optimizer(mpath: Path, tpath: Path, meta: Any, otensors: dict[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Check the stored optimiser state against ``optimizer`` and return the state dict to load."""
+    if meta is None:
+        raise CheckpointError(f"{mpath} holds no optimizer state")
+    for key, kind in (("param_groups", list), ("scalars", dict), ("state_ids", list)):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{mpath}: field 'optimizer.{key}' must be a JSON {'array' if kind is list else 'object'}, "
+                                  f"got {_short(meta.get(key))}")
+    groups = _from_json(meta["param_groups"])
+    cur = optimizer.state_dict()["param_groups"]
+    if len(groups) != len(cur) or not all(isinstance(g, dict) for g in groups):
+        raise CheckpointError(f"{mpath}: optimizer parameter groups do not match this model "
+                              f"({len(groups)} stored, {len(cur)} here)")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    ids: list[int] = []
+    for gi, (g, c) in enumerate(zip(groups, cur)):
+        gp = g.get("params")
+        if not isinstance(gp, list) or not all(_is_int(i) for i in gp) or len(gp) != len(c["params"]):
+            raise CheckpointError(f"{mpath}: optimizer parameter groups do not match this model "
+                                  f"(optimizer.param_groups[{gi}].params {_short(gp)})")
+        ids.extend(gp)
+        for key, val in c.items():
+            if key != "params" and key in g and not _same_kind(g[key], val):
+                raise CheckpointError(f"{mpath}: field 'optimizer.param_groups[{gi}].{key}' must be like "
+                                      f"{_short(val)}, got {_short(g[key])}")
+        if "lr" not in g or not _is_num(g["lr"]) or not g["lr"] >= 0:
+            raise CheckpointError(f"{mpath}: field 'optimizer.param_groups[{gi}].lr' must be a number >= 0, "
+                                  f"got {_short(g.get('lr'))}")
+    if len(set(ids)) != len(ids):
+        raise CheckpointError(f"{mpath}: field 'optimizer.param_groups' lists a parameter twice")
+    where = {i: params[n] for n, i in enumerate(ids)}
+    sids = meta["state_ids"]
+    if not all(_is_int(i) and i in where for i in sids):
+        raise CheckpointError(f"{mpath}: field 'optimizer.state_ids' {_short(sids)} names parameters not in its groups")
+    for idx, sc in meta["scalars"].items():
+        if not (isinstance(idx, str) and idx.isdigit() and int(idx) in where and isinstance(sc, dict)):
+            raise CheckpointError(f"{mpath}: field 'optimizer.scalars' has a bad entry {_short(idx)}: {_short(sc)}")
+    for name, t in otensors.items():
+        idx, _, key = name.partition(".")
+        if not idx.isdigit() or not key or int(idx) not in where:
+            raise CheckpointError(f"{tpath}: optimizer tensor 'optim.{name}' names no parameter of its groups")
+        p = where[int(idx)]
+        if t.dim() == 0:
+            continue  # a counter such as Adam's step
+        if t.shape != p.shape or t.dtype != p.dtype:
+            raise CheckpointError(f"{tpath}: optimizer tensor 'optim.{name}' has shape {list(t.shape)} {t.dtype}, "
+                                  f"its parameter {list(p.shape)} {p.dtype}")
+    osd = unflatten_optimizer_state(otensors, meta)
+    try:  # a dry run on copies: what load_state_dict would refuse is refused before anything is loaded
+        probe = type(optimizer)([{**{k: v for k, v in g.items() if k != "params"},
+                                  "params": [torch.nn.Parameter(p.detach().clone()) for p in g["params"]]}
+                                 for g in optimizer.param_groups])
+    except Exception:  # noqa: BLE001 - an optimiser that cannot be rebuilt this way is checked above only
+        probe = None
+    if probe is not None:
+        try:
+            probe.load_state_dict(copy.deepcopy(osd))
+        except (ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{mpath}: the optimizer state does not fit this optimizer ({e})") from e
+    return osd
+
+
+def _check_torch_rng(tpath: Path, t: torch.Tensor) -> None:
+    ref = torch.get_rng_state()
+    if t.dtype != torch.uint8 or t.shape != ref.shape:
+        raise CheckpointError(f"{tpath}: tensor 'rng.torch' must be a uint8 tensor of shape {list(ref.shape)} "
+                              f"(a torch RNG state), got {t.dtype} {list(t.shape)}")
+    try:
+        torch.Generator().set_state(t)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{tpath}: tensor 'rng.torch' is not a valid torch RNG state ({e})") from e
+
+
 def load_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     fingerprint: dict[str, Any] | None = None,
-                    restore_global_rng: bool = True) -> dict[str, Any]:
+                    restore_global_rng: bool = True,
+                    check: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
     """Check and load the checkpoint in ``directory`` into ``model`` (and ``optimizer``).
 
-    Raises :class:`CheckpointError` naming the problem: missing files, a manifest that is not
-    JSON, a tensors file that is truncated or whose hash differs, a file that is not safetensors
-    (a pickle is refused without being read as one), or a fingerprint (model class, config,
-    parameter shapes, and the keys of ``fingerprint``, e.g. hyper-parameters) different from
-    this run's. Nothing is loaded
-    unless every check passes. Returns ``{"step", "state", "tensors", "rng"}``."""
+    Everything is checked first, then loaded: missing files, a manifest that is not JSON or
+    whose fields have the wrong type or range, a tensors file that is truncated or whose hash
+    differs, a file that is not safetensors (a pickle is refused without being read as one), a
+    fingerprint (model class, config, parameter shapes, and the keys of ``fingerprint``, e.g.
+    hyper-parameters) different from this run's, weights or optimiser state whose names,
+    shapes or dtypes do not fit the model and optimiser, an invalid torch RNG state, and
+    finally whatever ``check(result)`` refuses (the caller's own loop state; it gets the dict
+    returned below and may raise ``KeyError``/``TypeError``/``ValueError``). Each failure raises
+    :class:`CheckpointError` naming the file and the field, and leaves the model, the optimiser
+    and the RNG untouched. Returns ``{"step", "state", "tensors", "rng"}``."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -257,13 +393,8 @@ def load_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module,
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{mpath} is not a tnd checkpoint (expected format {FORMAT!r}, "
                               f"got {manifest.get('format') if isinstance(manifest, dict) else type(manifest).__name__!r})")
-    for key in ("step", "tensors_file", "tensors_bytes", "tensors_sha256", "fingerprint", "state"):
-        if key not in manifest:
-            raise CheckpointError(f"{mpath} lacks the field {key!r}")
-    tname = str(manifest["tensors_file"])
-    if "/" in tname or "\\" in tname or tname.startswith("."):
-        raise CheckpointError(f"{mpath}: tensors_file {tname!r} is not a plain file name")
-    tpath = directory / tname
+    _check_manifest(mpath, manifest)
+    tpath = directory / manifest["tensors_file"]
     if not tpath.is_file():
         raise CheckpointError(f"checkpoint tensors file {tpath} is missing")
     size = tpath.stat().st_size
@@ -283,7 +414,7 @@ def load_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module,
                               f"{str(manifest['tensors_sha256'])[:16]}...")
     want = {"model": model_fingerprint(model), **_jsonable(fingerprint or {})}
     diffs: list[str] = []
-    stored = manifest["fingerprint"] if isinstance(manifest["fingerprint"], dict) else {}
+    stored = manifest["fingerprint"]
     # only what this run states is compared (the model always); the checkpoint may record more
     _diff({k: stored[k] for k in want if k in stored}, want, "fingerprint", diffs)
     if diffs:
@@ -305,17 +436,38 @@ def load_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module,
     missing, unexpected = set(msd) - set(groups["model"]), set(groups["model"]) - set(msd)
     if missing or unexpected:
         raise CheckpointError(f"{tpath}: model weights missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    for k, v in groups["model"].items():
+        if v.shape != msd[k].shape or v.dtype != msd[k].dtype:
+            raise CheckpointError(f"{tpath}: tensor 'model.{k}' has shape {list(v.shape)} {v.dtype}, "
+                                  f"the model {list(msd[k].shape)} {msd[k].dtype}")
+    osd = None
     if optimizer is not None:
-        if manifest.get("optimizer") is None:
-            raise CheckpointError(f"{mpath} holds no optimizer state")
-        osd = unflatten_optimizer_state(groups["optim"], manifest["optimizer"])
-        cur = optimizer.state_dict()["param_groups"]
-        if [len(g["params"]) for g in cur] != [len(g["params"]) for g in osd["param_groups"]]:
-            raise CheckpointError(f"{mpath}: optimizer parameter groups do not match this model")
-    model.load_state_dict(groups["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(osd)
+        osd = _check_optimizer(mpath, tpath, manifest.get("optimizer"), groups["optim"], optimizer)
+    if restore_global_rng and "torch" in groups["rng"]:
+        _check_torch_rng(tpath, groups["rng"]["torch"])
+    result = {"step": manifest["step"], "state": _from_json(manifest["state"]), "tensors": groups["extra"],
+              "rng": groups["rng"]}
+    if check is not None:
+        try:
+            check(result)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{mpath}: the training-loop state is refused ({type(e).__name__}: {e})") from e
+
+    # every check passed: load; should loading still fail, put everything back as it was
+    backup_model = {k: v.detach().clone() for k, v in msd.items()}
+    backup_opt = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
+    try:
+        model.load_state_dict(groups["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(osd)
+    except Exception as e:
+        with torch.no_grad():
+            model.load_state_dict(backup_model)
+            if optimizer is not None:
+                optimizer.load_state_dict(backup_opt)
+        raise CheckpointError(f"{tpath} could not be loaded ({e}); the model and optimizer are unchanged") from e
     if restore_global_rng and "torch" in groups["rng"]:
         torch.set_rng_state(groups["rng"]["torch"])
-    return {"step": int(manifest["step"]), "state": _from_json(manifest["state"]), "tensors": groups["extra"],
-            "rng": groups["rng"]}
+    return result

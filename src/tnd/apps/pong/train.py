@@ -1,4 +1,6 @@
-"""Behaviour-cloning training loop, the same for every model.
+"""Behaviour-cloning training, the same for every model: Pong's adapter on the shared loop
+:func:`tnd.apps.training.train_loop` (it supplies the loss, the validation and the checkpoint
+fingerprint; the loop does the steps, early stopping, checkpoints and resume).
 
 Protocol: cross-entropy against the expert's action on **every step** of each window, Adam,
 gradient-norm clipping, a fixed budget of gradient steps (``max_steps``: the same for every
@@ -18,9 +20,6 @@ the optimiser step and before any checkpoint write, so the last good checkpoint 
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import NonFiniteError
+from ..training import LOOP_FORMAT, EarlyStopping, TorchPermutationBatches, clip_gradients, train_loop
 
 __all__ = ["train_model", "evaluate_offline", "NonFiniteError"]
 
@@ -93,7 +93,9 @@ def train_model(
 
     Returns a dict: ``history`` (list of ``{step, train_loss, val_loss, val_accuracy}``, one per
     validation), ``best_step``, ``best_val_loss``, ``val_accuracy`` (offline action accuracy at
-    the best step), ``steps`` (gradient steps done), ``stopped_early``, ``train_time_s``.
+    the best step), ``steps`` (gradient steps done: the step at which training ended, by early
+    stopping if ``stopped_early``, else by the budget ``max_steps``), ``stopped_early``,
+    ``train_time_s``.
     ``progress(step, info)`` is called after every gradient step (for progress bars).
 
     ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` steps and
@@ -119,102 +121,51 @@ def train_model(
     x, y = _as_tensors(train_X, train_Y)
     if x.shape[0] == 0:
         raise ValueError("no training windows")
-    gen = torch.Generator().manual_seed(int(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    t0 = time.perf_counter()
-    history: list[dict[str, Any]] = []
-    best = {"val_loss": math.inf, "step": 0, "state": copy.deepcopy(model.state_dict()), "acc": float("nan")}
-    perm, pos = torch.randperm(x.shape[0], generator=gen), 0
-    run_loss, run_n, bad, step, stopped = 0.0, 0, 0, 0, False
     fingerprint = None
     if checkpoint_dir is not None:
-        from ..checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-
         fingerprint = {"train": {"max_steps": max_steps, "batch_size": batch_size, "lr": float(lr),
                                  "eval_every": eval_every, "patience": patience, "grad_clip": float(grad_clip or 0.0),
                                  "seed": int(seed), "train_shape": list(x.shape), "val_shape": list(np.shape(val_X)),
                                  "train_data_sha256": _data_hash(x, y),
                                  "val_data_sha256": _data_hash(*_as_tensors(val_X, val_Y))}}
-        if resume and has_checkpoint(checkpoint_dir):
-            ck = load_checkpoint(checkpoint_dir, model=model, optimizer=opt, fingerprint=fingerprint)
-            try:
-                st, ex = ck["state"], ck["tensors"]
-                gen.set_state(ck["rng"]["generator"])
-                perm, pos, step = ex["perm"], int(st["pos"]), int(ck["step"])
-                run_loss, run_n, bad, stopped = float(st["run_loss"]), int(st["run_n"]), int(st["bad"]), bool(st["stopped"])
-                history = st["history"]
-                best = {"val_loss": float(st["best_val_loss"]), "step": int(st["best_step"]), "acc": float(st["best_acc"]),
-                        "state": {k[len("best."):]: v for k, v in ex.items() if k.startswith("best.")}}
-            except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                from ..checkpoint import CheckpointError
 
-                raise CheckpointError(f"checkpoint in {checkpoint_dir} is not a train_model checkpoint "
-                                      f"(its training-loop state lacks or garbles {e})") from e
-            t0 -= float(st.get("train_time_s", 0.0))
-
-    def write_checkpoint() -> None:
-        save_checkpoint(checkpoint_dir, step=step, model=model, optimizer=opt, fingerprint=fingerprint,
-                        rng={"generator": gen.get_state()},
-                        tensors={"perm": perm, **{f"best.{k}": v for k, v in best["state"].items()}},
-                        state={"pos": pos, "run_loss": run_loss, "run_n": run_n, "bad": bad, "stopped": stopped,
-                               "history": history, "best_val_loss": best["val_loss"], "best_step": best["step"],
-                               "best_acc": best["acc"], "train_time_s": time.perf_counter() - t0})
-
-    while step < max_steps and not stopped:
-        if pos + batch_size > x.shape[0] and pos > 0:  # next epoch
-            perm, pos = torch.randperm(x.shape[0], generator=gen), 0
-        idx = perm[pos:pos + batch_size]
-        pos += batch_size
+    def loss_fn(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
         logits, _ = model(x[idx])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss.detach()):
-            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at step {step + 1}; "
-                                 "the last good checkpoint (if any) is kept", step + 1)
-        loss.backward()
-        if grad_clip and grad_clip > 0:
-            gnorm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        else:
-            grads = [p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]
-            gnorm = torch.cat(grads).norm() if grads else torch.zeros(())
-        if not torch.isfinite(gnorm):
-            raise NonFiniteError(f"non-finite gradients (norm {float(gnorm)}) at step {step + 1}; "
-                                 "the last good checkpoint (if any) is kept", step + 1)
-        opt.step()
-        step += 1
-        loss_value = float(loss.detach())
-        run_loss += loss_value
-        run_n += 1
-        info: dict[str, Any] = {"loss": loss_value}
-        if step % eval_every == 0 or step == max_steps:
-            val = evaluate_offline(model, val_X, val_Y)
-            history.append({"step": step, "train_loss": run_loss / run_n, "val_loss": val["loss"],
-                            "val_accuracy": val["accuracy"]})
-            run_loss, run_n = 0.0, 0
-            info.update(val_loss=val["loss"], val_acc=val["accuracy"])
-            if val["loss"] < best["val_loss"]:
-                best = {"val_loss": val["loss"], "step": step, "state": copy.deepcopy(model.state_dict()),
-                        "acc": val["accuracy"]}
-                bad = 0
-            else:
-                bad += 1
-                if bad >= patience:
-                    stopped = True
-        if step_hook is not None:  # after validation: a hook that rewires the model acts on the next steps
-            step_hook(step)
-        if checkpoint_dir is not None and (step % checkpoint_every == 0 or stopped or step >= max_steps):
-            write_checkpoint()
-        if progress is not None:
-            progress(step, info)
-    model.load_state_dict(best["state"])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].reshape(-1))
+
+    def record(step: int, mean_loss: float, last_loss: float, val: dict[str, Any]) -> dict[str, Any]:
+        return {"step": step, "train_loss": mean_loss, "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+
+    def report(step: int, info: dict[str, Any]) -> None:
+        out: dict[str, Any] = {"loss": info["loss"]}
+        if "val" in info:
+            out.update(val_loss=info["val"]["loss"], val_acc=info["val"]["accuracy"])
+        progress(step, out)
+
+    r = train_loop(model, batches=TorchPermutationBatches(x.shape[0], batch_size, seed), loss_fn=loss_fn,
+                   validate=lambda m: evaluate_offline(m, val_X, val_Y), max_steps=max_steps, eval_every=eval_every,
+                   early_stopping=EarlyStopping(monitor="loss", mode="min", patience=patience), lr=lr,
+                   grad_norm=clip_gradients(grad_clip), record=record, step_hook=step_hook,
+                   progress=report if progress is not None else None, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint, name="train_model",
+                   legacy_state=_legacy_state)
     model.eval()
     return {
-        "history": history,
-        "best_step": best["step"],
-        "best_val_loss": best["val_loss"],
-        "val_accuracy": best["acc"],
-        "steps": step,
-        "stopped_early": stopped,
-        "train_time_s": time.perf_counter() - t0,
+        "history": r["history"],
+        "best_step": r["best_step"],
+        "best_val_loss": r["best_score"],
+        "val_accuracy": r["best_val"]["accuracy"] if r["best_val"] is not None else float("nan"),
+        "steps": r["stop_step"],
+        "stopped_early": r["stopped_early"],
+        "train_time_s": r["wall_time_s"],
     }
+
+
+def _legacy_state(st: dict[str, Any]) -> dict[str, Any]:
+    """The loop state of a checkpoint written by this module before :mod:`tnd.apps.training`."""
+    acc = st["best_acc"]
+    return {"loop": LOOP_FORMAT, "batches": {"pos": st["pos"]}, "history": st["history"],
+            "best_val": {"loss": st["best_val_loss"], "accuracy": acc} if st["best_step"] else None,
+            "best_score": st["best_val_loss"], "best_step": st["best_step"], "bad": st["bad"],
+            "stopped": st["stopped"], "run_loss": st["run_loss"], "run_n": st["run_n"], "last_loss": float("nan"),
+            "train_time_s": 0.0, "eval_time_s": 0.0, "wall_time_s": st.get("train_time_s", 0.0)}

@@ -1,4 +1,7 @@
-"""A generic, seeded training loop for every task kind of :mod:`tnd.apps.tasks`.
+"""A generic, seeded training protocol for every task kind of :mod:`tnd.apps.tasks`: the suite's
+adapter on the shared loop :func:`tnd.apps.training.train_loop` (it supplies the losses,
+readouts, validation and checkpoint fingerprint; the loop does the steps, early stopping,
+checkpoints and resume).
 
 Protocol (the same for every model of a task)
 ---------------------------------------------
@@ -35,21 +38,18 @@ for another model, task data or protocol is refused (:class:`tnd.apps.checkpoint
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import NonFiniteError
+from ..training import LOOP_FORMAT, EarlyStopping, NumpyPermutationBatches, train_loop
 from ..tasks.base import SequenceTask
 
 __all__ = ["TrainConfig", "evaluate", "higher_is_better", "metric_name", "train_and_evaluate"]
@@ -162,122 +162,74 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` updates and
     when training ends; with ``resume=True`` continue from the checkpoint found there (a fresh
     start if there is none), with the same final weights and scores as an uninterrupted run
-    (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside)."""
+    (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside).
+
+    ``updates`` in the result is the update at which training ended: by early stopping if
+    ``stopped_early``, else by the budget ``cfg.updates``; ``best_update`` the one whose weights
+    are kept and tested."""
     if checkpoint_dir is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
                                        or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     train = _Split(task, "train", cfg.max_train, use_timespans)
     val = _Split(task, "val", cfg.max_val, use_timespans)
     test = _Split(task, "test", cfg.max_test, use_timespans)
     mname, better_high = metric_name(task), higher_is_better(task)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    best_metric = -math.inf if better_high else math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    best_update, bad_evals, updates, history = 0, 0, 0, []
-    t_train = t_eval = 0.0
-    perm, pos = rng.permutation(train.n), 0
-    bs = min(cfg.batch_size, train.n)
-    model.train()
-    last_loss = float("nan")
-    stopped_early = False
-    fingerprint: dict[str, Any] = {}
+    batches = NumpyPermutationBatches(train.n, min(cfg.batch_size, train.n), seed)
+    fingerprint: dict[str, Any] | None = None
     if checkpoint_dir is not None:
-        from ..checkpoint import CheckpointError, has_checkpoint, load_checkpoint
-
         fingerprint = {"suite_train": {"config": cfg.to_dict(), "seed": int(seed), "use_timespans": bool(use_timespans),
                                        "task": getattr(task, "name", type(task).__name__),
                                        "data_sha256": _split_hash(train, val)}}
-        if resume and has_checkpoint(checkpoint_dir):
-            ck = load_checkpoint(checkpoint_dir, model=model, optimizer=opt, fingerprint=fingerprint)
-            try:
-                st, ex = ck["state"], ck["tensors"]
-                rng.bit_generator.state = st["numpy_rng"]
-                perm, pos, updates = ex["perm"].numpy().copy(), int(st["pos"]), int(ck["step"])
-                best_metric, best_update, bad_evals = float(st["best_metric"]), int(st["best_update"]), int(st["bad_evals"])
-                history, last_loss, stopped_early = list(st["history"]), float(st["last_loss"]), bool(st["stopped_early"])
-                t_train, t_eval = float(st["train_time_s"]), float(st["eval_time_s"])
-                best_state = {k[len("best."):]: v for k, v in ex.items() if k.startswith("best.")}
-                if best_state.keys() != model.state_dict().keys():
-                    raise KeyError("best.*")
-            except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                raise CheckpointError(f"checkpoint in {checkpoint_dir} is not a tnd.apps.suite training checkpoint "
-                                      f"(its loop state lacks or garbles {e})") from e
 
-    def write_checkpoint() -> None:
-        from ..checkpoint import save_checkpoint
-
-        save_checkpoint(checkpoint_dir, step=updates, model=model, optimizer=opt, fingerprint=fingerprint,
-                        tensors={"perm": torch.from_numpy(np.asarray(perm)),
-                                 **{f"best.{k}": v for k, v in best_state.items()}},
-                        state={"numpy_rng": rng.bit_generator.state, "pos": pos, "best_metric": best_metric,
-                               "best_update": best_update, "bad_evals": bad_evals, "history": history,
-                               "last_loss": last_loss, "stopped_early": stopped_early,
-                               "train_time_s": t_train, "eval_time_s": t_eval})
-
-    while updates < cfg.updates and not stopped_early:
-        t0 = time.perf_counter()
-        if pos + bs > train.n:
-            perm, pos = rng.permutation(train.n), 0
-        idx = torch.from_numpy(perm[pos:pos + bs])
-        pos += bs
+    def loss_fn(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
         x, y, ln, ts = train.batch(idx)
         out = _select(task, _forward(model, x, ts), ln, y)
-        loss, _, _ = _loss_and_stats(task, out, y)
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss.detach()):
-            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at update {updates + 1}; "
-                                 "the last good checkpoint (if any) is kept", updates + 1)
-        loss.backward()
+        return _loss_and_stats(task, out, y)[0]
+
+    def grad_norm(model: nn.Module) -> torch.Tensor:
+        if cfg.clip:
+            return nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip) if cfg.clip else (
-            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads
-            else torch.zeros(()))
-        if not torch.isfinite(gnorm):
-            raise NonFiniteError(f"non-finite gradients (norm {float(gnorm)}) at update {updates + 1}; "
-                                 "the last good checkpoint (if any) is kept", updates + 1)
-        opt.step()
-        updates += 1
-        last_loss = loss.item()
-        t_train += time.perf_counter() - t0
-        if on_update is not None:
-            on_update(updates)
-        if updates % cfg.eval_every == 0 or updates == cfg.updates:
-            t0 = time.perf_counter()
-            v = evaluate(model, task, val, cfg.eval_batch)
-            t_eval += time.perf_counter() - t0
-            history.append({"update": updates, "train_loss": last_loss, "val_loss": v["loss"],
-                            f"val_{mname}": v[mname]})
-            m = v[mname]
-            improved = (m > best_metric) if better_high else (m < best_metric)
-            if improved or not math.isfinite(best_metric):
-                best_metric, best_update, bad_evals = m, updates, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad_evals += 1
-                if bad_evals >= cfg.patience:
-                    stopped_early = True
-        if checkpoint_dir is not None and (updates % checkpoint_every == 0 or stopped_early
-                                           or updates >= cfg.updates):
-            write_checkpoint()
-    model.load_state_dict(best_state)
+        return (torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads
+                else torch.zeros(()))
+
+    def record(step: int, mean_loss: float, last_loss: float, v: dict[str, Any]) -> dict[str, Any]:
+        return {"update": step, "train_loss": last_loss, "val_loss": v["loss"], f"val_{mname}": v[mname]}
+
+    r = train_loop(model, batches=batches, loss_fn=loss_fn, validate=lambda m: evaluate(m, task, val, cfg.eval_batch),
+                   max_steps=cfg.updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
+                   early_stopping=EarlyStopping(monitor=mname, mode="max" if better_high else "min",
+                                                patience=cfg.patience, replace_nonfinite_best=True),
+                   record=record, on_update=on_update, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint,
+                   name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state)
     t0 = time.perf_counter()
     te = evaluate(model, task, test, cfg.eval_batch)
-    t_eval += time.perf_counter() - t0
+    t_train, t_eval = r["train_time_s"], r["eval_time_s"] + (time.perf_counter() - t0)
+    updates = r["stop_step"]
     return {
         "metric": mname,
         "higher_is_better": better_high,
         f"test_{mname}": te[mname],
         "test_loss": te["loss"],
-        f"val_{mname}": best_metric,
-        "best_update": best_update,
+        f"val_{mname}": r["best_score"],
+        "best_update": r["best_step"],
         "updates": updates,
-        "stopped_early": stopped_early,
-        "final_train_loss": last_loss,
+        "stopped_early": r["stopped_early"],
+        "final_train_loss": r["last_loss"],
         "train_time_s": t_train,
         "eval_time_s": t_eval,
         "sec_per_update": t_train / max(updates, 1),
         "n_train": train.n, "n_val": val.n, "n_test": test.n,
-        "history": history,
+        "history": r["history"],
     }
+
+
+def _legacy_state(st: dict[str, Any]) -> dict[str, Any]:
+    """The loop state of a checkpoint written by this module before :mod:`tnd.apps.training`."""
+    return {"loop": LOOP_FORMAT, "batches": {"pos": st["pos"], "numpy_rng": st["numpy_rng"]},
+            "history": st["history"], "best_val": None, "best_score": st["best_metric"],
+            "best_step": st["best_update"], "bad": st["bad_evals"], "stopped": st["stopped_early"],
+            "run_loss": 0.0, "run_n": 0, "last_loss": st["last_loss"], "train_time_s": st["train_time_s"],
+            "eval_time_s": st["eval_time_s"], "wall_time_s": 0.0}
