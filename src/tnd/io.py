@@ -304,7 +304,7 @@ def _check_against_header(cfg: dict[str, Any], header: dict, dtype_name: str, cp
     try:
         shapes = TND.state_shapes(cfg)
     except (TypeError, ValueError) as e:
-        raise type(e)(f"{cpath} does not describe a valid TND: {e}") from None
+        raise ValueError(f"{cpath} does not describe a valid TND ({type(e).__name__}: {e})") from None
     missing, unexpected = sorted(set(shapes) - set(header)), sorted(set(header) - set(shapes))
     if missing or unexpected:
         raise ValueError(f"weights in {wpath} do not match its config {cpath}: missing {missing}, unexpected {unexpected}")
@@ -324,8 +324,9 @@ def _check_against_header(cfg: dict[str, Any], header: dict, dtype_name: str, cp
 
 def load_model(directory: str | os.PathLike):
     """Rebuild a saved :class:`~tnd.TND` from ``directory`` (as :func:`save_model` wrote it), in its
-    saved dtype. Refused with a ValueError/TypeError naming the file (and field or tensor): a config
-    that does not match the weights file's header (checked before anything is built), weights whose
+    saved dtype. Refused with a ValueError naming the file (and field or tensor): a config
+    that does not match the weights file's header (checked before anything is built; every problem in
+    a file is a ValueError, the original TypeError's text included), weights whose
     SHA-256 differs from the one recorded, non-finite weights. Saves without a hash (older ones)
     load with a warning; saves without a dtype are float32."""
     from .model import TND
@@ -354,9 +355,8 @@ def load_model(directory: str | os.PathLike):
                          "(or was replaced, or a save was interrupted)")
     try:
         model = TND.from_config(cfg)
-    except (KeyError, TypeError, ValueError) as e:
-        err = TypeError if isinstance(e, TypeError) else ValueError
-        raise err(f"{cpath} does not describe a valid TND ({type(e).__name__}: {e})") from e
+    except (KeyError, TypeError, ValueError) as e:  # a file's content is a value: ValueError, naming it
+        raise ValueError(f"{cpath} does not describe a valid TND ({type(e).__name__}: {e})") from e
     state = load_tensors(wpath)
     for k, v in state.items():
         if not bool(torch.isfinite(v).all()):
