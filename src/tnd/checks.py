@@ -81,7 +81,7 @@ def check_real(name: str, value: Any, minimum: float | None = None, maximum: flo
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
     """One of ``choices`` (strings, or None where allowed); a list or a dict is a TypeError."""
-    if value is not None and not isinstance(value, str):
+    if not isinstance(value, str) and not (value is None and None in choices):
         raise TypeError(f"{name} must be one of {list(choices)}, got {type(value).__name__} {value!r}")
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
