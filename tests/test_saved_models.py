@@ -428,6 +428,11 @@ PROPERTY_SCRIPT = textwrap.dedent(r'''
         assert check(model, tmp / name) == "same"
     vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize")) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (vm + cap_mb * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    try:  # the cap binds: an allocation past it fails (as one from an absurd config would)
+        torch.ones((cap_mb + 64) * 2**20, dtype=torch.uint8)
+        raise SystemExit("the address-space cap does not bind")
+    except (RuntimeError, MemoryError):
+        pass
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     prop()
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
