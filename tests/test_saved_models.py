@@ -450,3 +450,25 @@ def test_mutated_saved_models_are_refused_or_identical_and_never_allocate_much(t
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["refused"] > 300 and res["refused"] + res["same"] == 400, res
     assert res["peak_rss_growth_kb"] < 64 * 1024, res  # far below the cap: nothing large was allocated
+
+
+# ------------------------------------------------------------------ a save made before this format
+OLD = Path(__file__).parent / "data" / "saved_model_before_sha256"
+
+
+def test_a_save_written_by_the_previous_tnd_still_loads(tmp_path):
+    """tests/data/saved_model_before_sha256 was written by tnd before config.json recorded the
+    dtype and the SHA-256 (a gated rk4 model); its outputs on a fixed input were saved beside it."""
+    assert "sha256" not in _cfg(OLD) and "dtype" not in _cfg(OLD)
+    with pytest.warns(UserWarning, match="records no SHA-256"):
+        m = load_model(OLD)
+    assert next(m.parameters()).dtype == torch.float32
+    ref = tio.load_tensors(OLD.parent / "saved_model_before_sha256_outputs.safetensors")
+    with torch.no_grad():
+        y, h = m(ref["x"])
+    torch.testing.assert_close(y, ref["y"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h, ref["h"], rtol=1e-5, atol=1e-6)
+    save_model(m, tmp_path / "again")  # saving it again adds the hash: no warning from then on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same(m, load_model(tmp_path / "again"))
