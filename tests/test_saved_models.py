@@ -271,6 +271,38 @@ def test_save_failing_at_the_config_rename_restores_the_old_weights(tmp_path, mo
     _same(old, load_model(tmp_path / "m"))
 
 
+CRASH_SCRIPT = textwrap.dedent(r'''
+    import os, sys, torch
+    import tnd, tnd.io as tio
+    from tnd import TND, NeuronGraph
+    g = NeuronGraph.layered(3, 4, 4, 2, seed=1, inhibitory_fraction=0.3)
+    real = os.replace
+    def crash(src, dst):  # the process dies right after the new weights are in place
+        if str(dst).endswith("config.json"):
+            os._exit(3)
+        return real(src, dst)
+    tio.os.replace = crash
+    tnd.save_model(TND(3, g, 2, state_size=2), sys.argv[1])
+''')
+
+
+def test_crash_between_the_renames_still_loads_the_previous_save(tmp_path):
+    old = _model()
+    save_model(old, tmp_path / "m")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    res = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(tmp_path / "m")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 3, res.stderr[-3000:]
+    with pytest.warns(UserWarning, match="a save was interrupted"):
+        _same(old, load_model(tmp_path / "m"))
+    new = _model(dynamics="mlp")
+    save_model(new, tmp_path / "m")  # the next save completes and removes the kept weights
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same(new, load_model(tmp_path / "m"))
+
+
 def test_state_shapes_match_every_family():
     import itertools
 

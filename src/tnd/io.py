@@ -8,9 +8,10 @@ nesting depth, and NaN/Infinity constants are refused.
 
 :func:`save_model` serialises both files in memory first (an ``extra`` that JSON cannot hold fails
 before anything is written), writes them as temporary files beside the old ones and renames them
-into place, the config last; if a rename fails the old weights are put back. Each file is replaced
-atomically, so a crash leaves whole files; a crash between the two renames (new weights, old
-config) is caught at load by the hash.
+into place, the config last. Until the new config is in place the previous weights stay in the
+directory as a hard link named by their hash (``.model.safetensors.<sha256>.prev``): a failed
+rename puts them back, and after a crash between the two renames (new weights, old config)
+:func:`load_model` finds them by the old config's hash and loads the previous save, with a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import json
 import math
 import os
 import re
-import secrets
 import tempfile
 import warnings
 from pathlib import Path
@@ -257,9 +257,12 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike, extra: dict
     tmps = [_write_tmp(directory, WEIGHTS_NAME, weights), _write_tmp(directory, CONFIG_NAME, text.encode("utf-8"))]
     backup = None
     try:
-        if w_path.is_file():  # kept (a hard link, no copy) to put back if the config cannot be renamed
-            backup = str(directory / f".{WEIGHTS_NAME}.{os.getpid()}.{secrets.token_hex(6)}.old")
-            os.link(w_path, backup)
+        if w_path.is_file():
+            # the previous weights stay (a hard link, no copy) under their hash until the new config is
+            # in place: put back if the config's rename fails, found by load_model after a crash
+            backup = str(directory / f".{WEIGHTS_NAME}.{file_sha256(w_path)}.prev")
+            if not os.path.exists(backup):
+                os.link(w_path, backup)
         os.replace(tmps[0], w_path)
         try:
             os.replace(tmps[1], c_path)
@@ -269,9 +272,14 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike, extra: dict
                 backup = None
             raise
         _fsync_dir(directory)
+        # the new config needs no kept weights; temporary files left by a crashed save go too
+        for pattern in (f".{WEIGHTS_NAME}.*.prev", f".{WEIGHTS_NAME}.*.tmp", f".{CONFIG_NAME}.*.tmp"):
+            for stale in directory.glob(pattern):
+                if str(stale) not in tmps:
+                    stale.unlink(missing_ok=True)
     finally:
-        for t in [*tmps, backup]:
-            if t is not None and os.path.exists(t):
+        for t in tmps:
+            if os.path.exists(t):
                 os.unlink(t)
     return directory
 
@@ -345,14 +353,23 @@ def load_model(directory: str | os.PathLike):
     digest = top.get("sha256")
     if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise ValueError(f"{cpath}: sha256 must be 64 lowercase hex digits, got {digest!r}"[:300])
-    header = read_safetensors_header(wpath)
-    _check_against_header(cfg, header, dtype_name, cpath, wpath)
+    header = read_safetensors_header(wpath)  # a malformed file (a pickle, junk) fails here, unread
+    try:
+        _check_against_header(cfg, header, dtype_name, cpath, wpath)
+        if digest is not None and file_sha256(wpath) != digest:
+            raise ValueError(f"{wpath} does not match the SHA-256 recorded in {cpath}: the file is corrupted "
+                             "(or was replaced)")
+    except ValueError:
+        prev = directory / f".{WEIGHTS_NAME}.{digest}.prev"
+        if digest is None or not (prev.is_file() and file_sha256(prev) == digest):
+            raise
+        warnings.warn(f"{wpath} does not match {cpath}: a save was interrupted; loading the previous save "
+                      f"(its weights, kept as {prev.name})", stacklevel=2)
+        wpath = prev
+        _check_against_header(cfg, read_safetensors_header(wpath), dtype_name, cpath, wpath)
     if digest is None:
         warnings.warn(f"{cpath} records no SHA-256 of {wpath.name} (saved by an older tnd): the weights cannot be "
                       "checked for corruption; save the model again to add one", stacklevel=2)
-    elif file_sha256(wpath) != digest:
-        raise ValueError(f"{wpath} does not match the SHA-256 recorded in {cpath}: the file is corrupted "
-                         "(or was replaced, or a save was interrupted)")
     try:
         model = TND.from_config(cfg)
     except (KeyError, TypeError, ValueError) as e:  # a file's content is a value: ValueError, naming it
