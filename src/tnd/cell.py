@@ -163,6 +163,7 @@ class TNDCell(nn.Module):
 
     def initial_state(self, batch: int, dtype=None, device=None) -> torch.Tensor:
         """Zeros ``(batch, N, d)``: the default starting state."""
+        check_int("batch", batch, 0)
         return torch.zeros(batch, self.num_neurons, self.state_size, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, dt: torch.Tensor | float = 1.0, *,
@@ -181,6 +182,7 @@ class TNDCell(nn.Module):
         """
         check_float_tensor("x", x, (2,), self.input_size)
         check_param_dtype("x", x, self)
+        check_bool("clamp_hx", clamp_hx)
         if hx is None:
             hx = self.initial_state(x.shape[0], x.dtype, x.device)
         else:

@@ -246,6 +246,7 @@ class TND(nn.Module):
         """
         check_float_tensor("x", x, (2, 3), self.input_size)
         check_param_dtype("x", x, self)
+        check_bool("clamp_hx", clamp_hx)
         unbatched = x.dim() == 2
         if unbatched:
             xs = x.unsqueeze(1)  # (T, 1, C)
