@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from . import solvers
-from .checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
-from .dynamics import NeuronDynamics, make_dynamics
+from .checks import (as_times, check_bool, check_choice, check_float_tensor, check_int, check_kwargs,
+                     check_param_dtype, check_positive_int, check_state_bound)
+from .dynamics import DYNAMICS, NeuronDynamics, make_dynamics
 from .graph import NeuronGraph
-from .interactions import Interaction, make_interaction
+from .interactions import INTERACTIONS, Interaction, make_interaction
+from .interactions.base import IMPLS
 
 MODES = ("discrete", "continuous")
 
@@ -39,7 +41,15 @@ class TNDCell(nn.Module):
             ``"exp_euler"`` or an adaptive torchdiffeq method such as ``"dopri5"``.
         substeps: sub-steps per input step for fixed-step solvers.
         impl: interaction path, ``"auto"``, ``"dense"`` or ``"sparse"``.
-        interaction_kw, dynamics_kw: extra keyword arguments of I and F.
+        interaction_kw: extra keyword arguments of I (``gain``; attention: ``key_scale``).
+        dynamics_kw: extra keyword arguments of F (``tau_min``, ``tau_max``, ``tau_init``; leaky:
+            ``activation``; mlp: ``hidden_size``).
+
+    Every option is type-checked: booleans must be ``bool``, sizes ``int``, numbers finite and in
+    range; a wrong one raises TypeError/ValueError naming it.
+
+    ``forward(x, hx=None, dt=1.0) -> s``: one step, ``x`` ``(B, C)``, ``hx`` ``(B, N, d)`` -> ``(B, N, d)``.
+    Shapes: B batch, C ``input_size``, N ``graph.num_neurons``, d ``state_size``.
     """
 
     def __init__(
@@ -62,8 +72,17 @@ class TNDCell(nn.Module):
         check_positive_int("state_size", state_size)
         if not isinstance(graph, NeuronGraph):
             raise TypeError(f"graph must be a NeuronGraph, got {type(graph).__name__}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_choice("interaction", interaction, tuple(sorted(INTERACTIONS)))
+        check_choice("dynamics", dynamics, tuple(sorted(DYNAMICS)))
+        check_bool("per_neuron", per_neuron)
+        check_choice("mode", mode, MODES)
+        check_choice("solver", solver, (None, *solvers.SOLVERS))
+        if substeps is not None:
+            check_positive_int("substeps", substeps)
+            check_int("substeps", substeps, 1, solvers.MAX_SUBSTEPS)
+        check_choice("impl", impl, IMPLS)
+        interaction_kw = check_kwargs("interaction_kw", interaction_kw)
+        dynamics_kw = check_kwargs("dynamics_kw", dynamics_kw)
         if mode == "discrete":
             if solver not in (None, "exp_euler") or substeps not in (None, 1):
                 raise ValueError("mode='discrete' is the one-sub-step exponential Euler update; "
@@ -85,6 +104,8 @@ class TNDCell(nn.Module):
         self.input_proj = nn.Linear(input_size, graph.input_neurons.numel() * state_size)
 
     def config(self) -> dict[str, Any]:
+        """The constructor's arguments as a JSON-serialisable dict (the graph as
+        :meth:`NeuronGraph.to_dict`), as saved by :func:`tnd.save_model`."""
         return {
             "input_size": self.input_size,
             "graph": self.graph.to_dict(),
@@ -121,21 +142,55 @@ class TNDCell(nn.Module):
 
         return solvers.integrate(self.solver, rt, s, torch.as_tensor(dt, dtype=s.dtype), self.substeps)
 
+    def state_bound(self) -> float | None:
+        """The proven bound on ``|state|`` of this family and solver (``tnd.solvers.STATE_BOUND``:
+        1, or 5/3 for midpoint; 1 for the adaptive solvers, whose exact flow keeps [-1, 1]), or
+        None where the targets are unbounded (leaky ``activation="identity"``). An initial state
+        ``hx`` outside it is refused: the proofs of docs/STABILITY.md start from inside it."""
+        target = self.dynamics.target_bound()
+        if target is None:
+            return None
+        return solvers.STATE_BOUND.get(self.solver, 1.0) * target
+
+    def check_state(self, name: str, hx: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+        """``hx`` checked against :meth:`state_bound` (``clamp=True``: clamped into it instead)."""
+        check_bool("clamp_hx", clamp)
+        bound = self.state_bound()
+        if clamp:
+            return hx if bound is None else hx.clamp(-bound, bound)
+        check_state_bound(name, hx, bound, f"{self.dynamics_name} dynamics with solver {self.solver!r}")
+        return hx
+
     def initial_state(self, batch: int, dtype=None, device=None) -> torch.Tensor:
+        """Zeros ``(batch, N, d)``: the default starting state."""
+        check_int("batch", batch, 0)
         return torch.zeros(batch, self.num_neurons, self.state_size, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, dt: torch.Tensor | float = 1.0) -> torch.Tensor:
-        """One step: ``x`` ``(B, C)``, ``hx`` ``(B, N, d)`` or None -> the next state ``(B, N, d)``."""
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, dt: torch.Tensor | float = 1.0, *,
+                clamp_hx: bool = False) -> torch.Tensor:
+        """One step of the system.
+
+        Args:
+            x: ``(B, C)`` external input, in the parameters' dtype and device.
+            hx: ``(B, N, d)`` states to start from (zeros if None), same dtype as the parameters,
+                within :meth:`state_bound` (refused outside it, or clamped with ``clamp_hx=True``).
+            dt: the step's elapsed time, a number > 0, a scalar tensor or one per sequence ``(B,)``
+                (not a bool).
+
+        Returns:
+            The next states ``(B, N, d)``.
+        """
         check_float_tensor("x", x, (2,), self.input_size)
         check_param_dtype("x", x, self)
+        check_bool("clamp_hx", clamp_hx)
         if hx is None:
             hx = self.initial_state(x.shape[0], x.dtype, x.device)
         else:
             check_float_tensor("hx", hx, (3,))
             if tuple(hx.shape) != (x.shape[0], self.num_neurons, self.state_size):
                 raise ValueError(f"hx must have shape {(x.shape[0], self.num_neurons, self.state_size)}, got {tuple(hx.shape)}")
-        if isinstance(dt, bool):
-            raise TypeError(f"dt must be a float or a tensor, got bool {dt!r}")
+            check_param_dtype("hx", hx, self)
+            hx = self.check_state("hx", hx, clamp_hx)
         dt = as_times("dt", dt, x.dtype, x.device)
         if dt.dim() > 0 and tuple(dt.shape) != (x.shape[0],):
             raise ValueError(f"dt must be a scalar or of shape ({x.shape[0]},) (one per sequence), got {tuple(dt.shape)}")
@@ -143,4 +198,5 @@ class TNDCell(nn.Module):
         return self.step(hx, self.drive(x), dt)
 
     def extra_repr(self) -> str:
+        """Shown by ``print(cell)``."""
         return f"input_size={self.input_size}, mode={self.mode!r}, solver={self.solver!r}, substeps={self.substeps}"

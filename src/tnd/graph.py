@@ -41,6 +41,11 @@ def _as_index_tensor(value: Any, name: str) -> torch.Tensor:
 class NeuronGraph(GraphBuilders):
     """A directed graph over ``num_neurons`` neurons with designated input and output neurons.
 
+    Attributes: ``num_neurons`` N; ``edge_index`` ``(2, E)`` int64, sorted by (target, source);
+    ``sign`` ``(E,)`` int8 or None; ``input_neurons`` and ``output_neurons`` 1-D int64 id tensors.
+    Seeded builders (``random``, ``ring``, ``small_world``, ``scale_free``, ``layered``,
+    ``fully_connected``, ``from_name``) come from :class:`tnd.graph_builders.GraphBuilders`.
+
     Args:
         num_neurons: N, the number of neurons (ids ``0 .. N-1``).
         edge_index: ``(2, E)`` integer tensor (or nested list); row 0 sources, row 1 targets.
@@ -120,6 +125,7 @@ class NeuronGraph(GraphBuilders):
     # ----------------------------------------------------------------- properties
     @property
     def num_edges(self) -> int:
+        """E, the number of directed edges (columns of ``edge_index``)."""
         return int(self.edge_index.shape[1])
 
     @property
@@ -129,16 +135,19 @@ class NeuronGraph(GraphBuilders):
 
     @property
     def signed(self) -> bool:
+        """Whether the edges carry fixed signs (``sign`` is an ``(E,)`` int8 tensor of +1/-1)."""
         return self.sign is not None
 
     def in_degree(self) -> torch.Tensor:
+        """In-edges per neuron, ``(N,)`` int64."""
         return torch.bincount(self.edge_index[1], minlength=self.num_neurons)
 
     def out_degree(self) -> torch.Tensor:
+        """Out-edges per neuron, ``(N,)`` int64."""
         return torch.bincount(self.edge_index[0], minlength=self.num_neurons)
 
     def reachable_from_inputs(self) -> set[int]:
-        """Neuron ids reachable from any input neuron (inputs included)."""
+        """Neuron ids reachable from any input neuron along the edges (inputs included), a set of ints."""
         adj: list[list[int]] = [[] for _ in range(self.num_neurons)]
         for s, t in self.edge_index.t().tolist():
             adj[s].append(t)
@@ -174,7 +183,9 @@ class NeuronGraph(GraphBuilders):
 
     # ------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable description that :meth:`from_dict` rebuilds exactly."""
+        """A JSON-serialisable description that :meth:`from_dict` rebuilds exactly: ``edge_index`` as
+        two lists of E ids (sources, targets), ``sign`` a list of E +1/-1 or None, the input and output
+        ids as lists."""
         return {
             "num_neurons": self.num_neurons,
             "edge_index": self.edge_index.tolist(),
@@ -186,6 +197,8 @@ class NeuronGraph(GraphBuilders):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NeuronGraph":
+        """The graph :meth:`to_dict` described (``num_neurons``, ``edge_index`` as two lists of E ids,
+        ``input_neurons``, ``output_neurons``, optional ``sign`` and ``allow_unreachable``)."""
         if not isinstance(d, dict):
             raise GraphError(f"from_dict expects a dict, got {type(d).__name__}")
         missing = {"num_neurons", "edge_index", "input_neurons", "output_neurons"} - set(d)
@@ -201,10 +214,12 @@ class NeuronGraph(GraphBuilders):
         )
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> "NeuronGraph":
+        """The graph :meth:`to_json` wrote."""
         return cls.from_dict(json.loads(text))
 
     # ------------------------------------------------------------ conversions
@@ -228,7 +243,8 @@ class NeuronGraph(GraphBuilders):
         return cls(int(a.shape[0]), torch.stack([src, tgt]), input_neurons, output_neurons, sign=sign, **kw)
 
     def to_networkx(self):
-        """A ``networkx.DiGraph``; node attribute ``role`` and edge attribute ``sign``."""
+        """A ``networkx.DiGraph`` with N nodes and E edges; node attribute ``role`` (input, output,
+        hidden, input+output) and edge attribute ``sign``."""
         import networkx as nx
 
         g = nx.DiGraph()

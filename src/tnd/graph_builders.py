@@ -103,6 +103,7 @@ class GraphBuilders:
         cls: type[GraphT], num_neurons: int, num_inputs: int | None = None, num_outputs: int | None = None,
         self_loops: bool = False, inhibitory_fraction: float = 0.0, seed: int = 0, **kw: Any,
     ) -> GraphT:
+        """Every edge ``j -> i`` (``N (N - 1)`` of them, ``N^2`` with ``self_loops``)."""
         _common(num_neurons, seed, num_inputs, num_outputs, inhibitory_fraction)
         mask = torch.ones(num_neurons, num_neurons, dtype=torch.bool)
         if not self_loops:

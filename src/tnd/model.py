@@ -7,40 +7,51 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import as_times, check_float_tensor, check_param_dtype, check_positive_int
+from .checks import (as_times, check_bool, check_choice, check_float_tensor, check_kwargs, check_param_dtype,
+                     check_positive_int)
 from .cell import TNDCell
 from .graph import NeuronGraph
 
 READOUTS = ("linear", "identity")
 
 
+def _check_ids(name: str, ids: list) -> None:
+    """Neuron ids (and signs) in a config are JSON ints: a bool or a float is not taken for one."""
+    for v in ids:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must hold ints, got {type(v).__name__} {v!r}")
+
+
 class TND(nn.Module):
-    """Topological Neural Dynamics over a neuron graph.
+    """Topological Neural Dynamics over a neuron graph: a sequence layer like ``nn.LSTM``.
 
     Args:
         input_size: C, channels of the input sequence.
-        graph: the neuron graph G (:class:`NeuronGraph`).
-        output_size: channels of the output; read from the output neurons only.
+        graph: the neuron graph G (:class:`NeuronGraph`), N neurons.
+        output_size: O, channels of the output; read from the output neurons only.
         return_sequences: return every step's output (True) or the last step's only.
         batch_first: x is ``(B, T, C)`` (True, default) or ``(T, B, C)``.
         readout: ``"linear"`` (a learned map from the output neurons' states) or
             ``"identity"`` (the output neurons' states themselves; needs
             ``output_size == len(graph.output_neurons) * state_size``).
-        **cell_kw: :class:`TNDCell` options (``state_size``, ``interaction``, ``dynamics``,
-            ``per_neuron``, ``mode``, ``solver``, ``substeps``, ``impl``, ...).
 
-    ``forward(x, hx=None, timespans=None) -> (y, h)``:
-        x: ``(B, T, C)`` (or ``(T, B, C)`` when ``batch_first=False``, or unbatched ``(T, C)``).
-        hx: the state to start from, ``(B, N)`` / ``(B, N, d)`` (unbatched: ``(N,)`` / ``(N, d)``);
-            zeros if None.
-        timespans: elapsed time of each step, in x's layout without the channel dim:
-            ``(B, T)`` (``(T, B)`` when not batch-first; ``(T,)`` unbatched), a trailing 1 allowed,
-            or a scalar. Default 1.
-        y: ``(B, T, output_size)`` (``(B, output_size)`` if not ``return_sequences``).
-        h: the whole neuron state after the last step, ``(B, N)`` if d == 1 else ``(B, N, d)``.
+    Keyword-only options of the cell (:class:`TNDCell`, which documents them in full):
+        state_size: d, dimensions of each neuron's state (1).
+        interaction: I, ``"linear"`` (default) or ``"attention"``.
+        dynamics: F, ``"leaky"`` (default), ``"gated"`` or ``"mlp"``.
+        per_neuron: one F per neuron (True, default) or one shared F (False).
+        mode: ``"discrete"`` (default) or ``"continuous"``.
+        solver: continuous mode's solver (``"rk4"`` by default, ``"euler"``, ``"midpoint"``,
+            ``"exp_euler"``, adaptive ``"dopri5"``, ...); None in discrete mode.
+        substeps: continuous mode's minimum sub-steps per input step (2 by default).
+        impl: ``"auto"`` (default), ``"dense"`` or ``"sparse"`` interaction path.
+        interaction_kw, dynamics_kw: extra options of I and F (dicts).
 
-    ``step(x, h=None, dt=None) -> (y, h)``: one time step for control loops, ``x`` ``(B, C)``
-    (see :meth:`step`; one C call per step for the fused leaky configurations).
+    Every option is type-checked (a bool must be a ``bool``, a size an ``int``, a number finite
+    and in range); a wrong one raises TypeError/ValueError naming it.
+
+    Shapes: B batch, T steps, C ``input_size``, N ``graph.num_neurons``, d ``state_size``,
+    O ``output_size``. See :meth:`forward` (whole sequences) and :meth:`step` (one step).
     """
 
     def __init__(
@@ -51,13 +62,26 @@ class TND(nn.Module):
         return_sequences: bool = True,
         batch_first: bool = True,
         readout: str = "linear",
-        **cell_kw: Any,
+        *,
+        state_size: int = 1,
+        interaction: str = "linear",
+        dynamics: str = "leaky",
+        per_neuron: bool = True,
+        mode: str = "discrete",
+        solver: str | None = None,
+        substeps: int | None = None,
+        impl: str = "auto",
+        interaction_kw: dict[str, Any] | None = None,
+        dynamics_kw: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_positive_int("output_size", output_size)
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-        self.cell = TNDCell(input_size, graph, **cell_kw)
+        check_bool("return_sequences", return_sequences)
+        check_bool("batch_first", batch_first)
+        check_choice("readout", readout, READOUTS)
+        self.cell = TNDCell(input_size, graph, state_size=state_size, interaction=interaction, dynamics=dynamics,
+                            per_neuron=per_neuron, mode=mode, solver=solver, substeps=substeps, impl=impl,
+                            interaction_kw=interaction_kw, dynamics_kw=dynamics_kw)
         self.input_size, self.output_size = input_size, output_size
         self.return_sequences, self.batch_first, self.readout_kind = return_sequences, batch_first, readout
         self.use_fast_path = True  # runtime switch (not part of the config): False forces the reference loop
@@ -73,14 +97,18 @@ class TND(nn.Module):
 
     @property
     def graph(self) -> NeuronGraph:
+        """The neuron graph G (the cell's)."""
         return self.cell.graph
 
     @property
     def num_neurons(self) -> int:
+        """N, the number of neurons."""
         return self.cell.num_neurons
 
     # ------------------------------------------------------------------ config
     def config(self) -> dict[str, Any]:
+        """The constructor's arguments as a JSON-serialisable dict; :meth:`from_config` rebuilds
+        the model (with fresh weights) and :func:`tnd.save_model` saves it next to the weights."""
         cfg = self.cell.config()
         cfg.update(output_size=self.output_size, return_sequences=self.return_sequences,
                    batch_first=self.batch_first, readout=self.readout_kind)
@@ -88,10 +116,66 @@ class TND(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "TND":
+        """A new model (freshly initialised weights) from :meth:`config`'s dict."""
+        if not isinstance(cfg, dict):
+            raise TypeError(f"config must be a dict, got {type(cfg).__name__}")
         cfg = dict(cfg)
+        if "graph" not in cfg:
+            raise ValueError("config is missing key 'graph'")
         graph = NeuronGraph.from_dict(cfg.pop("graph"))
-        dyn_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.pop("dynamics_kw", None) or {}).items()}
+        dyn_kw = check_kwargs("dynamics_kw", cfg.pop("dynamics_kw", None))
+        dyn_kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dyn_kw.items()}
         return cls(graph=graph, dynamics_kw=dyn_kw, **cfg)
+
+    @classmethod
+    def state_shapes(cls, cfg: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The shape of every tensor in the ``state_dict`` of the model that config ``cfg`` describes,
+        from the sizes in the config alone: nothing is built or allocated (how :func:`tnd.load_model`
+        checks a config against the weights file's header first). The fields it reads are
+        type-checked (errors name them); the rest is checked when the model is built."""
+        from .dynamics import DYNAMICS
+        from .interactions import INTERACTIONS
+
+        if not isinstance(cfg, dict):
+            raise TypeError(f"config must be a dict, got {type(cfg).__name__}")
+        g = cfg.get("graph")
+        if not isinstance(g, dict):
+            raise TypeError(f"graph must be a dict (NeuronGraph.to_dict), got {type(g).__name__}")
+        n = check_positive_int("graph.num_neurons", g.get("num_neurons"))
+        ei = g.get("edge_index")
+        if not (isinstance(ei, list) and len(ei) == 2 and all(isinstance(r, list) for r in ei) and len(ei[0]) == len(ei[1])):
+            raise ValueError("graph.edge_index must be two lists of equal length (sources, targets)")
+        _check_ids("graph.edge_index", ei[0] + ei[1])
+        sign = g.get("sign")
+        if sign is not None:
+            if not isinstance(sign, list):
+                raise TypeError(f"graph.sign must be None or a list of +1/-1, got {type(sign).__name__}")
+            _check_ids("graph.sign", sign)
+        n_io = []
+        for key in ("input_neurons", "output_neurons"):
+            ids = g.get(key)
+            if not isinstance(ids, list) or not ids:
+                raise ValueError(f"graph.{key} must be a non-empty list of neuron ids, got {ids!r}"[:300])
+            _check_ids(f"graph.{key}", ids)
+            n_io.append(len(ids))
+        check_bool("graph.allow_unreachable", g.get("allow_unreachable", False))
+        n_in, n_out = n_io
+        e = len(ei[0])
+        c = check_positive_int("input_size", cfg.get("input_size"))
+        o = check_positive_int("output_size", cfg.get("output_size"))
+        d = check_positive_int("state_size", cfg.get("state_size", 1))
+        rows = n if check_bool("per_neuron", cfg.get("per_neuron", True)) else 1
+        inter = INTERACTIONS[check_choice("interaction", cfg.get("interaction", "linear"), tuple(sorted(INTERACTIONS)))]
+        dyn = DYNAMICS[check_choice("dynamics", cfg.get("dynamics", "leaky"), tuple(sorted(DYNAMICS)))]
+        inter_kw = check_kwargs("interaction_kw", cfg.get("interaction_kw"))
+        dyn_kw = check_kwargs("dynamics_kw", cfg.get("dynamics_kw"))
+        readout = check_choice("readout", cfg.get("readout", "linear"), READOUTS)
+        shapes = {"cell.input_proj.weight": (n_in * d, c), "cell.input_proj.bias": (n_in * d,)}
+        shapes.update({f"cell.interaction.{k}": v for k, v in inter.state_shapes(n, e, d, **inter_kw).items()})
+        shapes.update({f"cell.dynamics.{k}": v for k, v in dyn.state_shapes(rows, d, **dyn_kw).items()})
+        if readout == "linear":
+            shapes.update({"readout.weight": (o, n_out * d), "readout.bias": (o,)})
+        return shapes
 
     # ----------------------------------------------------------------- helpers
     def _timespans(self, timespans: Any, batch: int, steps: int, unbatched: bool, dtype, device) -> torch.Tensor | None:
@@ -121,21 +205,48 @@ class TND(nn.Module):
             ts = ts.reshape(steps, batch)
         return ts.reshape(steps, batch, 1, 1)
 
-    def _initial_state(self, hx: torch.Tensor | None, batch: int, unbatched: bool, x: torch.Tensor) -> torch.Tensor:
+    def _initial_state(self, hx: torch.Tensor | None, batch: int, unbatched: bool, x: torch.Tensor,
+                       clamp: bool = False, name: str = "hx") -> torch.Tensor:
         n, d = self.num_neurons, self.cell.state_size
         if hx is None:
             return self.cell.initial_state(batch, x.dtype, x.device)
-        check_float_tensor("hx", hx, (1, 2, 3))
+        check_float_tensor(name, hx, (1, 2, 3))
         lead = () if unbatched else (batch,)
         allowed = [(*lead, n, d)] + ([(*lead, n)] if d == 1 else [])
         if tuple(hx.shape) not in allowed:
-            raise ValueError(f"hx must have shape {' or '.join(map(str, allowed))}, got {tuple(hx.shape)}")
-        return hx.reshape(batch, n, d).to(x.dtype)
+            raise ValueError(f"{name} must have shape {' or '.join(map(str, allowed))}, got {tuple(hx.shape)}")
+        if hx.dtype != x.dtype:  # as x: no silent casts (x has the parameters' dtype, checked before)
+            raise TypeError(f"{name} has dtype {hx.dtype} but x and the model's parameters are {x.dtype}; "
+                            f"convert {name} (e.g. {name}.to({x.dtype}))")
+        if hx.device != x.device:
+            raise ValueError(f"{name} is on device {hx.device} but x and the model are on {x.device}")
+        return self.cell.check_state(name, hx, clamp).reshape(batch, n, d)
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, timespans: Any = None):
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None, timespans: Any = None, *,
+                clamp_hx: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the system over a sequence: ``(y, h) = model(x, hx, timespans)``.
+
+        Args:
+            x: ``(B, T, C)`` (``(T, B, C)`` when ``batch_first=False``; unbatched ``(T, C)``), T >= 1,
+                finite, in the parameters' dtype and on their device (``meta`` for shape inference).
+            hx: the state to start from, ``(B, N)`` / ``(B, N, d)`` (unbatched ``(N,)`` / ``(N, d)``),
+                x's dtype, inside the family's state bound (:meth:`TNDCell.state_bound`: 1, or 5/3
+                for midpoint); zeros if None. Outside the bound it is refused, unless
+                ``clamp_hx=True`` clamps it into the bound.
+            timespans: elapsed time of each step (> 0, finite, not a bool), in x's layout without the
+                channel dim: ``(B, T)`` (``(T, B)`` when not batch-first; ``(T,)`` unbatched), a
+                trailing 1 allowed, or a scalar. Default 1.
+
+        Returns:
+            y: ``(B, T, O)`` (``(T, B, O)`` when not batch-first; ``(B, O)`` without
+            ``return_sequences``; unbatched without the B dim).
+            h: the whole neuron state after the last step, ``(B, N)`` if d == 1 else ``(B, N, d)``
+            (unbatched without the B dim); pass it back as ``hx`` to continue the sequence.
+        """
         check_float_tensor("x", x, (2, 3), self.input_size)
         check_param_dtype("x", x, self)
+        check_bool("clamp_hx", clamp_hx)
         unbatched = x.dim() == 2
         if unbatched:
             xs = x.unsqueeze(1)  # (T, 1, C)
@@ -145,7 +256,7 @@ class TND(nn.Module):
         if steps == 0:
             raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         dts = self._timespans(timespans, batch, steps, unbatched, x.dtype, x.device)
-        s = self._initial_state(hx, batch, unbatched, x)
+        s = self._initial_state(hx, batch, unbatched, x, clamp_hx)
         states = self._run(xs, s, dts)  # (T', B, n_out, d) with T' = T or 1, and the last full state
         outs, s = states
         y = self.readout(outs.flatten(-2))  # (T', B, O)
@@ -190,7 +301,7 @@ class TND(nn.Module):
     def _run(self, xs: torch.Tensor, s: torch.Tensor, dts: torch.Tensor | None):
         """The time loop: a fused fast path where one applies (``use_fast_path``), else the
         reference loop. Returns (output neurons' states per step, last full state)."""
-        if self.use_fast_path:
+        if self.use_fast_path and not xs.is_meta:  # meta: shape inference through the reference loop
             from . import fast
 
             if fast.supports(self, xs, s, dts):
@@ -199,7 +310,14 @@ class TND(nn.Module):
 
     def run_reference(self, xs: torch.Tensor, s: torch.Tensor, dts: torch.Tensor | None):
         """The plain reference time loop: the readable definition every fast path is tested against.
-        ``xs`` ``(T, B, C)``, ``s`` ``(B, N, d)``, ``dts`` ``(T, B, 1, 1)`` or None."""
+
+        Args (already checked, in the internal layout): ``xs`` ``(T, B, C)``, ``s`` ``(B, N, d)``,
+        ``dts`` ``(T, B, 1, 1)`` or None (every step 1).
+
+        Returns:
+            The output neurons' states per step ``(T', B, n_out, d)`` (T' = T with
+            ``return_sequences``, else 1) and the last full state ``(B, N, d)``.
+        """
         cell = self.cell
         drive = cell.drive(xs)  # all T input projections at once
         prep = cell.interaction.prepare()  # per-sequence work, once

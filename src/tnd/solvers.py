@@ -114,6 +114,8 @@ def _count(z: float, z_safe: float, substeps: int) -> int:
 def _fixed_step(name: str, rate_target: RateTarget, s: torch.Tensor, dt: torch.Tensor, substeps: int) -> torch.Tensor:
     step, z_safe = FIXED_STEP[name], Z_SAFE[name]
     lam0, c0 = rate_target(s)  # also the first stage of the first sub-step (reused below)
+    if s.is_meta:  # shape inference: no rates to size the sub-steps by, the shapes are the same
+        return _run_fixed(step, rate_target, s, dt, substeps, lam0, c0)[0]
     need = dt.detach() * _per_sequence_max(lam0.detach(), s)  # dt * rate per sequence
     hi, lo = _count(float(need.max()), z_safe, substeps), _count(float(need.min()), z_safe, substeps)
     # one count for every sequence where they agree (the common case): a plain int

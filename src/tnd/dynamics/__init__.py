@@ -1,5 +1,6 @@
 """F: neuron dynamics families, chosen by name."""
 
+from ..checks import check_choice
 from .base import NeuronDynamics
 from .gated import GatedDynamics
 from .leaky import LeakyDynamics
@@ -9,8 +10,7 @@ DYNAMICS = {"leaky": LeakyDynamics, "gated": GatedDynamics, "mlp": MLPDynamics}
 
 
 def make_dynamics(name: str, num_neurons: int, state_size: int = 1, per_neuron: bool = True, **kw) -> NeuronDynamics:
-    if name not in DYNAMICS:
-        raise ValueError(f"dynamics must be one of {sorted(DYNAMICS)}, got {name!r}")
+    check_choice("dynamics", name, tuple(sorted(DYNAMICS)))
     return DYNAMICS[name](num_neurons, state_size=state_size, per_neuron=per_neuron, **kw)
 
 

@@ -25,6 +25,8 @@ import math
 import torch
 from torch import nn
 
+from ..checks import check_bool, check_int, check_real
+
 
 class NeuronDynamics(nn.Module):
     """Base class: subclasses implement :meth:`rate_and_target` and :meth:`time_constants`."""
@@ -41,13 +43,18 @@ class NeuronDynamics(nn.Module):
         tau_init: tuple[float, float] = (1.0, 10.0),
     ) -> None:
         super().__init__()
-        if num_neurons < 1 or state_size < 1:
-            raise ValueError(f"num_neurons and state_size must be >= 1, got {num_neurons} and {state_size}")
-        if not 0 < tau_min < tau_max:
+        check_int("num_neurons", num_neurons, 1)
+        check_int("state_size", state_size, 1)
+        check_bool("per_neuron", per_neuron)
+        tau_min = check_real("tau_min", tau_min, 0.0, exclusive_min=True)
+        tau_max = check_real("tau_max", tau_max, 0.0, exclusive_min=True)
+        if not tau_min < tau_max:
             raise ValueError(f"need 0 < tau_min < tau_max, got tau_min={tau_min}, tau_max={tau_max}")
-        lo, hi = tau_init
+        if isinstance(tau_init, (str, bytes)) or not isinstance(tau_init, (tuple, list)) or len(tau_init) != 2:
+            raise TypeError(f"tau_init must be a pair (low, high) of time constants, got {type(tau_init).__name__} {tau_init!r}")
+        lo, hi = (check_real(f"tau_init[{i}]", t, 0.0, exclusive_min=True) for i, t in enumerate(tau_init))
         if not tau_min <= lo <= hi <= tau_max:
-            raise ValueError(f"tau_init={tau_init} must lie within [tau_min, tau_max] = [{tau_min}, {tau_max}]")
+            raise ValueError(f"tau_init={tuple(tau_init)} must lie within [tau_min, tau_max] = [{tau_min}, {tau_max}]")
         self.num_neurons = num_neurons
         self.state_size = state_size
         self.per_neuron = per_neuron
@@ -97,6 +104,11 @@ class NeuronDynamics(nn.Module):
     def time_constants(self) -> torch.Tensor:
         """Each neuron's (resting) time constant, ``(N, d)``, for inspection."""
         raise NotImplementedError
+
+    def target_bound(self) -> float | None:
+        """Bound on ``|c|``, the targets the states relax to: 1 (tanh targets) for every family
+        here; None where the target is unbounded (leaky ``activation="identity"``)."""
+        return 1.0
 
     def extra_repr(self) -> str:
         return (

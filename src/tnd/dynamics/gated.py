@@ -34,6 +34,13 @@ class GatedDynamics(NeuronDynamics):
         self.cand_bias = self._param(d)
         self.reset_parameters()
 
+    @staticmethod
+    def state_shapes(rows: int, state_size: int, **kw) -> dict[str, tuple[int, ...]]:
+        """Shapes of the saved tensors for ``rows`` parameter rows (N per neuron, 1 shared)."""
+        d = state_size
+        return {"gate_s": (rows, d, d), "gate_u": (rows, d, d), "gate_x": (rows, d, d), "gate_bias": (rows, d),
+                "cand_u": (rows, d, d), "cand_x": (rows, d, d), "cand_bias": (rows, d)}
+
     @property
     def rate_max(self) -> float:
         return 1.0 / self.tau_min

@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from ..checks import check_int
 from .base import NeuronDynamics
 
 
@@ -23,14 +24,20 @@ class MLPDynamics(NeuronDynamics):
 
     def __init__(self, num_neurons: int, state_size: int = 1, per_neuron: bool = True, hidden_size: int = 8, **kw) -> None:
         super().__init__(num_neurons, state_size, per_neuron, **kw)
-        if hidden_size < 1:
-            raise ValueError(f"hidden_size must be >= 1, got {hidden_size}")
+        check_int("hidden_size", hidden_size, 1)
         d, h = state_size, hidden_size
         self.hidden_size = h
         self.tau_raw = self._param(d)
         self.w1, self.b1 = self._param(3 * d, h), self._param(h)
         self.w2, self.b2 = self._param(h, d), self._param(d)
         self.reset_parameters()
+
+    @staticmethod
+    def state_shapes(rows: int, state_size: int, hidden_size: int = 8, **kw) -> dict[str, tuple[int, ...]]:
+        """Shapes of the saved tensors for ``rows`` parameter rows (N per neuron, 1 shared)."""
+        check_int("hidden_size", hidden_size, 1)
+        d, h = state_size, hidden_size
+        return {"tau_raw": (rows, d), "w1": (rows, 3 * d, h), "b1": (rows, h), "w2": (rows, h, d), "b2": (rows, d)}
 
     def reset_parameters(self) -> None:
         d, h = self.state_size, self.hidden_size

@@ -1,5 +1,6 @@
 """I: interaction operators, chosen by name."""
 
+from ..checks import check_choice
 from .attention import AttentionInteraction
 from .base import Interaction, choose_impl
 from .linear import LinearInteraction
@@ -8,8 +9,7 @@ INTERACTIONS = {"linear": LinearInteraction, "attention": AttentionInteraction}
 
 
 def make_interaction(name: str, graph, state_size: int = 1, impl: str = "auto", **kw) -> Interaction:
-    if name not in INTERACTIONS:
-        raise ValueError(f"interaction must be one of {sorted(INTERACTIONS)}, got {name!r}")
+    check_choice("interaction", name, tuple(sorted(INTERACTIONS)))
     return INTERACTIONS[name](graph, state_size=state_size, impl=impl, **kw)
 
 

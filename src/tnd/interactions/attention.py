@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_real
 from ..graph import NeuronGraph
 from .base import Interaction
 
@@ -40,14 +41,18 @@ class AttentionInteraction(Interaction):
         self, graph: NeuronGraph, state_size: int = 1, impl: str = "auto", key_scale: float = 3.0, gain: float = 1.0
     ) -> None:
         super().__init__(graph, state_size, impl)
-        if key_scale <= 0:
-            raise ValueError(f"key_scale must be > 0, got {key_scale}")
-        self.key_scale = float(key_scale)
-        self.gain = gain
+        self.key_scale = check_real("key_scale", key_scale, 0.0, exclusive_min=True)
+        self.gain = check_real("gain", gain, 0.0, exclusive_min=True)
         self.value_raw = nn.Parameter(torch.empty(self.num_edges, state_size))
         self.prior = nn.Parameter(torch.zeros(self.num_edges))
         self.key = nn.Parameter(torch.empty(self.num_neurons, state_size))
         self.reset_parameters()
+
+    @staticmethod
+    def state_shapes(num_neurons: int, num_edges: int, state_size: int, **kw) -> dict[str, tuple[int, ...]]:
+        """Shapes of the saved tensors (``state_dict``) for these sizes, computed without building."""
+        return {"edge_mask": (num_edges,), "value_raw": (num_edges, state_size), "prior": (num_edges,),
+                "key": (num_neurons, state_size)}
 
     def reset_parameters(self) -> None:
         self.init_edge_raw(self.value_raw, self.gain)
@@ -69,7 +74,7 @@ class AttentionInteraction(Interaction):
         b = self.prior
         bmax = torch.full((self.num_neurons,), float("-inf"), dtype=b.dtype, device=b.device)
         bmax = bmax.scatter_reduce(0, self.tgt, b.detach(), reduce="amax")
-        return torch.exp(b - bmax[self.tgt]) * self.edge_mask.to(b.dtype)
+        return torch.exp(b - bmax[self.tgt]) * self.checked_edge_mask().to(b.dtype)
 
     def prepare_dense(self):
         p = self._prior_exp()

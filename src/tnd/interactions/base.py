@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checks import check_choice, check_finite, check_int
 from ..graph import NeuronGraph
 
 IMPLS = ("auto", "dense", "sparse")
@@ -31,8 +32,7 @@ IMPLS = ("auto", "dense", "sparse")
 def choose_impl(graph: NeuronGraph, impl: str) -> str:
     """Dense masked coupling wins up to a few hundred neurons (and for dense graphs);
     the edge list wins for large sparse graphs, where N^2 would dominate."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    check_choice("impl", impl, IMPLS)
     if impl != "auto":
         return impl
     n = graph.num_neurons
@@ -49,8 +49,7 @@ class Interaction(nn.Module):
         super().__init__()
         if not isinstance(graph, NeuronGraph):
             raise TypeError(f"graph must be a NeuronGraph, got {type(graph).__name__}")
-        if state_size < 1:
-            raise ValueError(f"state_size must be >= 1, got {state_size}")
+        check_int("state_size", state_size, 1)
         self.num_neurons = graph.num_neurons
         self.state_size = state_size
         self.impl = choose_impl(graph, impl)
@@ -68,11 +67,25 @@ class Interaction(nn.Module):
     def num_edges(self) -> int:
         return int(self.src.numel())
 
+    def checked_edge_mask(self) -> torch.Tensor:
+        """``edge_mask`` after checking what a user may have written into it (a lesion, a learned
+        topology): a float (or bool) tensor of shape ``(E,)``, finite. Every path (reference, fused,
+        one-step) reads the mask through :meth:`edge_weight`, so they all refuse the same masks."""
+        mask = self.edge_mask
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"edge_mask must be a tensor of shape ({self.num_edges},), got {type(mask).__name__}")
+        if tuple(mask.shape) != (self.num_edges,):
+            raise ValueError(f"edge_mask must have shape ({self.num_edges},) (one entry per edge), got {tuple(mask.shape)}")
+        if not (mask.dtype.is_floating_point or mask.dtype == torch.bool):
+            raise TypeError(f"edge_mask must be a float (or bool) tensor, got dtype {mask.dtype}")
+        check_finite("edge_mask", mask)
+        return mask
+
     # ------------------------------------------------------------------ helpers
     def edge_weight(self, raw: torch.Tensor) -> torch.Tensor:
         """Signed graphs keep each edge's sign fixed and learn its magnitude (Dale's principle):
         ``w = sign * softplus(raw)``; unsigned graphs learn ``w = raw`` freely."""
-        mask = self.edge_mask.to(raw.dtype).view(-1, *([1] * (raw.dim() - 1)))
+        mask = self.checked_edge_mask().to(raw.dtype).view(-1, *([1] * (raw.dim() - 1)))
         if self.sign is None:
             return raw * mask
         return (self.sign.to(raw.dtype).view(-1, *([1] * (raw.dim() - 1))) * mask) * F.softplus(raw)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_real
 from ..graph import NeuronGraph
 from .base import Interaction
 
@@ -27,8 +28,13 @@ class LinearInteraction(Interaction):
     def __init__(self, graph: NeuronGraph, state_size: int = 1, impl: str = "auto", gain: float = 1.0) -> None:
         super().__init__(graph, state_size, impl)
         self.weight_raw = nn.Parameter(torch.empty(self.num_edges, state_size))
-        self.gain = gain
+        self.gain = check_real("gain", gain, 0.0, exclusive_min=True)
         self.reset_parameters()
+
+    @staticmethod
+    def state_shapes(num_neurons: int, num_edges: int, state_size: int, **kw) -> dict[str, tuple[int, ...]]:
+        """Shapes of the saved tensors (``state_dict``) for these sizes, computed without building."""
+        return {"edge_mask": (num_edges,), "weight_raw": (num_edges, state_size)}
 
     def reset_parameters(self) -> None:
         self.init_edge_raw(self.weight_raw, self.gain)
