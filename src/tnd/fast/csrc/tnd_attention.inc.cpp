@@ -12,14 +12,23 @@
 
 template <typename T>
 struct AArgs {
-    int T_, B, N, d, n_in, n_out, seq_out, sparse, act;
+    int T_, B, N, d, n_in, n_out, seq_out, sparse, act, nthreads;
     T kappa;
     const T *P, *s0, *W1, *W2, *key, *r, *bias, *dt, *g_outs, *g_last, *S_in, *C_in, *U_in, *D_in;
     const i64 *in_idx, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *C, *U, *D, *g_s0, *g_P, *Gnum, *Gden, *EF, *ES;
+    T *outs, *s_last, *S, *C, *U, *D, *g_s0, *g_P, *Gnum, *Gden, *EF, *ES, *g_params;
 };
+
+// The attention family's C ABI (tnd.fast.attention.AttnArgs mirrors it); forward and backward share it.
+#define TND_ATTN_FIELDS(X)                                                                                \
+    X(i, T_) X(i, B) X(i, N) X(i, d) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, act) X(i, E)  \
+    X(i, nthreads) X(d, kappa) X(f, P) X(f, s0) X(f, W1) X(f, W2) X(f, key) X(f, r) X(f, bias) X(f, dt)   \
+    X(f, g_outs) X(f, g_last) X(f, S_in) X(f, C_in) X(f, U_in) X(f, D_in) X(l, in_idx) X(l, out_idx)     \
+    X(l, rowptr) X(n, src) X(f, outs) X(f, s_last) X(f, S) X(f, C) X(f, U) X(f, D) X(f, g_s0) X(f, g_P)  \
+    X(f, Gnum) X(f, Gden) X(f, EF) X(f, ES) X(f, g_params)
+TND_DEFINE_ABI(attn, TND_ATTN_FIELDS)
 
 // ef = e (replicated over d), es = e * s, th = tanh(<c_n, s_n>) for nb rows of states s.
 // Flat loops (tanh, max, exp each over all neurons) so that they vectorise.
@@ -224,33 +233,16 @@ static void attn_backward(const AArgs<T>& A, int nthreads, T* out) {
     for (i64 i = 0; i < L; ++i) out[i] = (T)acc[i];
 }
 
-#define TND_ATTN_EXPORT(T, SUF)                                                                                    \
-    extern "C" void tnd_attn_forward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out, int act, \
-                                           double kappa, const T* P, const i64* in_idx, const i64* out_idx,       \
-                                           const T* s0, int sparse, const T* W1, const T* W2, const i64* rowptr,  \
-                                           const i32* src, const T* key, const T* r, const T* bias, const T* dt,  \
-                                           T* outs, T* s_last, T* S, T* C, T* U, T* D, int nthreads) {            \
-        AArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.act = act;   \
-        A.kappa = (T)kappa; A.P = P; A.in_idx = in_idx; A.out_idx = out_idx; A.s0 = s0; A.sparse = sparse;         \
-        A.W1 = W1; A.W2 = W2; A.rowptr = rowptr; A.src = src; A.key = key; A.r = r; A.bias = bias; A.dt = dt;      \
-        A.outs = outs; A.s_last = s_last; A.S = S; A.C = C; A.U = U; A.D = D;                                      \
-        attn_forward<T>(A, nthreads);                                                                              \
-    }                                                                                                              \
-    extern "C" void tnd_attn_backward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,        \
-                                            int act, double kappa, const i64* in_idx, const i64* out_idx,         \
-                                            int sparse, const T* W1, const T* W2, const i64* rowptr,              \
-                                            const i32* src, i64 E, const T* key, const T* r, const T* dt,         \
-                                            const T* S, const T* C, const T* U, const T* D, const T* g_outs,      \
-                                            const T* g_last, T* g_s0, T* g_P, T* Gnum, T* Gden, T* EF, T* ES,     \
-                                            T* g_params, int nthreads) {                                          \
-        AArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.act = act;   \
-        A.kappa = (T)kappa; A.in_idx = in_idx; A.out_idx = out_idx; A.sparse = sparse; A.W1 = W1; A.W2 = W2;      \
-        A.rowptr = rowptr; A.src = src; A.E = E; A.key = key; A.r = r; A.dt = dt; A.S_in = S; A.C_in = C;          \
-        A.U_in = U; A.D_in = D; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_P = g_P; A.Gnum = Gnum;   \
-        A.Gden = Gden; A.EF = EF; A.ES = ES;                                                                        \
-        attn_backward<T>(A, nthreads, g_params);                                                                   \
+#define TND_ATTN_EXPORT(T, SUF)                                                   \
+    extern "C" void tnd_attn_forward_##SUF(const attn_raw* R) {                  \
+        AArgs<T> A{};                                                             \
+        attn_fill(A, *R);                                                         \
+        attn_forward<T>(A, A.nthreads);                                           \
+    }                                                                             \
+    extern "C" void tnd_attn_backward_##SUF(const attn_raw* R) {                 \
+        AArgs<T> A{};                                                             \
+        attn_fill(A, *R);                                                         \
+        attn_backward<T>(A, A.nthreads, A.g_params);                              \
     }
 
 #ifndef TND_SKIP_F32

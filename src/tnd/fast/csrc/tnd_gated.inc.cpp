@@ -5,15 +5,24 @@
 //     a    = exp(-rate * dt),     s' = c + (s - c) * a
 template <typename T>
 struct GArgs {
-    int T_, B, N, d, n_in, n_out, seq_out, sparse;
+    int T_, B, N, d, n_in, n_out, seq_out, sparse, nthreads;
     T rmin, rspan;
     const T *XG, *XC, *s0, *W, *WT, *w, *A, *G, *V, *beta, *cb, *dt, *g_outs, *g_last;
     const T *S_in, *U_in, *SIG_in, *CAND_in;
     const i64 *in_idx, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *U, *SIG, *CAND, *g_s0, *g_XG, *g_XC, *Gu;
+    T *outs, *s_last, *S, *U, *SIG, *CAND, *g_s0, *g_XG, *g_XC, *Gu, *g_params;
 };
+
+// The gated family's C ABI (tnd.fast.gated.GatedArgs mirrors it); forward and backward share it.
+#define TND_GATED_FIELDS(X)                                                                               \
+    X(i, T_) X(i, B) X(i, N) X(i, d) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, E)            \
+    X(i, nthreads) X(d, rmin) X(d, rspan) X(f, XG) X(f, XC) X(f, s0) X(f, W) X(f, WT) X(f, w) X(f, A)     \
+    X(f, G) X(f, V) X(f, beta) X(f, cb) X(f, dt) X(f, g_outs) X(f, g_last) X(f, S_in) X(f, U_in)          \
+    X(f, SIG_in) X(f, CAND_in) X(l, in_idx) X(l, out_idx) X(l, rowptr) X(n, src) X(f, outs) X(f, s_last) \
+    X(f, S) X(f, U) X(f, SIG) X(f, CAND) X(f, g_s0) X(f, g_XG) X(f, g_XC) X(f, Gu) X(f, g_params)
+TND_DEFINE_ABI(gated, TND_GATED_FIELDS)
 
 template <typename T>
 __attribute__((noinline)) static void gated_step_d1(int M, const T* __restrict gr, const T* __restrict sr,
@@ -189,34 +198,16 @@ static void gated_backward(const GArgs<T>& A, int nthreads, T* out) {
     for (i64 i = 0; i < L; ++i) out[i] = (T)acc[i];
 }
 
-#define TND_GATED_EXPORT(T, SUF)                                                                                   \
-    extern "C" void tnd_gated_forward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,        \
-                                            const T* XG, const T* XC, const i64* in_idx, const i64* out_idx,      \
-                                            const T* s0, int sparse, const T* W, const i64* rowptr, const i32* src,\
-                                            const T* w, const T* Am, const T* Gm, const T* Vm, const T* beta,     \
-                                            const T* cb, double rmin, double rspan, const T* dt, T* outs, T* s_last, T* S, T* U, \
-                                            T* SIG, T* CAND, int nthreads) {                                      \
-        GArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;                \
-        A.sparse = sparse; A.rmin = (T)rmin; A.rspan = (T)rspan; A.XG = XG; A.XC = XC; A.in_idx = in_idx; A.out_idx = out_idx;         \
-        A.s0 = s0; A.W = W; A.rowptr = rowptr; A.src = src; A.w = w; A.A = Am; A.G = Gm; A.V = Vm; A.beta = beta; \
-        A.cb = cb; A.dt = dt; A.outs = outs; A.s_last = s_last; A.S = S; A.U = U; A.SIG = SIG; A.CAND = CAND;     \
-        gated_forward<T>(A, nthreads);                                                                             \
-    }                                                                                                              \
-    extern "C" void tnd_gated_backward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,      \
-                                             const i64* in_idx, const i64* out_idx, int sparse, const T* WT,       \
-                                             const i64* rowptr, const i32* src, const T* w, i64 E, const T* Am,    \
-                                             const T* Gm, const T* Vm, double rmin, double rspan, const T* dt, const T* S,       \
-                                             const T* U, const T* SIG, const T* CAND, const T* g_outs,             \
-                                             const T* g_last, T* g_s0, T* g_XG, T* g_XC, T* Gu, T* g_params,       \
-                                             int nthreads) {                                                       \
-        GArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;                \
-        A.in_idx = in_idx; A.out_idx = out_idx; A.sparse = sparse; A.WT = WT; A.rowptr = rowptr; A.src = src;      \
-        A.w = w; A.E = E; A.A = Am; A.G = Gm; A.V = Vm; A.rmin = (T)rmin; A.rspan = (T)rspan; A.dt = dt; A.S_in = S; A.U_in = U;       \
-        A.SIG_in = SIG; A.CAND_in = CAND; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_XG = g_XG;     \
-        A.g_XC = g_XC; A.Gu = Gu;                                                                                  \
-        gated_backward<T>(A, nthreads, g_params);                                                                  \
+#define TND_GATED_EXPORT(T, SUF)                                                  \
+    extern "C" void tnd_gated_forward_##SUF(const gated_raw* R) {                \
+        GArgs<T> A{};                                                             \
+        gated_fill(A, *R);                                                        \
+        gated_forward<T>(A, A.nthreads);                                          \
+    }                                                                             \
+    extern "C" void tnd_gated_backward_##SUF(const gated_raw* R) {               \
+        GArgs<T> A{};                                                             \
+        gated_fill(A, *R);                                                        \
+        gated_backward<T>(A, A.nthreads, A.g_params);                             \
     }
 
 // Each precision may be compiled in its own translation unit (in parallel; see cbuild.py).

@@ -37,15 +37,24 @@ inline float hidden_tanh<float>(float x) {
 
 template <typename T>
 struct MArgs {
-    int T_, B, N, d, H, n_in, n_out, seq_out, sparse;
+    int T_, B, N, d, H, n_in, n_out, seq_out, sparse, nthreads;
     const T *P, *s0, *W, *WT, *w, *W1, *B1, *W2, *B2, *r, *dt, *g_outs, *g_last, *S_in, *U_in, *C_in;
     const i64 *in_pos, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *U, *C, *g_s0, *g_P, *Gu;
+    T *outs, *s_last, *S, *U, *C, *g_s0, *g_P, *Gu, *g_params;
     // d == 1: transposed weights (H, N), filled once per call
     const T *W1sT, *W1uT, *W1xT, *B1T, *W2T;
 };
+
+// The MLP family's C ABI (tnd.fast.mlp.MLPArgs mirrors it); forward and backward share it.
+#define TND_MLP_FIELDS(X)                                                                                 \
+    X(i, T_) X(i, B) X(i, N) X(i, d) X(i, H) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, E)    \
+    X(i, nthreads) X(f, P) X(f, s0) X(f, W) X(f, WT) X(f, w) X(f, W1) X(f, B1) X(f, W2) X(f, B2) X(f, r)  \
+    X(f, dt) X(f, g_outs) X(f, g_last) X(f, S_in) X(f, U_in) X(f, C_in) X(l, in_pos) X(l, out_idx)       \
+    X(l, rowptr) X(n, src) X(f, outs) X(f, s_last) X(f, S) X(f, U) X(f, C) X(f, g_s0) X(f, g_P) X(f, Gu) \
+    X(f, g_params)
+TND_DEFINE_ABI(mlp, TND_MLP_FIELDS)
 
 // x_n for one batch row: P's value at input neurons, 0 elsewhere (d == 1), or the slot (any d).
 template <typename T>
@@ -356,31 +365,16 @@ static void mlp_backward(MArgs<T>& A, int nthreads, T* out) {
     }
 }
 
-#define TND_MLP_EXPORT(T, SUF)                                                                                     \
-    extern "C" void tnd_mlp_forward_##SUF(int T_, int B, int N, int d, int H, int n_in, int n_out, int seq_out,   \
-                                          const T* P, const i64* in_pos, const i64* out_idx, const T* s0,         \
-                                          int sparse, const T* W, const i64* rowptr, const i32* src, const T* w,  \
-                                          const T* W1, const T* B1, const T* W2, const T* B2, const T* r,         \
-                                          const T* dt, T* outs, T* s_last, T* S, T* U, T* C, int nthreads) {      \
-        MArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.H = H; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;       \
-        A.sparse = sparse; A.P = P; A.in_pos = in_pos; A.out_idx = out_idx; A.s0 = s0; A.W = W;                    \
-        A.rowptr = rowptr; A.src = src; A.w = w; A.W1 = W1; A.B1 = B1; A.W2 = W2; A.B2 = B2; A.r = r; A.dt = dt;   \
-        A.outs = outs; A.s_last = s_last; A.S = S; A.U = U; A.C = C;                                               \
-        mlp_forward<T>(A, nthreads);                                                                               \
-    }                                                                                                              \
-    extern "C" void tnd_mlp_backward_##SUF(int T_, int B, int N, int d, int H, int n_in, int n_out, int seq_out,  \
-                                           const T* P, const i64* in_pos, const i64* out_idx, int sparse,         \
-                                           const T* WT, const i64* rowptr, const i32* src, const T* w, i64 E,     \
-                                           const T* W1, const T* B1, const T* W2, const T* r, const T* dt,        \
-                                           const T* S, const T* U, const T* C, const T* g_outs,                   \
-                                           const T* g_last, T* g_s0, T* g_P, T* Gu, T* g_params, int nthreads) {  \
-        MArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.H = H; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;       \
-        A.P = P; A.in_pos = in_pos; A.out_idx = out_idx; A.sparse = sparse; A.WT = WT; A.rowptr = rowptr;          \
-        A.src = src; A.w = w; A.E = E; A.W1 = W1; A.B1 = B1; A.W2 = W2; A.r = r; A.dt = dt; A.S_in = S;           \
-        A.U_in = U; A.C_in = C; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_P = g_P; A.Gu = Gu;      \
-        mlp_backward<T>(A, nthreads, g_params);                                                                    \
+#define TND_MLP_EXPORT(T, SUF)                                                    \
+    extern "C" void tnd_mlp_forward_##SUF(const mlp_raw* R) {                    \
+        MArgs<T> A{};                                                             \
+        mlp_fill(A, *R);                                                          \
+        mlp_forward<T>(A, A.nthreads);                                            \
+    }                                                                             \
+    extern "C" void tnd_mlp_backward_##SUF(const mlp_raw* R) {                   \
+        MArgs<T> A{};                                                             \
+        mlp_fill(A, *R);                                                          \
+        mlp_backward<T>(A, A.nthreads, A.g_params);                               \
     }
 
 #ifndef TND_SKIP_F32
