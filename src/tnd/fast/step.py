@@ -199,8 +199,9 @@ class Stepper:
         """Any configuration, autograd included: the model's own time loop on a one-step sequence."""
         m = self.model
         device = m.cell.input_proj.weight.device
-        for name, t in (("x", x), ("h", h)):
-            if isinstance(t, torch.Tensor) and t.device != device:
+        for name, t in (("x", x), ("h", h), ("dt", dt)):
+            # (a dt tensor elsewhere is copied over by as_times, except from 'meta', which has no data)
+            if isinstance(t, torch.Tensor) and t.device != device and (name != "dt" or t.device.type == "meta"):
                 raise ValueError(f"{name} is on device {t.device} but the model's parameters are on {device}; "
                                  f"move it (e.g. {name}.to({str(device)!r}))")
         checks.check_float_tensor("x", x, (1, 2), m.input_size)
