@@ -17,9 +17,15 @@ One-step calls for control loops have their own lean path, :mod:`tnd.fast.step` 
 With the C kernel, graphs of low density run through the edge list even where the interaction is
 dense (:func:`use_edge_list`).
 
-Each fused family is declared once in its own module and registered in :mod:`tnd.fast.families`;
-:func:`run` is the same for all of them (index data, weights, spec), the family adds its kernel.
-Every call into the C kernel checks the tensors it hands over (:mod:`tnd.fast._util`).
+Each fused family (:class:`tnd.fast._util.FusedFamily`) is declared once in its own module
+(:mod:`~tnd.fast.loop` leaky, :mod:`~tnd.fast.gated`, :mod:`~tnd.fast.mlp`, :mod:`~tnd.fast.attention`)
+and registered in :mod:`tnd.fast.families`; :func:`run` is the same for all of them (index data,
+coupling layout, spec), the family adds what it prepares, its kernel and its autograd Function.
+Adding one: its module (the ``FusedFamily``, its ``abi.struct`` and calls through
+``_util.call_kernel``), its ``csrc/tnd_<family>.inc.cpp`` (its ``TND_<FAMILY>_FIELDS`` list and
+``TND_DEFINE_ABI``), one line in ``families.FAMILIES``, one ``#include`` in ``csrc/tnd_loop.cpp``,
+and its tests. Every C entry takes one struct (:mod:`tnd.fast.abi`, checked against the library at
+load) and every tensor it hands over is checked first (device, dtype, contiguity, shape).
 
 ``BACKEND`` selects the loop: ``"auto"`` (default: the compiled C++ kernel on CPU where the
 per-step overhead dominates, torch's BLAS where the dense matmuls do), ``"c"`` or ``"torch"``.
