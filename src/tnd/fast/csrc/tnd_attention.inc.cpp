@@ -74,14 +74,9 @@ static void attn_keys(const AArgs<T>& A, const T* s, int nb, T* ef, T* es, T* th
 template <typename T>
 static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
     const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), ef(nbM), es(nbM), th((i64)nb * N), num(nbM), den(nbM),
-        pre(M), zbuf(M);
-    const T* cur = A.s0 + (i64)b0 * M;
-    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
-    for (int t = 0; t < A.T_; ++t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
-        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+    const i64 nbM = (i64)nb * M;
+    std::vector<T> ef(nbM), es(nbM), th((i64)nb * N), num(nbM), den(nbM), pre(M), zbuf(M);
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         attn_keys(A, cur, nb, ef.data(), es.data(), th.data());
         std::memset(num.data(), 0, sizeof(T) * nbM);
         std::memset(den.data(), 0, sizeof(T) * nbM);
@@ -121,24 +116,19 @@ static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
                 nbp[m] = c + (sb[m] - c) * std::exp(-A.r[m] * h);
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // acc layout (doubles): key (M) | r (M) | bias (M) | wv (E) | wp (E)   (E only when sparse)
 template <typename T>
 static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
-    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
+    const i64 nbM = (i64)nb * M;
     double *akey = acc, *ar = acc + M, *abias = acc + 2 * M, *awv = acc + 3 * M, *awp = awv + (A.sparse ? A.E : 0);
-    std::vector<T> g(nbM), gn(nbM), gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
+    std::vector<T> gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
     std::vector<T> ef_buf(A.EF ? 0 : nbM), es_buf(A.ES ? 0 : nbM), gnum_buf(A.Gnum ? 0 : nbM), gden_buf(A.Gden ? 0 : nbM);
     for (int m = 0; m < M; ++m) decay[m] = std::exp(-A.r[m]);
-    seed_grad(A, g.data(), b0, nb, M);
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         const T* st = A.S_in + off;
         T* gnum = A.Gnum ? A.Gnum + off : gnum_buf.data();
         T* gden = A.Gden ? A.Gden + off : gden_buf.data();
@@ -148,8 +138,8 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             const i64 ro = (i64)bb * M;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             const T *sb = st + ro, *cb = A.C_in + off + ro, *ub = A.U_in + off + ro, *db = A.D_in + off + ro;
-            const T* gb = g.data() + ro;
-            T* gnb = gn.data() + ro;
+            const T* gb = g + ro;
+            T* gnb = gn + ro;
             if (A.dt) {
                 if (A.act == 0)
                     leaky_bwd_elem<T, true, true>(M, sb, cb, gb, A.r, decay.data(), h, gp.data(), gnb, ar, abias);
@@ -185,7 +175,7 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             const i64 ro = (i64)bb * M;
             const T* __restrict sb = st + ro;
             const T* __restrict tb = th.data() + (i64)bb * N;
-            T* __restrict gnb = gn.data() + ro;
+            T* __restrict gnb = gn + ro;
             if (d == 1) {  // flat, vectorised
                 const T *__restrict efb = ef + ro, *__restrict gefb = gef.data() + ro, *__restrict gesb = ges.data() + ro;
                 T* __restrict fk = fkey.data();
@@ -214,10 +204,7 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             }
         }
         for (int m = 0; m < M; ++m) akey[m] += (double)fkey[m];  // per-step partial sums, then double
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+    });
 }
 
 template <typename T>

@@ -44,22 +44,15 @@ __attribute__((noinline)) static void gated_step_d1(int M, const T* __restrict g
 template <typename T>
 static void gated_forward_rows(const GArgs<T>& A, int b0, int b1) {
     const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), u_buf(nbM), sig_buf(nbM), cand_buf(nbM);
+    const i64 nbM = (i64)nb * M;
+    std::vector<T> u_buf(nbM), sig_buf(nbM), cand_buf(nbM);
     std::vector<T> gin(nbM), cin(nbM);
-    const T* cur = A.s0 + (i64)b0 * M;
-    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
-    for (int t = 0; t < A.T_; ++t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
-        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         T* u = A.U ? A.U + off : u_buf.data();
         T* sg = A.SIG ? A.SIG + off : sig_buf.data();
         T* cd = A.CAND ? A.CAND + off : cand_buf.data();
         std::memset(u, 0, sizeof(T) * nbM);
-        if (A.sparse)
-            csr_gather(u, cur, A.rowptr, A.src, A.w, nb, M);
-        else
-            matmul_rows(u, cur, A.W, nb, M);
+        aggregate(A, u, cur, nb, M);
         for (int bb = 0; bb < nb; ++bb) {
             T* gi = gin.data() + (i64)bb * M;
             T* ci = cin.data() + (i64)bb * M;
@@ -101,29 +94,24 @@ static void gated_forward_rows(const GArgs<T>& A, int b0, int b1) {
                 }
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // acc layout (doubles): A (N*d*d) | G (N*d*d) | V (N*d*d) | beta (M) | cb (M) | w (E, sparse)
 template <typename T>
 static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) {
-    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M, NDD = (i64)N * d * d;
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
+    const i64 nbM = (i64)nb * M, NDD = (i64)N * d * d;
     double* aA = acc;
     double* aG = aA + NDD;
     double* aV = aG + NDD;
     double* abeta = aV + NDD;
     double* acb = abeta + M;
     double* aw = acb + M;
-    std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), gg(M), gc(M);
-    seed_grad(A, g.data(), b0, nb, M);
+    std::vector<T> gu_buf(A.sparse ? nbM : 0), gg(M), gc(M);
     T* __restrict ggb = gg.data();
     T* __restrict gcb = gc.data();
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         T* gut = A.sparse ? gu_buf.data() : A.Gu + off;
         for (int bb = 0; bb < nb; ++bb) {
             const i64 ro = (i64)bb * M;
@@ -131,9 +119,9 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
             const T* __restrict ub = A.U_in + off + ro;
             const T* __restrict sgb = A.SIG_in + off + ro;
             const T* __restrict cdb = A.CAND_in + off + ro;
-            const T* __restrict gb = g.data() + ro;
+            const T* __restrict gb = g + ro;
             T* __restrict gub = gut + ro;
-            T* __restrict gnb = gn.data() + ro;
+            T* __restrict gnb = gn + ro;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             gated_bwd_elem(M, sb, sgb, cdb, gb, A.rmin, A.rspan, h, ggb, gcb, gnb, abeta, acb);
             const i64 prow = ((i64)t * B + b0 + bb) * n_in;
@@ -173,15 +161,8 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
                 }
             }
         }
-        if (A.sparse) {
-            csr_scatter_grad(gn.data(), gut, A.S_in + off, A.rowptr, A.src, A.w, aw, nb, M);
-        } else {
-            matmul_rows(gn.data(), gut, A.WT, nb, M);
-        }
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+        aggregate_grad(A, gn, gut, A.S_in + off, aw, nb, M);
+    });
 }
 
 template <typename T>

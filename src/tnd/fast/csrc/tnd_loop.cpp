@@ -269,19 +269,75 @@ static void seed_grad(const Args_& A, T* g, int b0, int nb, i64 M) {
     add_out_grad(A, g, A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * A.B * A.n_out : 0), b0, nb, M);
 }
 
-template <typename T>
-static void forward_rows(const Args<T>& A, int b0, int b1) {
-    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), pre(nbM), decay(M);
-    const T* r = A.r;
-    if (!A.dt)
-        for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
+// ------------------------------------------------------------ the row skeleton of every family
+// A worker's rows [b0, b1) of the batch run the whole time loop; the families differ only in one
+// step, given as a callable, while these loops own the states and gradients from step to step.
+
+// Forward: step(t, off, cur, nxt) updates the nb rows from the states cur to nxt (off: the offset
+// of row b0 at step t in (T, B, M) arrays). The states ping-pong between two buffers (or go to S,
+// when saved); the outputs are stored after every step (or the last), the last state in s_last.
+template <typename T, typename Args_, typename Step>
+static inline void forward_time_loop(const Args_& A, int b0, int b1, int M, Step step) {
+    const int nb = b1 - b0;
+    const i64 BM = (i64)A.B * M, nbM = (i64)nb * M;
+    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM);
     const T* cur = A.s0 + (i64)b0 * M;
     if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
     for (int t = 0; t < A.T_; ++t) {
-        T* nxt = A.S ? A.S + (i64)(t + 1) * BM + (i64)b0 * M : (t % 2 == 0 ? buf_a.data() : buf_b.data());
-        T* c = A.C ? A.C + (i64)t * BM + (i64)b0 * M : pre.data();
+        const i64 off = (i64)t * BM + (i64)b0 * M;
+        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+        step(t, off, cur, nxt);
+        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
+        cur = nxt;
+    }
+    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+}
+
+// Backward through time: step(t, off, g, gn) takes the gradient g w.r.t. the state after step t
+// to gn, the one w.r.t. the state before it (and accumulates the family's parameter gradients);
+// the outputs' gradients enter where they were read, the last one gives g_s0.
+template <typename T, typename Args_, typename Step>
+static inline void backward_time_loop(const Args_& A, int b0, int b1, int M, Step step) {
+    const int nb = b1 - b0;
+    const i64 BM = (i64)A.B * M, nbM = (i64)nb * M;
+    std::vector<T> g(nbM), gn(nbM);
+    seed_grad(A, g.data(), b0, nb, M);
+    for (int t = A.T_ - 1; t >= 0; --t) {
+        step(t, (i64)t * BM + (i64)b0 * M, g.data(), gn.data());
+        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * A.B * A.n_out, b0, nb, M);
+        g.swap(gn);
+    }
+    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+}
+
+// u += s @ W for nb rows, over the dense W or the CSR (rowptr, src, w).
+template <typename T, typename Args_>
+static inline void aggregate(const Args_& A, T* u, const T* s, int nb, int M) {
+    if (A.sparse)
+        csr_gather(u, s, A.rowptr, A.src, A.w, nb, M);
+    else
+        matmul_rows(u, s, A.W, nb, M);
+}
+
+// Its transpose, gn += gp @ W^T (dense: the transposed matrix WT), and, sparse, the edge weights'
+// gradient sum_b gp[b, i] * s[b, j] into acc_w.
+template <typename T, typename Args_>
+static inline void aggregate_grad(const Args_& A, T* gn, const T* gp, const T* s, double* acc_w, int nb, int M) {
+    if (A.sparse)
+        csr_scatter_grad(gn, gp, s, A.rowptr, A.src, A.w, acc_w, nb, M);
+    else
+        matmul_rows(gn, gp, A.WT, nb, M);
+}
+
+template <typename T>
+static void forward_rows(const Args<T>& A, int b0, int b1) {
+    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
+    std::vector<T> pre((i64)nb * M), decay(M);
+    const T* r = A.r;
+    if (!A.dt)
+        for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
+        T* c = A.C ? A.C + off : pre.data();
         // pre = bias + x_t  (x only at input units)
         for (int bb = 0; bb < nb; ++bb) {
             T* cb = c + (i64)bb * M;
@@ -289,10 +345,7 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
             const T* p = A.P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) cb[A.in_idx[k]] += p[k];
         }
-        if (A.sparse)
-            csr_gather(c, cur, A.rowptr, A.src, A.w, nb, M);
-        else
-            matmul_rows(c, cur, A.W, nb, M);
+        aggregate(A, c, cur, nb, M);
         for (int bb = 0; bb < nb; ++bb) {
             T* __restrict cb = c + (i64)bb * M;
             const T* __restrict sb = cur + (i64)bb * M;
@@ -310,10 +363,7 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
                 for (int m = 0; m < M; ++m) nbp[m] = cb[m] + (sb[m] - cb[m]) * dc[m];
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // The element-wise part of one backward step of the leaky update, for one batch row.
@@ -358,23 +408,21 @@ __attribute__((noinline)) static void gated_bwd_elem(int M, const T* __restrict 
 // accumulates this worker's partial sums of g_bias, g_r (M) and, sparse, g_w (E).
 template <typename T>
 static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, double* acc_r, double* acc_w) {
-    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
     const T* r = A.r;
-    std::vector<T> g(nbM), gn(nbM), gp_buf(A.sparse ? nbM : 0), decay(M);
+    std::vector<T> gp_buf(A.sparse ? (i64)nb * M : 0), decay(M);
     if (!A.dt)
         for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
-    seed_grad(A, g.data(), b0, nb, M);
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const T* st = A.S_in + (i64)t * BM + (i64)b0 * M;
-        const T* ct = A.C_in + (i64)t * BM + (i64)b0 * M;
-        T* gp = A.sparse ? gp_buf.data() : A.Gpre + (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
+        const T* st = A.S_in + off;
+        const T* ct = A.C_in + off;
+        T* gp = A.sparse ? gp_buf.data() : A.Gpre + off;
         for (int bb = 0; bb < nb; ++bb) {
             const T* __restrict sb = st + (i64)bb * M;
             const T* __restrict cb = ct + (i64)bb * M;
-            const T* __restrict gb = g.data() + (i64)bb * M;
+            const T* __restrict gb = g + (i64)bb * M;
             T* __restrict gpb = gp + (i64)bb * M;
-            T* __restrict gnb = gn.data() + (i64)bb * M;
+            T* __restrict gnb = gn + (i64)bb * M;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             if (A.dt) {
                 if (A.act == 0)
@@ -390,15 +438,8 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
             T* gPt = A.g_P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) gPt[k] = gpb[A.in_idx[k]];
         }
-        if (A.sparse) {
-            csr_scatter_grad(gn.data(), gp, st, A.rowptr, A.src, A.w, acc_w, nb, M);
-        } else {
-            matmul_rows(gn.data(), gp, A.WT, nb, M);
-        }
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+        aggregate_grad(A, gn, gp, st, acc_w, nb, M);
+    });
 }
 
 template <typename T>

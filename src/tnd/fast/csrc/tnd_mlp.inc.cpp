@@ -121,19 +121,12 @@ static void mlpd_hidden(const MArgs<T>& A, const T* sb, const T* ub, const T* pr
 template <typename T>
 static void mlp_forward_rows(const MArgs<T>& A, int b0, int b1) {
     const int B = A.B, N = A.N, d = A.d, H = A.H, M = N * d, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), u_buf(nbM), hid((i64)N * H), c_buf(M), xv(N);
-    const T* cur = A.s0 + (i64)b0 * M;
-    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
-    for (int t = 0; t < A.T_; ++t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
-        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+    const i64 nbM = (i64)nb * M;
+    std::vector<T> u_buf(nbM), hid((i64)N * H), c_buf(M), xv(N);
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         T* u = A.U ? A.U + off : u_buf.data();
         std::memset(u, 0, sizeof(T) * nbM);
-        if (A.sparse)
-            csr_gather(u, cur, A.rowptr, A.src, A.w, nb, M);
-        else
-            matmul_rows(u, cur, A.W, nb, M);
+        aggregate(A, u, cur, nb, M);
         for (int bb = 0; bb < nb; ++bb) {
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             const T* sb = cur + (i64)bb * M;
@@ -166,10 +159,7 @@ static void mlp_forward_rows(const MArgs<T>& A, int b0, int b1) {
                 nbp[m] = c + (sb[m] - c) * a;
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // One backward row of the d == 1 MLP: from gp2 (gradient of the output layer's pre-activation)
@@ -206,18 +196,16 @@ static void mlp1_backward_row(const MArgs<T>& A, const T* __restrict sb, const T
 //                        any d: W1 (N*3d*H) | W2 (N*H*d) | B1 (N*H) | B2 (M) | r (M) | w (E)
 template <typename T>
 static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
-    const int B = A.B, N = A.N, d = A.d, H = A.H, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    const int B = A.B, N = A.N, d = A.d, H = A.H, M = N * d, nb = b1 - b0, n_in = A.n_in;
+    const i64 nbM = (i64)nb * M;
     const i64 LW1 = (i64)N * 3 * d * H, LW2 = (i64)N * H * d, LB1 = (i64)N * H, LF = LW1 + LW2 + LB1;
     double* aB2 = acc + LF;
     double* ar = aB2 + M;
     double* aw = ar + M;
-    std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), hid((i64)N * H), gp1(H), gp2(M), xv(N), gx(N), gs(N);
+    std::vector<T> gu_buf(A.sparse ? nbM : 0), hid((i64)N * H), gp1(H), gp2(M), xv(N), gx(N), gs(N);
     // per-step partial sums (over this worker's rows) in T, flushed into the double sums once per step
     std::vector<T> f(LF);
-    seed_grad(A, g.data(), b0, nb, M);
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         T* gut = A.sparse ? gu_buf.data() : A.Gu + off;
         std::fill(f.begin(), f.end(), T(0));
         for (int bb = 0; bb < nb; ++bb) {
@@ -225,8 +213,8 @@ static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
             const T* sb = A.S_in + off + ro;
             const T* ub = A.U_in + off + ro;
             const T* cb = A.C_in + off + ro;
-            const T* gb = g.data() + ro;
-            T* gnb = gn.data() + ro;
+            const T* gb = g + ro;
+            T* gnb = gn + ro;
             T* gub = gut + ro;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             const i64 prow_off = ((i64)t * B + b0 + bb) * n_in * d;
@@ -304,14 +292,8 @@ static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
             }
         }
         for (i64 i = 0; i < LF; ++i) acc[i] += (double)f[i];
-        if (A.sparse)
-            csr_scatter_grad(gn.data(), gut, A.S_in + off, A.rowptr, A.src, A.w, aw, nb, M);
-        else
-            matmul_rows(gn.data(), gut, A.WT, nb, M);
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+        aggregate_grad(A, gn, gut, A.S_in + off, aw, nb, M);
+    });
 }
 
 // d == 1: the transposed copies of W1 (rows s, u, x), B1 and W2, (H, N) each, in one buffer.
