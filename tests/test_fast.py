@@ -12,7 +12,8 @@ import torch
 import tnd.fast as fast
 from tnd import TND
 from tnd.fast import cbuild
-from tnd.fast.loop import FusedLoop, GatedLoop, LoopSpec
+from tnd.fast.gated import GatedLoop
+from tnd.fast.loop import FusedLoop, LoopSpec
 from tnd.graph import NeuronGraph
 
 BACKENDS = ["c", "torch"] if fast.c_available() else ["torch"]

@@ -3,7 +3,9 @@
 The shared library is cached under ``$TND_CACHE_DIR`` (default ``~/.cache/tnd``), keyed by a
 hash of the source, the compiler command and the CPU, so one compile (a few seconds: the two
 precisions compile in parallel) serves every later process. Without a working compiler (or with ``TND_NO_CEXT=1``) :func:`load` returns None
-and the fast path runs its pure-torch loop instead.
+and the fast path runs its pure-torch loop instead. A library whose ABI (``tnd_abi_version()`` and
+the field lists of the argument structs, :mod:`tnd.fast.abi`) does not match this package is
+refused at load the same way, with the reason in :data:`last_error`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+
+from . import abi
 
 # one translation unit per precision: tnd_loop.cpp #includes the csrc/*.inc.cpp parts (named .cpp so
 # that the package data, fast/csrc/*.cpp, ships them)
@@ -64,39 +68,6 @@ def _key(cxx: str) -> str:
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()[:20]
-
-
-def _declare(lib: ctypes.CDLL) -> None:
-    i, p, i64 = ctypes.c_int, ctypes.c_void_p, ctypes.c_int64
-    for suf in ("f32", "f64"):
-        fwd = getattr(lib, f"tnd_forward_{suf}")
-        fwd.restype = None
-        fwd.argtypes = [i, i, i, i, i, i, p, p, p, p, i, p, p, p, p, p, p, p, i, p, p, p, p, i]
-        bwd = getattr(lib, f"tnd_backward_{suf}")
-        bwd.restype = None
-        bwd.argtypes = [i, i, i, i, i, i, p, p, i, p, p, p, p, i64, p, p, i, p, p, p, p, p, p, p, p, p, p, i]
-        d = ctypes.c_double
-        gf = getattr(lib, f"tnd_gated_forward_{suf}")
-        gf.restype = None
-        gf.argtypes = [i, i, i, i, i, i, i, p, p, p, p, p, i, p, p, p, p, p, p, p, p, p, d, d, p, p, p, p, p, p, p, i]
-        gb = getattr(lib, f"tnd_gated_backward_{suf}")
-        gb.restype = None
-        gb.argtypes = [i] * 7 + [p, p, i] + [p] * 4 + [i64] + [p] * 3 + [d, d] + [p] * 7 + [p] * 5 + [i]
-        mf = getattr(lib, f"tnd_mlp_forward_{suf}")
-        mf.restype = None
-        mf.argtypes = [i] * 8 + [p] * 4 + [i] + [p] * 10 + [p] * 5 + [i]
-        mb = getattr(lib, f"tnd_mlp_backward_{suf}")
-        mb.restype = None
-        mb.argtypes = [i] * 8 + [p] * 3 + [i] + [p] * 4 + [i64] + [p] * 5 + [p] * 5 + [p] * 4 + [i]
-        af = getattr(lib, f"tnd_attn_forward_{suf}")
-        af.restype = None
-        af.argtypes = [i] * 8 + [d] + [p] * 4 + [i] + [p] * 8 + [p] * 6 + [i]
-        ab = getattr(lib, f"tnd_attn_backward_{suf}")
-        ab.restype = None
-        ab.argtypes = [i] * 8 + [d] + [p] * 2 + [i] + [p] * 4 + [i64] + [p] * 3 + [p] * 4 + [p] * 4 + [p] * 5 + [i]
-        st = getattr(lib, f"tnd_step_{suf}")
-        st.restype = i
-        st.argtypes = [p, i, p, p, p, i, d, i, p, p]
 
 
 def build(verbose: bool = False) -> Path:
@@ -150,8 +121,11 @@ def load() -> ctypes.CDLL | None:
             last_error = "disabled by TND_NO_CEXT"
         else:
             try:
-                lib = ctypes.CDLL(str(build()))
-                _declare(lib)
+                path = build()
+                lib = ctypes.CDLL(str(path))
+                problem = abi.check_library(lib)
+                if problem:  # a stale or foreign library under our name: never call into it
+                    raise RuntimeError(f"{path} does not match this tnd ({problem}); delete it to recompile")
                 _lib = lib
             except Exception as e:  # no compiler, read-only cache, ...: fall back silently
                 last_error = f"{type(e).__name__}: {e}"

@@ -30,10 +30,9 @@ import torch
 
 from .. import checks
 from .. import fast as _fast
-from . import cbuild
-
-_I64 = ctypes.c_int64
-_P = ctypes.c_void_p
+from . import abi, cbuild
+from ._util import index_data, tensor_problem
+from .loop import LEAKY
 
 
 #: one Stepper per model (kept off the module so that deepcopy/pickling of models is unaffected)
@@ -59,12 +58,11 @@ def _install_hooks() -> None:
                                              _module.register_module_module_registration_hook))
 
 
-class _Cfg(ctypes.Structure):
-    """Mirrors ``StepCfgRaw`` in ``csrc/tnd_step.inc.cpp``."""
-
-    _fields_ = [(n, _I64) for n in ("M", "C", "n_in", "n_out", "O", "sparse", "act", "readout")] + [
-        (n, _P) for n in ("Win", "bin", "in_idx", "out_idx", "W", "rowptr", "src", "w", "r", "decay", "bias",
-                          "Wout", "bout")]
+#: mirrors TND_STEP_FIELDS in csrc/tnd_step.inc.cpp: the snapshot's fields (set by a refresh), then
+#: the call's own (B .. y, set per call; a Stepper is not meant to be called from two threads at once)
+StepArgs = abi.struct("step", """
+    i:M i:C i:n_in i:n_out i:O i:sparse i:act i:readout l:in_idx l:out_idx f:Win f:bin f:W l:rowptr n:src f:w
+    f:r f:decay f:bias f:Wout f:bout i:B f:x f:s f:dt i:dt_stride d:dt_scalar i:has_dt f:s_out f:y""")
 
 
 def _tensors(model) -> list:
@@ -94,8 +92,6 @@ class Stepper:
 
     def _refresh(self) -> None:
         """Re-derive the snapshot (parameters changed, or first call)."""
-        from . import _index_data, _kind, _prepare, use_edge_list
-
         m = self.model
         cell = m.cell
         _install_hooks()
@@ -105,7 +101,7 @@ class Stepper:
         self.dtype = p.dtype
         self.needs_grad = any(t.requires_grad for t in self._watch)
         lib = cbuild.load()
-        self._lean = bool(m.use_fast_path and _kind(m) == "leaky" and lib is not None and _fast.BACKEND != "torch"
+        self._lean = bool(m.use_fast_path and _fast.family(m) is LEAKY and lib is not None and _fast.BACKEND != "torch"
                           and p.device.type == "cpu"
                           and p.dtype in (torch.float32, torch.float64)
                           and all(t.dtype == p.dtype and t.device == p.device for t in self._watch
@@ -113,14 +109,15 @@ class Stepper:
         if not self._lean:
             self._keep = None
             return
-        self._fn = getattr(lib, "tnd_step_f32" if p.dtype == torch.float32 else "tnd_step_f64")
+        self._fn = abi.entry(lib, "tnd_step_f32" if p.dtype == torch.float32 else "tnd_step_f64", StepArgs,
+                             restype=ctypes.c_int)
         n, d = cell.num_neurons, cell.state_size
         M = n * d
         inter, dyn = cell.interaction, cell.dynamics
-        idx = _index_data(m, d, p.device)
-        sparse = use_edge_list(inter, M, int(idx["src"].numel()), p.device)  # as the fused loops
+        idx = index_data(m, d, p.device)
+        sparse = _fast.use_edge_list(inter, M, int(idx["src"].numel()), p.device)  # as the fused loops
         with torch.no_grad():
-            W, r, bias = (t.detach().contiguous() for t in _prepare(inter, dyn, idx, n, d, sparse))
+            W, r, bias = (t.detach().contiguous() for t in LEAKY.prepare(inter, dyn, idx, n, d, sparse))
             decay = torch.exp(-r).contiguous()
             win = cell.input_proj.weight.detach().contiguous()
             bin_ = cell.input_proj.bias.detach().contiguous()
@@ -132,46 +129,58 @@ class Stepper:
         self.M, self.N, self.d, self.C = M, n, d, m.input_size
         self.O = m.output_size
         ptr = (lambda t: None if t is None else t.data_ptr())
-        self._cfg = _Cfg(M, m.input_size, win.shape[0], idx["out_idx"].numel(), m.output_size, int(sparse),
-                         0 if dyn.activation == "tanh" else 1, 0 if identity else 1,
-                         ptr(win), ptr(bin_), ptr(idx["in_idx"]), ptr(idx["out_idx"]), None if sparse else ptr(W),
-                         ptr(idx["rowptr"]), ptr(idx["src32"]), ptr(W) if sparse else None, ptr(r), ptr(decay),
-                         ptr(bias), ptr(wout), ptr(bout))
+        self._cfg = StepArgs(
+            M=M, C=m.input_size, n_in=win.shape[0], n_out=idx["out_idx"].numel(), O=m.output_size, sparse=int(sparse),
+            act=0 if dyn.activation == "tanh" else 1, readout=0 if identity else 1, in_idx=ptr(idx["in_idx"]),
+            out_idx=ptr(idx["out_idx"]), Win=ptr(win), bin=ptr(bin_), W=None if sparse else ptr(W),
+            rowptr=ptr(idx["rowptr"]), src=ptr(idx["src32"]), w=ptr(W) if sparse else None, r=ptr(r),
+            decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout))
         self._cfg_ref = ctypes.byref(self._cfg)
 
     # ---------------------------------------------------------------------- call
     def __call__(self, x, h=None, dt=None):
         if self._key is None or self._key != self._state_key():
             self._refresh()
-        if (not self._lean or type(x) is not torch.Tensor or x.dtype != self.dtype or x.dim() not in (1, 2)
-                or x.shape[-1] != self.C or (torch.is_grad_enabled() and (self.needs_grad or x.requires_grad
-                                                                            or (h is not None and h.requires_grad)))):
+        if (not self._lean or type(x) is not torch.Tensor or x.dim() not in (1, 2)
+                or (torch.is_grad_enabled() and (self.needs_grad or x.requires_grad
+                                                 or (h is not None and h.requires_grad)))):
             return self.general(x, h, dt)
         unbatched = x.dim() == 1
         B = 1 if unbatched else x.shape[0]
         x = x.contiguous()
+        # what the C call reads must be a contiguous CPU tensor of the right dtype and size; anything
+        # else takes the general path, whose checks name the problem (or which converts it)
+        if tensor_problem("x", x, self.dtype, (self.C,) if unbatched else (B, self.C)):
+            return self.general(x, h, dt)
         N, d, M = self.N, self.d, self.M
         if h is not None:
-            if type(h) is not torch.Tensor or h.dtype != self.dtype or h.numel() != B * M or not (
+            if type(h) is not torch.Tensor or h.numel() != B * M or not (
                     h.shape == ((N,) if unbatched else (B, N)) and d == 1
                     or h.shape == ((N, d) if unbatched else (B, N, d))):
-                return self.general(x, h, dt)  # its checks name the problem (or it converts h)
+                return self.general(x, h, dt)
             h = h.contiguous()
+            if tensor_problem("h", h, self.dtype, h.shape):
+                return self.general(x, h, dt)
         dt_ptr, dt_stride, dt_val, has_dt = None, 0, 1.0, 0
         if dt is not None:
             has_dt = 1
             if isinstance(dt, (int, float)) and not isinstance(dt, bool):
                 dt_val = float(dt)
             else:
-                if type(dt) is not torch.Tensor or dt.dtype != self.dtype or dt.numel() not in (1, B) or dt.dim() > 2 or (
+                if type(dt) is not torch.Tensor or dt.numel() not in (1, B) or dt.dim() > 2 or (
                         dt.numel() != 1 and dt.shape[0] != B):
                     return self.general(x, h, dt)
                 dt = dt.contiguous()
+                if tensor_problem("dt", dt, self.dtype, dt.shape):
+                    return self.general(x, h, dt)
                 dt_ptr, dt_stride = dt.data_ptr(), 0 if dt.numel() == 1 else 1
         s_out = x.new_empty((N,) if unbatched else (B, N)) if d == 1 else x.new_empty((N, d) if unbatched else (B, N, d))
         y = x.new_empty((self.O,) if unbatched else (B, self.O))
-        rc = self._fn(self._cfg_ref, B, x.data_ptr(), None if h is None else h.data_ptr(), dt_ptr, dt_stride, dt_val,
-                      has_dt, s_out.data_ptr(), y.data_ptr())
+        c = self._cfg
+        c.B, c.x, c.s, c.dt, c.dt_stride, c.dt_scalar, c.has_dt = (B, x.data_ptr(), None if h is None else h.data_ptr(),
+                                                                   dt_ptr, dt_stride, dt_val, has_dt)
+        c.s_out, c.y = s_out.data_ptr(), y.data_ptr()
+        rc = self._fn(self._cfg_ref)
         if rc:
             self._raise(rc, x, h, dt)
         return y, s_out
@@ -189,6 +198,12 @@ class Stepper:
     def general(self, x, h=None, dt=None):
         """Any configuration, autograd included: the model's own time loop on a one-step sequence."""
         m = self.model
+        device = m.cell.input_proj.weight.device
+        for name, t in (("x", x), ("h", h), ("dt", dt)):
+            # (a dt tensor elsewhere is copied over by as_times, except from 'meta', which has no data)
+            if isinstance(t, torch.Tensor) and t.device != device and (name != "dt" or t.device.type == "meta"):
+                raise ValueError(f"{name} is on device {t.device} but the model's parameters are on {device}; "
+                                 f"move it (e.g. {name}.to({str(device)!r}))")
         checks.check_float_tensor("x", x, (1, 2), m.input_size)
         checks.check_param_dtype("x", x, m)
         unbatched = x.dim() == 1

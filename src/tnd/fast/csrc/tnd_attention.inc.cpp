@@ -12,14 +12,23 @@
 
 template <typename T>
 struct AArgs {
-    int T_, B, N, d, n_in, n_out, seq_out, sparse, act;
+    int T_, B, N, d, n_in, n_out, seq_out, sparse, act, nthreads;
     T kappa;
     const T *P, *s0, *W1, *W2, *key, *r, *bias, *dt, *g_outs, *g_last, *S_in, *C_in, *U_in, *D_in;
     const i64 *in_idx, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *C, *U, *D, *g_s0, *g_P, *Gnum, *Gden, *EF, *ES;
+    T *outs, *s_last, *S, *C, *U, *D, *g_s0, *g_P, *Gnum, *Gden, *EF, *ES, *g_params;
 };
+
+// The attention family's C ABI (tnd.fast.attention.AttnArgs mirrors it); forward and backward share it.
+#define TND_ATTN_FIELDS(X)                                                                                \
+    X(i, T_) X(i, B) X(i, N) X(i, d) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, act) X(i, E)  \
+    X(i, nthreads) X(d, kappa) X(f, P) X(f, s0) X(f, W1) X(f, W2) X(f, key) X(f, r) X(f, bias) X(f, dt)   \
+    X(f, g_outs) X(f, g_last) X(f, S_in) X(f, C_in) X(f, U_in) X(f, D_in) X(l, in_idx) X(l, out_idx)     \
+    X(l, rowptr) X(n, src) X(f, outs) X(f, s_last) X(f, S) X(f, C) X(f, U) X(f, D) X(f, g_s0) X(f, g_P)  \
+    X(f, Gnum) X(f, Gden) X(f, EF) X(f, ES) X(f, g_params)
+TND_DEFINE_ABI(attn, TND_ATTN_FIELDS)
 
 // ef = e (replicated over d), es = e * s, th = tanh(<c_n, s_n>) for nb rows of states s.
 // Flat loops (tanh, max, exp each over all neurons) so that they vectorise.
@@ -65,14 +74,9 @@ static void attn_keys(const AArgs<T>& A, const T* s, int nb, T* ef, T* es, T* th
 template <typename T>
 static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
     const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), ef(nbM), es(nbM), th((i64)nb * N), num(nbM), den(nbM),
-        pre(M), zbuf(M);
-    const T* cur = A.s0 + (i64)b0 * M;
-    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
-    for (int t = 0; t < A.T_; ++t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
-        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+    const i64 nbM = (i64)nb * M;
+    std::vector<T> ef(nbM), es(nbM), th((i64)nb * N), num(nbM), den(nbM), pre(M), zbuf(M);
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         attn_keys(A, cur, nb, ef.data(), es.data(), th.data());
         std::memset(num.data(), 0, sizeof(T) * nbM);
         std::memset(den.data(), 0, sizeof(T) * nbM);
@@ -112,24 +116,19 @@ static void attn_forward_rows(const AArgs<T>& A, int b0, int b1) {
                 nbp[m] = c + (sb[m] - c) * std::exp(-A.r[m] * h);
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // acc layout (doubles): key (M) | r (M) | bias (M) | wv (E) | wp (E)   (E only when sparse)
 template <typename T>
 static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
-    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
+    const i64 nbM = (i64)nb * M;
     double *akey = acc, *ar = acc + M, *abias = acc + 2 * M, *awv = acc + 3 * M, *awp = awv + (A.sparse ? A.E : 0);
-    std::vector<T> g(nbM), gn(nbM), gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
+    std::vector<T> gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
     std::vector<T> ef_buf(A.EF ? 0 : nbM), es_buf(A.ES ? 0 : nbM), gnum_buf(A.Gnum ? 0 : nbM), gden_buf(A.Gden ? 0 : nbM);
     for (int m = 0; m < M; ++m) decay[m] = std::exp(-A.r[m]);
-    seed_grad(A, g.data(), b0, nb, M);
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         const T* st = A.S_in + off;
         T* gnum = A.Gnum ? A.Gnum + off : gnum_buf.data();
         T* gden = A.Gden ? A.Gden + off : gden_buf.data();
@@ -139,8 +138,8 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             const i64 ro = (i64)bb * M;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             const T *sb = st + ro, *cb = A.C_in + off + ro, *ub = A.U_in + off + ro, *db = A.D_in + off + ro;
-            const T* gb = g.data() + ro;
-            T* gnb = gn.data() + ro;
+            const T* gb = g + ro;
+            T* gnb = gn + ro;
             if (A.dt) {
                 if (A.act == 0)
                     leaky_bwd_elem<T, true, true>(M, sb, cb, gb, A.r, decay.data(), h, gp.data(), gnb, ar, abias);
@@ -176,7 +175,7 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             const i64 ro = (i64)bb * M;
             const T* __restrict sb = st + ro;
             const T* __restrict tb = th.data() + (i64)bb * N;
-            T* __restrict gnb = gn.data() + ro;
+            T* __restrict gnb = gn + ro;
             if (d == 1) {  // flat, vectorised
                 const T *__restrict efb = ef + ro, *__restrict gefb = gef.data() + ro, *__restrict gesb = ges.data() + ro;
                 T* __restrict fk = fkey.data();
@@ -205,10 +204,7 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             }
         }
         for (int m = 0; m < M; ++m) akey[m] += (double)fkey[m];  // per-step partial sums, then double
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+    });
 }
 
 template <typename T>
@@ -224,33 +220,16 @@ static void attn_backward(const AArgs<T>& A, int nthreads, T* out) {
     for (i64 i = 0; i < L; ++i) out[i] = (T)acc[i];
 }
 
-#define TND_ATTN_EXPORT(T, SUF)                                                                                    \
-    extern "C" void tnd_attn_forward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out, int act, \
-                                           double kappa, const T* P, const i64* in_idx, const i64* out_idx,       \
-                                           const T* s0, int sparse, const T* W1, const T* W2, const i64* rowptr,  \
-                                           const i32* src, const T* key, const T* r, const T* bias, const T* dt,  \
-                                           T* outs, T* s_last, T* S, T* C, T* U, T* D, int nthreads) {            \
-        AArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.act = act;   \
-        A.kappa = (T)kappa; A.P = P; A.in_idx = in_idx; A.out_idx = out_idx; A.s0 = s0; A.sparse = sparse;         \
-        A.W1 = W1; A.W2 = W2; A.rowptr = rowptr; A.src = src; A.key = key; A.r = r; A.bias = bias; A.dt = dt;      \
-        A.outs = outs; A.s_last = s_last; A.S = S; A.C = C; A.U = U; A.D = D;                                      \
-        attn_forward<T>(A, nthreads);                                                                              \
-    }                                                                                                              \
-    extern "C" void tnd_attn_backward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,        \
-                                            int act, double kappa, const i64* in_idx, const i64* out_idx,         \
-                                            int sparse, const T* W1, const T* W2, const i64* rowptr,              \
-                                            const i32* src, i64 E, const T* key, const T* r, const T* dt,         \
-                                            const T* S, const T* C, const T* U, const T* D, const T* g_outs,      \
-                                            const T* g_last, T* g_s0, T* g_P, T* Gnum, T* Gden, T* EF, T* ES,     \
-                                            T* g_params, int nthreads) {                                          \
-        AArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.act = act;   \
-        A.kappa = (T)kappa; A.in_idx = in_idx; A.out_idx = out_idx; A.sparse = sparse; A.W1 = W1; A.W2 = W2;      \
-        A.rowptr = rowptr; A.src = src; A.E = E; A.key = key; A.r = r; A.dt = dt; A.S_in = S; A.C_in = C;          \
-        A.U_in = U; A.D_in = D; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_P = g_P; A.Gnum = Gnum;   \
-        A.Gden = Gden; A.EF = EF; A.ES = ES;                                                                        \
-        attn_backward<T>(A, nthreads, g_params);                                                                   \
+#define TND_ATTN_EXPORT(T, SUF)                                                   \
+    extern "C" void tnd_attn_forward_##SUF(const attn_raw* R) {                  \
+        AArgs<T> A{};                                                             \
+        attn_fill(A, *R);                                                         \
+        attn_forward<T>(A, A.nthreads);                                           \
+    }                                                                             \
+    extern "C" void tnd_attn_backward_##SUF(const attn_raw* R) {                 \
+        AArgs<T> A{};                                                             \
+        attn_fill(A, *R);                                                         \
+        attn_backward<T>(A, A.nthreads, A.g_params);                              \
     }
 
 #ifndef TND_SKIP_F32

@@ -5,15 +5,24 @@
 //     a    = exp(-rate * dt),     s' = c + (s - c) * a
 template <typename T>
 struct GArgs {
-    int T_, B, N, d, n_in, n_out, seq_out, sparse;
+    int T_, B, N, d, n_in, n_out, seq_out, sparse, nthreads;
     T rmin, rspan;
     const T *XG, *XC, *s0, *W, *WT, *w, *A, *G, *V, *beta, *cb, *dt, *g_outs, *g_last;
     const T *S_in, *U_in, *SIG_in, *CAND_in;
     const i64 *in_idx, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *U, *SIG, *CAND, *g_s0, *g_XG, *g_XC, *Gu;
+    T *outs, *s_last, *S, *U, *SIG, *CAND, *g_s0, *g_XG, *g_XC, *Gu, *g_params;
 };
+
+// The gated family's C ABI (tnd.fast.gated.GatedArgs mirrors it); forward and backward share it.
+#define TND_GATED_FIELDS(X)                                                                               \
+    X(i, T_) X(i, B) X(i, N) X(i, d) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, E)            \
+    X(i, nthreads) X(d, rmin) X(d, rspan) X(f, XG) X(f, XC) X(f, s0) X(f, W) X(f, WT) X(f, w) X(f, A)     \
+    X(f, G) X(f, V) X(f, beta) X(f, cb) X(f, dt) X(f, g_outs) X(f, g_last) X(f, S_in) X(f, U_in)          \
+    X(f, SIG_in) X(f, CAND_in) X(l, in_idx) X(l, out_idx) X(l, rowptr) X(n, src) X(f, outs) X(f, s_last) \
+    X(f, S) X(f, U) X(f, SIG) X(f, CAND) X(f, g_s0) X(f, g_XG) X(f, g_XC) X(f, Gu) X(f, g_params)
+TND_DEFINE_ABI(gated, TND_GATED_FIELDS)
 
 template <typename T>
 __attribute__((noinline)) static void gated_step_d1(int M, const T* __restrict gr, const T* __restrict sr,
@@ -35,22 +44,15 @@ __attribute__((noinline)) static void gated_step_d1(int M, const T* __restrict g
 template <typename T>
 static void gated_forward_rows(const GArgs<T>& A, int b0, int b1) {
     const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), u_buf(nbM), sig_buf(nbM), cand_buf(nbM);
+    const i64 nbM = (i64)nb * M;
+    std::vector<T> u_buf(nbM), sig_buf(nbM), cand_buf(nbM);
     std::vector<T> gin(nbM), cin(nbM);
-    const T* cur = A.s0 + (i64)b0 * M;
-    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
-    for (int t = 0; t < A.T_; ++t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
-        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         T* u = A.U ? A.U + off : u_buf.data();
         T* sg = A.SIG ? A.SIG + off : sig_buf.data();
         T* cd = A.CAND ? A.CAND + off : cand_buf.data();
         std::memset(u, 0, sizeof(T) * nbM);
-        if (A.sparse)
-            csr_gather(u, cur, A.rowptr, A.src, A.w, nb, M);
-        else
-            matmul_rows(u, cur, A.W, nb, M);
+        aggregate(A, u, cur, nb, M);
         for (int bb = 0; bb < nb; ++bb) {
             T* gi = gin.data() + (i64)bb * M;
             T* ci = cin.data() + (i64)bb * M;
@@ -92,29 +94,24 @@ static void gated_forward_rows(const GArgs<T>& A, int b0, int b1) {
                 }
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // acc layout (doubles): A (N*d*d) | G (N*d*d) | V (N*d*d) | beta (M) | cb (M) | w (E, sparse)
 template <typename T>
 static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) {
-    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M, NDD = (i64)N * d * d;
+    const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
+    const i64 nbM = (i64)nb * M, NDD = (i64)N * d * d;
     double* aA = acc;
     double* aG = aA + NDD;
     double* aV = aG + NDD;
     double* abeta = aV + NDD;
     double* acb = abeta + M;
     double* aw = acb + M;
-    std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), gg(M), gc(M);
-    seed_grad(A, g.data(), b0, nb, M);
+    std::vector<T> gu_buf(A.sparse ? nbM : 0), gg(M), gc(M);
     T* __restrict ggb = gg.data();
     T* __restrict gcb = gc.data();
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         T* gut = A.sparse ? gu_buf.data() : A.Gu + off;
         for (int bb = 0; bb < nb; ++bb) {
             const i64 ro = (i64)bb * M;
@@ -122,9 +119,9 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
             const T* __restrict ub = A.U_in + off + ro;
             const T* __restrict sgb = A.SIG_in + off + ro;
             const T* __restrict cdb = A.CAND_in + off + ro;
-            const T* __restrict gb = g.data() + ro;
+            const T* __restrict gb = g + ro;
             T* __restrict gub = gut + ro;
-            T* __restrict gnb = gn.data() + ro;
+            T* __restrict gnb = gn + ro;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             gated_bwd_elem(M, sb, sgb, cdb, gb, A.rmin, A.rspan, h, ggb, gcb, gnb, abeta, acb);
             const i64 prow = ((i64)t * B + b0 + bb) * n_in;
@@ -164,15 +161,8 @@ static void gated_backward_rows(const GArgs<T>& A, int b0, int b1, double* acc) 
                 }
             }
         }
-        if (A.sparse) {
-            csr_scatter_grad(gn.data(), gut, A.S_in + off, A.rowptr, A.src, A.w, aw, nb, M);
-        } else {
-            matmul_rows(gn.data(), gut, A.WT, nb, M);
-        }
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+        aggregate_grad(A, gn, gut, A.S_in + off, aw, nb, M);
+    });
 }
 
 template <typename T>
@@ -189,34 +179,16 @@ static void gated_backward(const GArgs<T>& A, int nthreads, T* out) {
     for (i64 i = 0; i < L; ++i) out[i] = (T)acc[i];
 }
 
-#define TND_GATED_EXPORT(T, SUF)                                                                                   \
-    extern "C" void tnd_gated_forward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,        \
-                                            const T* XG, const T* XC, const i64* in_idx, const i64* out_idx,      \
-                                            const T* s0, int sparse, const T* W, const i64* rowptr, const i32* src,\
-                                            const T* w, const T* Am, const T* Gm, const T* Vm, const T* beta,     \
-                                            const T* cb, double rmin, double rspan, const T* dt, T* outs, T* s_last, T* S, T* U, \
-                                            T* SIG, T* CAND, int nthreads) {                                      \
-        GArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;                \
-        A.sparse = sparse; A.rmin = (T)rmin; A.rspan = (T)rspan; A.XG = XG; A.XC = XC; A.in_idx = in_idx; A.out_idx = out_idx;         \
-        A.s0 = s0; A.W = W; A.rowptr = rowptr; A.src = src; A.w = w; A.A = Am; A.G = Gm; A.V = Vm; A.beta = beta; \
-        A.cb = cb; A.dt = dt; A.outs = outs; A.s_last = s_last; A.S = S; A.U = U; A.SIG = SIG; A.CAND = CAND;     \
-        gated_forward<T>(A, nthreads);                                                                             \
-    }                                                                                                              \
-    extern "C" void tnd_gated_backward_##SUF(int T_, int B, int N, int d, int n_in, int n_out, int seq_out,      \
-                                             const i64* in_idx, const i64* out_idx, int sparse, const T* WT,       \
-                                             const i64* rowptr, const i32* src, const T* w, i64 E, const T* Am,    \
-                                             const T* Gm, const T* Vm, double rmin, double rspan, const T* dt, const T* S,       \
-                                             const T* U, const T* SIG, const T* CAND, const T* g_outs,             \
-                                             const T* g_last, T* g_s0, T* g_XG, T* g_XC, T* Gu, T* g_params,       \
-                                             int nthreads) {                                                       \
-        GArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;                \
-        A.in_idx = in_idx; A.out_idx = out_idx; A.sparse = sparse; A.WT = WT; A.rowptr = rowptr; A.src = src;      \
-        A.w = w; A.E = E; A.A = Am; A.G = Gm; A.V = Vm; A.rmin = (T)rmin; A.rspan = (T)rspan; A.dt = dt; A.S_in = S; A.U_in = U;       \
-        A.SIG_in = SIG; A.CAND_in = CAND; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_XG = g_XG;     \
-        A.g_XC = g_XC; A.Gu = Gu;                                                                                  \
-        gated_backward<T>(A, nthreads, g_params);                                                                  \
+#define TND_GATED_EXPORT(T, SUF)                                                  \
+    extern "C" void tnd_gated_forward_##SUF(const gated_raw* R) {                \
+        GArgs<T> A{};                                                             \
+        gated_fill(A, *R);                                                        \
+        gated_forward<T>(A, A.nthreads);                                          \
+    }                                                                             \
+    extern "C" void tnd_gated_backward_##SUF(const gated_raw* R) {               \
+        GArgs<T> A{};                                                             \
+        gated_fill(A, *R);                                                        \
+        gated_backward<T>(A, A.nthreads, A.g_params);                             \
     }
 
 // Each precision may be compiled in its own translation unit (in parallel; see cbuild.py).

@@ -24,6 +24,40 @@
 typedef int64_t i64;
 typedef int32_t i32;
 
+// ---------------------------------------------------------------------------------- C ABI
+// Every entry point takes ONE struct of 64-bit fields (so that a field can be neither reordered
+// nor mistyped without notice): a family lists its fields once, FIELDS(X) = X(kind, name)...,
+// with kind i (integer), d (double), f (pointer to T), l (pointer to int64), n (pointer to int32).
+// TND_DEFINE_ABI makes from that one list the raw struct <family>_raw, <family>_fill (copies the
+// fields into the family's typed Args struct, whose members have the same names) and, once per
+// library, tnd_layout_<family>() ("kind:name " per field), which tnd.fast.abi compares with its
+// ctypes.Structure at load, together with tnd_abi_version().
+#define TND_ABI_VERSION 4
+#define TND_RAW_i(n) i64 n;
+#define TND_RAW_d(n) double n;
+#define TND_RAW_f(n) void* n;
+#define TND_RAW_l(n) void* n;
+#define TND_RAW_n(n) void* n;
+#define TND_RAW_FIELD(k, n) TND_RAW_##k(n)
+#define TND_NAME_FIELD(k, n) #k ":" #n " "
+#define TND_FILL_FIELD(k, n) A.n = (decltype(A.n))R.n;
+#ifndef TND_SKIP_F32
+#define TND_LAYOUT(family, FIELDS) \
+    extern "C" const char* tnd_layout_##family(void) { return FIELDS(TND_NAME_FIELD); }
+extern "C" int tnd_abi_version(void) { return TND_ABI_VERSION; }
+#else
+#define TND_LAYOUT(family, FIELDS)
+#endif
+#define TND_DEFINE_ABI(family, FIELDS)                                      \
+    struct family##_raw {                                                   \
+        FIELDS(TND_RAW_FIELD)                                               \
+    };                                                                      \
+    template <typename A_>                                                  \
+    static void family##_fill(A_& A, const family##_raw& R) {               \
+        FIELDS(TND_FILL_FIELD)                                              \
+    }                                                                       \
+    TND_LAYOUT(family, FIELDS)
+
 template <typename T>
 static inline T act_fwd(T z, int act) { return act == 0 ? std::tanh(z) : z; }
 
@@ -151,17 +185,26 @@ static void csr_scatter_grad(T* __restrict gn, const T* __restrict gp, const T* 
 // the batch (the rows are independent), so threads never synchronise inside the loop.
 template <typename T>
 struct Args {
-    int T_, B, M, n_in, n_out, seq_out, sparse, act;
+    int T_, B, M, n_in, n_out, seq_out, sparse, act, nthreads;
     const T *P, *s0, *W, *WT, *w, *r, *bias, *dt, *S_in, *C_in, *g_outs, *g_last;
     const i64 *in_idx, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *C, *g_s0, *g_P, *Gpre;
+    T *outs, *s_last, *S, *C, *g_s0, *g_P, *Gpre, *g_bias, *g_r, *g_w;
 };
 
-// Split the batch into `nthreads` chunks (multiples of 4 rows where possible).
+// The leaky family's C ABI (tnd.fast.loop.LeakyArgs mirrors it); forward and backward share it.
+#define TND_LEAKY_FIELDS(X)                                                                               \
+    X(i, T_) X(i, B) X(i, M) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, act) X(i, E)          \
+    X(i, nthreads) X(f, P) X(f, s0) X(f, W) X(f, WT) X(f, w) X(f, r) X(f, bias) X(f, dt) X(f, S_in)      \
+    X(f, C_in) X(f, g_outs) X(f, g_last) X(l, in_idx) X(l, out_idx) X(l, rowptr) X(n, src) X(f, outs)    \
+    X(f, s_last) X(f, S) X(f, C) X(f, g_s0) X(f, g_P) X(f, Gpre) X(f, g_bias) X(f, g_r) X(f, g_w)
+TND_DEFINE_ABI(leaky, TND_LEAKY_FIELDS)
+
+// Split the batch into `nthreads` chunks (multiples of 4 rows where possible); none for B = 0.
 static std::vector<std::pair<int, int>> split_rows(int B, int nthreads) {
     std::vector<std::pair<int, int>> parts;
+    if (B <= 0) return parts;
     if (nthreads < 1) nthreads = 1;
     if (nthreads > B) nthreads = B;
     int per = (B + nthreads - 1) / nthreads;
@@ -173,6 +216,7 @@ static std::vector<std::pair<int, int>> split_rows(int B, int nthreads) {
 // Run rows(b0, b1) on every chunk of the batch, in parallel, the first chunk on this thread.
 template <typename F>
 static void for_row_chunks(const std::vector<std::pair<int, int>>& parts, F rows) {
+    if (parts.empty()) return;
     std::vector<std::thread> pool;
     for (size_t k = 1; k < parts.size(); ++k) pool.emplace_back([&rows, &parts, k] { rows(parts[k].first, parts[k].second); });
     rows(parts[0].first, parts[0].second);
@@ -183,6 +227,7 @@ static void for_row_chunks(const std::vector<std::pair<int, int>>& parts, F rows
 // their sum over the chunks, added in chunk order (results do not depend on thread timing).
 template <typename F>
 static std::vector<double> sum_over_chunks(const std::vector<std::pair<int, int>>& parts, size_t L, F work) {
+    if (parts.empty()) return std::vector<double>(L, 0.0);  // no rows: every sum is zero
     std::vector<double> acc(L * parts.size(), 0.0);
     std::vector<std::thread> pool;
     for (size_t k = 1; k < parts.size(); ++k)
@@ -224,19 +269,75 @@ static void seed_grad(const Args_& A, T* g, int b0, int nb, i64 M) {
     add_out_grad(A, g, A.g_outs + (A.seq_out ? (i64)(A.T_ - 1) * A.B * A.n_out : 0), b0, nb, M);
 }
 
-template <typename T>
-static void forward_rows(const Args<T>& A, int b0, int b1) {
-    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), pre(nbM), decay(M);
-    const T* r = A.r;
-    if (!A.dt)
-        for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
+// ------------------------------------------------------------ the row skeleton of every family
+// A worker's rows [b0, b1) of the batch run the whole time loop; the families differ only in one
+// step, given as a callable, while these loops own the states and gradients from step to step.
+
+// Forward: step(t, off, cur, nxt) updates the nb rows from the states cur to nxt (off: the offset
+// of row b0 at step t in (T, B, M) arrays). The states ping-pong between two buffers (or go to S,
+// when saved); the outputs are stored after every step (or the last), the last state in s_last.
+template <typename T, typename Args_, typename Step>
+static inline void forward_time_loop(const Args_& A, int b0, int b1, int M, Step step) {
+    const int nb = b1 - b0;
+    const i64 BM = (i64)A.B * M, nbM = (i64)nb * M;
+    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM);
     const T* cur = A.s0 + (i64)b0 * M;
     if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
     for (int t = 0; t < A.T_; ++t) {
-        T* nxt = A.S ? A.S + (i64)(t + 1) * BM + (i64)b0 * M : (t % 2 == 0 ? buf_a.data() : buf_b.data());
-        T* c = A.C ? A.C + (i64)t * BM + (i64)b0 * M : pre.data();
+        const i64 off = (i64)t * BM + (i64)b0 * M;
+        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+        step(t, off, cur, nxt);
+        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
+        cur = nxt;
+    }
+    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+}
+
+// Backward through time: step(t, off, g, gn) takes the gradient g w.r.t. the state after step t
+// to gn, the one w.r.t. the state before it (and accumulates the family's parameter gradients);
+// the outputs' gradients enter where they were read, the last one gives g_s0.
+template <typename T, typename Args_, typename Step>
+static inline void backward_time_loop(const Args_& A, int b0, int b1, int M, Step step) {
+    const int nb = b1 - b0;
+    const i64 BM = (i64)A.B * M, nbM = (i64)nb * M;
+    std::vector<T> g(nbM), gn(nbM);
+    seed_grad(A, g.data(), b0, nb, M);
+    for (int t = A.T_ - 1; t >= 0; --t) {
+        step(t, (i64)t * BM + (i64)b0 * M, g.data(), gn.data());
+        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * A.B * A.n_out, b0, nb, M);
+        g.swap(gn);
+    }
+    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+}
+
+// u += s @ W for nb rows, over the dense W or the CSR (rowptr, src, w).
+template <typename T, typename Args_>
+static inline void aggregate(const Args_& A, T* u, const T* s, int nb, int M) {
+    if (A.sparse)
+        csr_gather(u, s, A.rowptr, A.src, A.w, nb, M);
+    else
+        matmul_rows(u, s, A.W, nb, M);
+}
+
+// Its transpose, gn += gp @ W^T (dense: the transposed matrix WT), and, sparse, the edge weights'
+// gradient sum_b gp[b, i] * s[b, j] into acc_w.
+template <typename T, typename Args_>
+static inline void aggregate_grad(const Args_& A, T* gn, const T* gp, const T* s, double* acc_w, int nb, int M) {
+    if (A.sparse)
+        csr_scatter_grad(gn, gp, s, A.rowptr, A.src, A.w, acc_w, nb, M);
+    else
+        matmul_rows(gn, gp, A.WT, nb, M);
+}
+
+template <typename T>
+static void forward_rows(const Args<T>& A, int b0, int b1) {
+    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
+    std::vector<T> pre((i64)nb * M), decay(M);
+    const T* r = A.r;
+    if (!A.dt)
+        for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
+        T* c = A.C ? A.C + off : pre.data();
         // pre = bias + x_t  (x only at input units)
         for (int bb = 0; bb < nb; ++bb) {
             T* cb = c + (i64)bb * M;
@@ -244,10 +345,7 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
             const T* p = A.P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) cb[A.in_idx[k]] += p[k];
         }
-        if (A.sparse)
-            csr_gather(c, cur, A.rowptr, A.src, A.w, nb, M);
-        else
-            matmul_rows(c, cur, A.W, nb, M);
+        aggregate(A, c, cur, nb, M);
         for (int bb = 0; bb < nb; ++bb) {
             T* __restrict cb = c + (i64)bb * M;
             const T* __restrict sb = cur + (i64)bb * M;
@@ -265,10 +363,7 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
                 for (int m = 0; m < M; ++m) nbp[m] = cb[m] + (sb[m] - cb[m]) * dc[m];
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // The element-wise part of one backward step of the leaky update, for one batch row.
@@ -313,23 +408,21 @@ __attribute__((noinline)) static void gated_bwd_elem(int M, const T* __restrict 
 // accumulates this worker's partial sums of g_bias, g_r (M) and, sparse, g_w (E).
 template <typename T>
 static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, double* acc_r, double* acc_w) {
-    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
     const T* r = A.r;
-    std::vector<T> g(nbM), gn(nbM), gp_buf(A.sparse ? nbM : 0), decay(M);
+    std::vector<T> gp_buf(A.sparse ? (i64)nb * M : 0), decay(M);
     if (!A.dt)
         for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
-    seed_grad(A, g.data(), b0, nb, M);
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const T* st = A.S_in + (i64)t * BM + (i64)b0 * M;
-        const T* ct = A.C_in + (i64)t * BM + (i64)b0 * M;
-        T* gp = A.sparse ? gp_buf.data() : A.Gpre + (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
+        const T* st = A.S_in + off;
+        const T* ct = A.C_in + off;
+        T* gp = A.sparse ? gp_buf.data() : A.Gpre + off;
         for (int bb = 0; bb < nb; ++bb) {
             const T* __restrict sb = st + (i64)bb * M;
             const T* __restrict cb = ct + (i64)bb * M;
-            const T* __restrict gb = g.data() + (i64)bb * M;
+            const T* __restrict gb = g + (i64)bb * M;
             T* __restrict gpb = gp + (i64)bb * M;
-            T* __restrict gnb = gn.data() + (i64)bb * M;
+            T* __restrict gnb = gn + (i64)bb * M;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             if (A.dt) {
                 if (A.act == 0)
@@ -345,15 +438,8 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
             T* gPt = A.g_P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) gPt[k] = gpb[A.in_idx[k]];
         }
-        if (A.sparse) {
-            csr_scatter_grad(gn.data(), gp, st, A.rowptr, A.src, A.w, acc_w, nb, M);
-        } else {
-            matmul_rows(gn.data(), gp, A.WT, nb, M);
-        }
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+        aggregate_grad(A, gn, gp, st, acc_w, nb, M);
+    });
 }
 
 template <typename T>
@@ -374,33 +460,20 @@ static void backward(const Args<T>& A, int nthreads, T* g_bias, T* g_r, T* g_w) 
     for (size_t e = 0; e < E; ++e) g_w[e] = (T)acc[2 * M + e];
 }
 
-#define TND_EXPORT(T, SUF)                                                                                         \
-    extern "C" void tnd_forward_##SUF(int T_, int B, int M, int n_in, int n_out, int seq_out, const T* P,         \
-                                      const i64* in_idx, const i64* out_idx, const T* s0, int sparse, const T* W,  \
-                                      const i64* rowptr, const i32* src, const T* w, const T* r, const T* bias,    \
-                                      const T* dt, int act, T* outs, T* s_last, T* S, T* C, int nthreads) {       \
-        Args<T> A{};                                                                                               \
-        A.T_ = T_; A.B = B; A.M = M; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.sparse = sparse;       \
-        A.act = act; A.P = P; A.s0 = s0; A.W = W; A.w = w; A.r = r; A.bias = bias; A.dt = dt; A.in_idx = in_idx;   \
-        A.out_idx = out_idx; A.rowptr = rowptr; A.src = src; A.outs = outs; A.s_last = s_last; A.S = S; A.C = C;  \
-        forward<T>(A, nthreads);                                                                                   \
-    }                                                                                                              \
-    extern "C" void tnd_backward_##SUF(int T_, int B, int M, int n_in, int n_out, int seq_out, const i64* in_idx,  \
-                                       const i64* out_idx, int sparse, const T* WT, const i64* rowptr,             \
-                                       const i32* src, const T* w, i64 E, const T* r, const T* dt, int act,        \
-                                       const T* S, const T* C, const T* g_outs, const T* g_last, T* g_s0,          \
-                                       T* g_P, T* g_bias, T* g_r, T* Gpre, T* g_w, int nthreads) {                 \
-        Args<T> A{};                                                                                               \
-        A.T_ = T_; A.B = B; A.M = M; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out; A.sparse = sparse;       \
-        A.act = act; A.WT = WT; A.rowptr = rowptr; A.src = src; A.w = w; A.E = E; A.r = r; A.dt = dt;              \
-        A.in_idx = in_idx; A.out_idx = out_idx; A.S_in = S; A.C_in = C; A.g_outs = g_outs; A.g_last = g_last;      \
-        A.g_s0 = g_s0; A.g_P = g_P; A.Gpre = Gpre;                                                                 \
-        backward<T>(A, nthreads, g_bias, g_r, g_w);                                                                \
+#define TND_EXPORT(T, SUF)                                                                  \
+    extern "C" void tnd_leaky_forward_##SUF(const leaky_raw* R) {                          \
+        Args<T> A{};                                                                        \
+        leaky_fill(A, *R);                                                                  \
+        forward<T>(A, A.nthreads);                                                          \
+    }                                                                                       \
+    extern "C" void tnd_leaky_backward_##SUF(const leaky_raw* R) {                         \
+        Args<T> A{};                                                                        \
+        leaky_fill(A, *R);                                                                  \
+        backward<T>(A, A.nthreads, A.g_bias, A.g_r, A.g_w);                                 \
     }
 
 #ifndef TND_SKIP_F32
 TND_EXPORT(float, f32)
-extern "C" int tnd_abi_version(void) { return 3; }
 #endif
 #ifndef TND_SKIP_F64
 TND_EXPORT(double, f64)

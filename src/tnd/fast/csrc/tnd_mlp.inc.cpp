@@ -37,15 +37,24 @@ inline float hidden_tanh<float>(float x) {
 
 template <typename T>
 struct MArgs {
-    int T_, B, N, d, H, n_in, n_out, seq_out, sparse;
+    int T_, B, N, d, H, n_in, n_out, seq_out, sparse, nthreads;
     const T *P, *s0, *W, *WT, *w, *W1, *B1, *W2, *B2, *r, *dt, *g_outs, *g_last, *S_in, *U_in, *C_in;
     const i64 *in_pos, *out_idx, *rowptr;
     const i32* src;
     i64 E;
-    T *outs, *s_last, *S, *U, *C, *g_s0, *g_P, *Gu;
+    T *outs, *s_last, *S, *U, *C, *g_s0, *g_P, *Gu, *g_params;
     // d == 1: transposed weights (H, N), filled once per call
     const T *W1sT, *W1uT, *W1xT, *B1T, *W2T;
 };
+
+// The MLP family's C ABI (tnd.fast.mlp.MLPArgs mirrors it); forward and backward share it.
+#define TND_MLP_FIELDS(X)                                                                                 \
+    X(i, T_) X(i, B) X(i, N) X(i, d) X(i, H) X(i, n_in) X(i, n_out) X(i, seq_out) X(i, sparse) X(i, E)    \
+    X(i, nthreads) X(f, P) X(f, s0) X(f, W) X(f, WT) X(f, w) X(f, W1) X(f, B1) X(f, W2) X(f, B2) X(f, r)  \
+    X(f, dt) X(f, g_outs) X(f, g_last) X(f, S_in) X(f, U_in) X(f, C_in) X(l, in_pos) X(l, out_idx)       \
+    X(l, rowptr) X(n, src) X(f, outs) X(f, s_last) X(f, S) X(f, U) X(f, C) X(f, g_s0) X(f, g_P) X(f, Gu) \
+    X(f, g_params)
+TND_DEFINE_ABI(mlp, TND_MLP_FIELDS)
 
 // x_n for one batch row: P's value at input neurons, 0 elsewhere (d == 1), or the slot (any d).
 template <typename T>
@@ -112,19 +121,12 @@ static void mlpd_hidden(const MArgs<T>& A, const T* sb, const T* ub, const T* pr
 template <typename T>
 static void mlp_forward_rows(const MArgs<T>& A, int b0, int b1) {
     const int B = A.B, N = A.N, d = A.d, H = A.H, M = N * d, nb = b1 - b0, n_in = A.n_in;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
-    std::vector<T> buf_a(A.S ? 0 : nbM), buf_b(A.S ? 0 : nbM), u_buf(nbM), hid((i64)N * H), c_buf(M), xv(N);
-    const T* cur = A.s0 + (i64)b0 * M;
-    if (A.S) std::memcpy(A.S + (i64)b0 * M, cur, sizeof(T) * nbM);
-    for (int t = 0; t < A.T_; ++t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
-        T* nxt = A.S ? A.S + off + BM : (t % 2 == 0 ? buf_a.data() : buf_b.data());
+    const i64 nbM = (i64)nb * M;
+    std::vector<T> u_buf(nbM), hid((i64)N * H), c_buf(M), xv(N);
+    forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         T* u = A.U ? A.U + off : u_buf.data();
         std::memset(u, 0, sizeof(T) * nbM);
-        if (A.sparse)
-            csr_gather(u, cur, A.rowptr, A.src, A.w, nb, M);
-        else
-            matmul_rows(u, cur, A.W, nb, M);
+        aggregate(A, u, cur, nb, M);
         for (int bb = 0; bb < nb; ++bb) {
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             const T* sb = cur + (i64)bb * M;
@@ -157,10 +159,7 @@ static void mlp_forward_rows(const MArgs<T>& A, int b0, int b1) {
                 nbp[m] = c + (sb[m] - c) * a;
             }
         }
-        if (A.seq_out || t == A.T_ - 1) store_outs(A, nxt, t, b0, nb, M);
-        cur = nxt;
-    }
-    std::memcpy(A.s_last + (i64)b0 * M, cur, sizeof(T) * nbM);
+    });
 }
 
 // One backward row of the d == 1 MLP: from gp2 (gradient of the output layer's pre-activation)
@@ -197,18 +196,16 @@ static void mlp1_backward_row(const MArgs<T>& A, const T* __restrict sb, const T
 //                        any d: W1 (N*3d*H) | W2 (N*H*d) | B1 (N*H) | B2 (M) | r (M) | w (E)
 template <typename T>
 static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
-    const int B = A.B, N = A.N, d = A.d, H = A.H, M = N * d, nb = b1 - b0, n_in = A.n_in, n_out = A.n_out;
-    const i64 BM = (i64)B * M, nbM = (i64)nb * M;
+    const int B = A.B, N = A.N, d = A.d, H = A.H, M = N * d, nb = b1 - b0, n_in = A.n_in;
+    const i64 nbM = (i64)nb * M;
     const i64 LW1 = (i64)N * 3 * d * H, LW2 = (i64)N * H * d, LB1 = (i64)N * H, LF = LW1 + LW2 + LB1;
     double* aB2 = acc + LF;
     double* ar = aB2 + M;
     double* aw = ar + M;
-    std::vector<T> g(nbM), gn(nbM), gu_buf(A.sparse ? nbM : 0), hid((i64)N * H), gp1(H), gp2(M), xv(N), gx(N), gs(N);
+    std::vector<T> gu_buf(A.sparse ? nbM : 0), hid((i64)N * H), gp1(H), gp2(M), xv(N), gx(N), gs(N);
     // per-step partial sums (over this worker's rows) in T, flushed into the double sums once per step
     std::vector<T> f(LF);
-    seed_grad(A, g.data(), b0, nb, M);
-    for (int t = A.T_ - 1; t >= 0; --t) {
-        const i64 off = (i64)t * BM + (i64)b0 * M;
+    backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         T* gut = A.sparse ? gu_buf.data() : A.Gu + off;
         std::fill(f.begin(), f.end(), T(0));
         for (int bb = 0; bb < nb; ++bb) {
@@ -216,8 +213,8 @@ static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
             const T* sb = A.S_in + off + ro;
             const T* ub = A.U_in + off + ro;
             const T* cb = A.C_in + off + ro;
-            const T* gb = g.data() + ro;
-            T* gnb = gn.data() + ro;
+            const T* gb = g + ro;
+            T* gnb = gn + ro;
             T* gub = gut + ro;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
             const i64 prow_off = ((i64)t * B + b0 + bb) * n_in * d;
@@ -295,14 +292,8 @@ static void mlp_backward_rows(const MArgs<T>& A, int b0, int b1, double* acc) {
             }
         }
         for (i64 i = 0; i < LF; ++i) acc[i] += (double)f[i];
-        if (A.sparse)
-            csr_scatter_grad(gn.data(), gut, A.S_in + off, A.rowptr, A.src, A.w, aw, nb, M);
-        else
-            matmul_rows(gn.data(), gut, A.WT, nb, M);
-        if (A.seq_out && t >= 1) add_out_grad(A, gn.data(), A.g_outs + (i64)(t - 1) * B * n_out, b0, nb, M);
-        g.swap(gn);
-    }
-    std::memcpy(A.g_s0 + (i64)b0 * M, g.data(), sizeof(T) * nbM);
+        aggregate_grad(A, gn, gut, A.S_in + off, aw, nb, M);
+    });
 }
 
 // d == 1: the transposed copies of W1 (rows s, u, x), B1 and W2, (H, N) each, in one buffer.
@@ -356,31 +347,16 @@ static void mlp_backward(MArgs<T>& A, int nthreads, T* out) {
     }
 }
 
-#define TND_MLP_EXPORT(T, SUF)                                                                                     \
-    extern "C" void tnd_mlp_forward_##SUF(int T_, int B, int N, int d, int H, int n_in, int n_out, int seq_out,   \
-                                          const T* P, const i64* in_pos, const i64* out_idx, const T* s0,         \
-                                          int sparse, const T* W, const i64* rowptr, const i32* src, const T* w,  \
-                                          const T* W1, const T* B1, const T* W2, const T* B2, const T* r,         \
-                                          const T* dt, T* outs, T* s_last, T* S, T* U, T* C, int nthreads) {      \
-        MArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.H = H; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;       \
-        A.sparse = sparse; A.P = P; A.in_pos = in_pos; A.out_idx = out_idx; A.s0 = s0; A.W = W;                    \
-        A.rowptr = rowptr; A.src = src; A.w = w; A.W1 = W1; A.B1 = B1; A.W2 = W2; A.B2 = B2; A.r = r; A.dt = dt;   \
-        A.outs = outs; A.s_last = s_last; A.S = S; A.U = U; A.C = C;                                               \
-        mlp_forward<T>(A, nthreads);                                                                               \
-    }                                                                                                              \
-    extern "C" void tnd_mlp_backward_##SUF(int T_, int B, int N, int d, int H, int n_in, int n_out, int seq_out,  \
-                                           const T* P, const i64* in_pos, const i64* out_idx, int sparse,         \
-                                           const T* WT, const i64* rowptr, const i32* src, const T* w, i64 E,     \
-                                           const T* W1, const T* B1, const T* W2, const T* r, const T* dt,        \
-                                           const T* S, const T* U, const T* C, const T* g_outs,                   \
-                                           const T* g_last, T* g_s0, T* g_P, T* Gu, T* g_params, int nthreads) {  \
-        MArgs<T> A{};                                                                                              \
-        A.T_ = T_; A.B = B; A.N = N; A.d = d; A.H = H; A.n_in = n_in; A.n_out = n_out; A.seq_out = seq_out;       \
-        A.P = P; A.in_pos = in_pos; A.out_idx = out_idx; A.sparse = sparse; A.WT = WT; A.rowptr = rowptr;          \
-        A.src = src; A.w = w; A.E = E; A.W1 = W1; A.B1 = B1; A.W2 = W2; A.r = r; A.dt = dt; A.S_in = S;           \
-        A.U_in = U; A.C_in = C; A.g_outs = g_outs; A.g_last = g_last; A.g_s0 = g_s0; A.g_P = g_P; A.Gu = Gu;      \
-        mlp_backward<T>(A, nthreads, g_params);                                                                    \
+#define TND_MLP_EXPORT(T, SUF)                                                    \
+    extern "C" void tnd_mlp_forward_##SUF(const mlp_raw* R) {                    \
+        MArgs<T> A{};                                                             \
+        mlp_fill(A, *R);                                                          \
+        mlp_forward<T>(A, A.nthreads);                                            \
+    }                                                                             \
+    extern "C" void tnd_mlp_backward_##SUF(const mlp_raw* R) {                   \
+        MArgs<T> A{};                                                             \
+        mlp_fill(A, *R);                                                          \
+        mlp_backward<T>(A, A.nthreads, A.g_params);                               \
     }
 
 #ifndef TND_SKIP_F32

@@ -9,10 +9,14 @@
 #include <cstdint>
 #include <cstring>
 
-struct StepCfgRaw {  // mirrors tnd.fast.step._Cfg (all 64-bit fields)
-    i64 M, C, n_in, n_out, O, sparse, act, readout;
-    const void *Win, *bin, *in_idx, *out_idx, *W, *rowptr, *src, *w, *r, *decay, *bias, *Wout, *bout;
-};
+// The step's C ABI (tnd.fast.step.StepArgs mirrors it): the snapshot (set once per refresh) and
+// the call's own fields (B, x, s, dt, dt_stride, dt_scalar, has_dt, s_out, y), all in one struct.
+#define TND_STEP_FIELDS(X)                                                                                \
+    X(i, M) X(i, C) X(i, n_in) X(i, n_out) X(i, O) X(i, sparse) X(i, act) X(i, readout) X(l, in_idx)     \
+    X(l, out_idx) X(f, Win) X(f, bin) X(f, W) X(l, rowptr) X(n, src) X(f, w) X(f, r) X(f, decay)         \
+    X(f, bias) X(f, Wout) X(f, bout) X(i, B) X(f, x) X(f, s) X(f, dt) X(i, dt_stride) X(d, dt_scalar)    \
+    X(i, has_dt) X(f, s_out) X(f, y)
+TND_DEFINE_ABI(step, TND_STEP_FIELDS)
 
 static inline bool nonfinite(float v) {
     uint32_t u;
@@ -33,13 +37,16 @@ static bool any_nonfinite(const T* v, i64 n) {
 }
 
 template <typename T>
-static int tnd_step(const StepCfgRaw& c, int B, const T* x, const T* s, const T* dt, int dt_stride,
-                    double dt_scalar, int has_dt, T* s_out, T* y) {
+static int tnd_step(const step_raw& c) {
     const int M = (int)c.M, C = (int)c.C, n_in = (int)c.n_in, n_out = (int)c.n_out, O = (int)c.O;
     const T *Win = (const T*)c.Win, *bin = (const T*)c.bin, *W = (const T*)c.W, *w = (const T*)c.w;
     const T *r = (const T*)c.r, *decay = (const T*)c.decay, *bias = (const T*)c.bias;
     const T *Wout = (const T*)c.Wout, *bout = (const T*)c.bout;
     const i64 *in_idx = (const i64*)c.in_idx, *out_idx = (const i64*)c.out_idx;
+    const int B = (int)c.B, dt_stride = (int)c.dt_stride, has_dt = (int)c.has_dt;
+    const T *x = (const T*)c.x, *s = (const T*)c.s, *dt = (const T*)c.dt;
+    const double dt_scalar = c.dt_scalar;
+    T *s_out = (T*)c.s_out, *y = (T*)c.y;
     int flags = 0;
     if (any_nonfinite(x, (i64)B * C)) flags |= 1;
     if (s && any_nonfinite(s, (i64)B * M)) flags |= 2;
@@ -103,11 +110,8 @@ static int tnd_step(const StepCfgRaw& c, int B, const T* x, const T* s, const T*
     return 0;
 }
 
-#define TND_STEP_EXPORT(T, SUF)                                                                              \
-    extern "C" int tnd_step_##SUF(const StepCfgRaw* cfg, int B, const T* x, const T* s, const T* dt,       \
-                                  int dt_stride, double dt_scalar, int has_dt, T* s_out, T* y) {          \
-        return tnd_step<T>(*cfg, B, x, s, dt, dt_stride, dt_scalar, has_dt, s_out, y);                      \
-    }
+#define TND_STEP_EXPORT(T, SUF) \
+    extern "C" int tnd_step_##SUF(const step_raw* R) { return tnd_step<T>(*R); }
 
 #ifndef TND_SKIP_F32
 TND_STEP_EXPORT(float, f32)
