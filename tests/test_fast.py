@@ -94,7 +94,7 @@ def test_fast_matches_reference(backend, dtype, impl, signed, per_neuron, timesp
     m = make_model(impl=impl, signed=signed, per_neuron=per_neuron, d=d, dtype=dtype, seed=d + 2 * signed)
     B, T = 4, 6
     x = torch.randn(B, T, 3, dtype=dtype)
-    hx = 0.5 * torch.randn(B, 9, d, dtype=dtype)
+    hx = (0.5 * torch.randn(B, 9, d, dtype=dtype)).clamp(-1, 1)
     ts = (torch.rand(B, T, dtype=dtype) * 2 + 0.1) if timespans else None
     assert fast.supports(m, x.transpose(0, 1), hx, None)
     check(m, x, hx, ts)
@@ -109,7 +109,7 @@ def test_return_last_nograd_identity_and_threads(backend, impl):
         m = make_model(impl=impl, seq=seq, activation=act, n=11, seed=3)
         x = torch.randn(5, 7, 3, dtype=torch.float64)
         check(m, x)  # hx=None: zeros
-        check(m, x, 0.3 * torch.randn(5, 11, dtype=torch.float64), grad=False)
+        check(m, x, (0.3 * torch.randn(5, 11, dtype=torch.float64)).clamp(-1, 1), grad=False)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -254,7 +254,7 @@ def test_scattered_input_and_output_neurons(backend, impl, d):
     torch.manual_seed(1)
     for seq in (True, False):
         m = TND(3, g, 2, impl=impl, state_size=d, return_sequences=seq).double()
-        check(m, torch.randn(3, 5, 3, dtype=torch.float64), 0.4 * torch.randn(3, 8, d, dtype=torch.float64),
+        check(m, torch.randn(3, 5, 3, dtype=torch.float64), (0.4 * torch.randn(3, 8, d, dtype=torch.float64)).clamp(-1, 1),
               torch.rand(3, 5, dtype=torch.float64) + 0.5)
 
 
@@ -275,7 +275,7 @@ def test_gated_and_mlp_match_reference(dyn, dtype, impl, d, per_neuron, timespan
             for p in m.cell.dynamics.parameters():
                 p.add_(0.3 * torch.randn_like(p))
         x = torch.randn(4, 6, 3, dtype=dtype)
-        hx = 0.5 * torch.randn(4, 9, d, dtype=dtype)
+        hx = (0.5 * torch.randn(4, 9, d, dtype=dtype)).clamp(-1, 1)
         ts = torch.rand(4, 6, dtype=dtype) + 0.2 if timespans else None
         assert fast.supports(m, x.transpose(0, 1), hx, None)
         check(m, x, hx, ts)
@@ -289,9 +289,9 @@ def test_gated_mlp_threads_gradcheck_and_fallback(dyn, d):
     g = NeuronGraph.random(10, 0.3, seed=4, num_inputs=3, num_outputs=2, allow_unreachable=True)
     torch.manual_seed(0)
     m = TND(3, g, 4, state_size=d, dynamics=dyn).double()
-    check(m, torch.randn(5, 4, 3, dtype=torch.float64), 0.3 * torch.randn(5, 10, d, dtype=torch.float64))
+    check(m, torch.randn(5, 4, 3, dtype=torch.float64), (0.3 * torch.randn(5, 10, d, dtype=torch.float64)).clamp(-1, 1))
     x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
-    h = (0.3 * torch.randn(2, 10, d, dtype=torch.float64)).requires_grad_()
+    h = ((0.3 * torch.randn(2, 10, d, dtype=torch.float64)).clamp(-1, 1)).requires_grad_()
     assert torch.autograd.gradcheck(lambda x, h: m(x, h, torch.full((2, 3), 0.7, dtype=torch.float64)), (x, h))
     params = [p for p in m.cell.dynamics.parameters()]  # the kernel's own weight gradients (all layers)
     assert torch.autograd.gradcheck(lambda *ps: m(x.detach(), h.detach())[0], params) if dyn == "mlp" else True
@@ -334,7 +334,7 @@ def test_large_dense_runs_through_the_edge_list(backend, monkeypatch):
     fast.BACKEND = backend
     monkeypatch.setattr(fast, "MAX_DENSE_UNITS", 8)
     m = make_model(n=9, d=1, impl="dense")
-    check(m, torch.randn(3, 4, 3, dtype=torch.float64), 0.3 * torch.randn(3, 9, 1, dtype=torch.float64))
+    check(m, torch.randn(3, 4, 3, dtype=torch.float64), (0.3 * torch.randn(3, 9, 1, dtype=torch.float64)).clamp(-1, 1))
     check(m, torch.randn(3, 4, 3, dtype=torch.float64), grad=False)
 
 
@@ -374,7 +374,7 @@ def test_attention_matches_reference(dtype, impl, d, signed, timespans):
                 p.add_(0.3 * torch.randn_like(p))
             m.cell.interaction.edge_mask[::4] = 0.0  # lesions work in the fused path too
         x = torch.randn(4, 6, 3, dtype=dtype)
-        hx = 0.5 * torch.randn(4, 9, d, dtype=dtype)
+        hx = (0.5 * torch.randn(4, 9, d, dtype=dtype)).clamp(-1, 1)
         ts = torch.rand(4, 6, dtype=dtype) + 0.2 if timespans else None
         assert fast.supports(m, x.transpose(0, 1), hx, None)
         check(m, x, hx, ts)
@@ -391,7 +391,7 @@ def test_attention_gradcheck_threads_and_lesion(impl, d):
     with torch.no_grad():
         m.cell.interaction.prior.normal_(0, 0.5)
     x = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)
-    h = (0.4 * torch.randn(3, 8, d, dtype=torch.float64)).requires_grad_()
+    h = ((0.4 * torch.randn(3, 8, d, dtype=torch.float64)).clamp(-1, 1)).requires_grad_()
     ts = torch.rand(3, 4, dtype=torch.float64) + 0.3
     assert torch.autograd.gradcheck(lambda x, h: m(x, h, ts), (x, h))
     params = list(m.parameters())  # every weight gradient, the kernel's and autograd's
@@ -420,7 +420,7 @@ def test_low_density_dense_graph_runs_through_the_edge_list(dyn, monkeypatch):
     assert m.cell.interaction.impl == "dense"
     expect = fast.c_available()
     assert fast.use_edge_list(m.cell.interaction, 48, 2 * g.num_edges, torch.device("cpu")) == expect
-    x, hx = torch.randn(3, 5, 3, dtype=torch.float64), 0.3 * torch.randn(3, 24, 2, dtype=torch.float64)
+    x, hx = torch.randn(3, 5, 3, dtype=torch.float64), (0.3 * torch.randn(3, 24, 2, dtype=torch.float64)).clamp(-1, 1)
     check(m, x, hx)
     monkeypatch.setattr(fast, "SPARSE_BELOW_DENSITY", 0.0)  # and the dense product, for comparison
     assert not fast.use_edge_list(m.cell.interaction, 48, 2 * g.num_edges, torch.device("cpu"))
