@@ -205,8 +205,11 @@ class TND(nn.Module):
             ts = ts.reshape(steps, batch)
         return ts.reshape(steps, batch, 1, 1)
 
-    def _initial_state(self, hx: torch.Tensor | None, batch: int, unbatched: bool, x: torch.Tensor,
+    def start_state(self, hx: torch.Tensor | None, batch: int, unbatched: bool, x: torch.Tensor,
                        clamp: bool = False, name: str = "hx") -> torch.Tensor:
+        """The checked starting state ``(B, N, d)`` of a run: zeros for ``hx=None``, else ``hx``
+        (``(B, N, d)``, ``(B, N)`` for d = 1, without B when ``unbatched``) after shape, dtype and
+        state-bound checks (``clamp``: clamped into the bound); errors name the argument ``name``."""
         n, d = self.num_neurons, self.cell.state_size
         if hx is None:
             return self.cell.initial_state(batch, x.dtype, x.device)
@@ -256,8 +259,8 @@ class TND(nn.Module):
         if steps == 0:
             raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
         dts = self._timespans(timespans, batch, steps, unbatched, x.dtype, x.device)
-        s = self._initial_state(hx, batch, unbatched, x, clamp_hx)
-        states = self._run(xs, s, dts)  # (T', B, n_out, d) with T' = T or 1, and the last full state
+        s = self.start_state(hx, batch, unbatched, x, clamp_hx)
+        states = self.run_loop(xs, s, dts)  # (T', B, n_out, d) with T' = T or 1, and the last full state
         outs, s = states
         y = self.readout(outs.flatten(-2))  # (T', B, O)
         if self.return_sequences:
@@ -298,9 +301,9 @@ class TND(nn.Module):
             st = _step.STEPPERS[self] = _step.Stepper(self)
         return st
 
-    def _run(self, xs: torch.Tensor, s: torch.Tensor, dts: torch.Tensor | None):
-        """The time loop: a fused fast path where one applies (``use_fast_path``), else the
-        reference loop. Returns (output neurons' states per step, last full state)."""
+    def run_loop(self, xs: torch.Tensor, s: torch.Tensor, dts: torch.Tensor | None):
+        """The time loop in the internal layout of :meth:`run_reference` (same arguments and
+        results): a fused fast path where one applies (``use_fast_path``), else the reference loop."""
         if self.use_fast_path and not xs.is_meta:  # meta: shape inference through the reference loop
             from . import fast
 

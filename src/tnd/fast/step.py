@@ -14,7 +14,7 @@ which is the model's discrete update and readout for one step (``model(x[:, None
 rounding). The lean path applies to the fused leaky family (the same configurations as the
 leaky fast path) on CPU with the C kernel, with autograd off or nothing requiring a gradient;
 everything else (gated, MLP, attention, other solvers, grad mode) takes a general path through
-the model's own time loop (``TND._run``), with the same results, only slower.
+the model's own time loop (``TND.run_loop``), with the same results, only slower.
 
 Checks stay cheap: x's type, rank, width and dtype in Python; finiteness of x, h and dt inside
 the C call (bit tests, no extra torch call); a failing check raises the same errors as
@@ -161,6 +161,7 @@ class Stepper:
             h = h.contiguous()
             if tensor_problem("h", h, self.dtype, h.shape):
                 return self.general(x, h, dt)
+            self.model.cell.check_state("h", h)  # the same bound as forward's hx
         dt_ptr, dt_stride, dt_val, has_dt = None, 0, 1.0, 0
         if dt is not None:
             has_dt = 1
@@ -222,8 +223,8 @@ class Stepper:
             allowed = [(*lead, n, d)] + ([(*lead, n)] if d == 1 else [])
             if tuple(h.shape) not in allowed:
                 raise ValueError(f"h must have shape {' or '.join(map(str, allowed))}, got {tuple(h.shape)}")
-        s = m._initial_state(h, B, unbatched, x)
-        outs, s = m._run(xs, s, dts)
+        s = m.start_state(h, B, unbatched, x, name="h")
+        outs, s = m.run_loop(xs, s, dts)
         y = m.readout(outs[-1].flatten(-2))  # (B, O)
         if unbatched:
             y, s = y[0], s[0]
