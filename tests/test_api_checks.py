@@ -245,3 +245,19 @@ def test_valid_input_is_unchanged_by_the_checks():
     torch.testing.assert_close(y1, torch.stack(outs, 1))
     torch.testing.assert_close(h1, s)
     assert fast.supports(m, x.transpose(0, 1), h0, None)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(allow_unreachable="no"), "allow_unreachable must be a bool"),
+    (dict(allow_unreachable=0), "allow_unreachable must be a bool"),
+    (dict(input_neurons=[True, 2]), "input_neurons must hold integer neuron ids, got a bool"),
+    (dict(output_neurons=[False]), "output_neurons must hold integer neuron ids, got a bool"),
+    (dict(edge_index=[[0, True], [1, 2]]), "edge_index must hold integer neuron ids, got a bool"),
+])
+def test_neuron_graph_refuses_bools_as_flags_or_ids(kw, needle):
+    from tnd import GraphError, NeuronGraph
+
+    args = dict(num_neurons=4, edge_index=[[0, 1], [1, 2]], input_neurons=[0], output_neurons=[2])
+    args.update(kw)
+    with pytest.raises(GraphError, match=needle):
+        NeuronGraph(**args)

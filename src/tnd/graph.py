@@ -30,6 +30,11 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
 
 
 def _as_index_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, (list, tuple)) and any(
+            isinstance(v, bool) or (isinstance(v, (list, tuple)) and any(isinstance(w, bool) for w in v))
+            for v in value):
+        # torch would read True/False as ids 1/0
+        raise GraphError(f"{name} must hold integer neuron ids, got a bool among {list(value)[:10]!r}")
     t = _as_tensor(value, name)
     if t.numel() == 0:  # an empty list is float32 to torch; no ids, so nothing to check
         return t.to(torch.long)
@@ -67,6 +72,9 @@ class NeuronGraph(GraphBuilders):
     ) -> None:
         if isinstance(num_neurons, bool) or not isinstance(num_neurons, int) or num_neurons < 1:
             raise GraphError(f"num_neurons must be a positive int, got {num_neurons!r}")
+        if not isinstance(allow_unreachable, bool):
+            raise GraphError(f"allow_unreachable must be a bool (True or False), got "
+                             f"{type(allow_unreachable).__name__} {allow_unreachable!r}")
         n = num_neurons
         ei = _as_index_tensor(edge_index, "edge_index")
         if ei.numel() == 0:
