@@ -261,3 +261,17 @@ def test_neuron_graph_refuses_bools_as_flags_or_ids(kw, needle):
     args.update(kw)
     with pytest.raises(GraphError, match=needle):
         NeuronGraph(**args)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(input_size=2**70), "input_size must be at most"),
+    (dict(input_size=2**40), "input_size must be at most"),
+    (dict(output_size=2**40), "output_size must be at most"),
+    (dict(state_size=2**30), "state_size must be at most"),
+])
+def test_absurd_sizes_refused_before_allocating(kw, needle):
+    g = NeuronGraph.small_world(16, k=4, rewire_prob=0.1, seed=0, num_inputs=4, num_outputs=4)
+    args = dict(input_size=3, graph=g, output_size=2)
+    args.update(kw)
+    with pytest.raises(ValueError, match=needle):
+        TND(**args)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import solvers
-from .checks import (as_times, check_bool, check_choice, check_float_tensor, check_int, check_kwargs,
+from .checks import (as_times, check_size, check_bool, check_choice, check_float_tensor, check_int, check_kwargs,
                      check_param_dtype, check_positive_int, check_state_bound)
 from .dynamics import DYNAMICS, NeuronDynamics, make_dynamics
 from .graph import NeuronGraph
@@ -68,8 +68,8 @@ class TNDCell(nn.Module):
         dynamics_kw: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("input_size", input_size)
-        check_positive_int("state_size", state_size)
+        check_size("input_size", input_size)
+        check_size("state_size", state_size)
         if not isinstance(graph, NeuronGraph):
             raise TypeError(f"graph must be a NeuronGraph, got {type(graph).__name__}")
         check_choice("interaction", interaction, tuple(sorted(INTERACTIONS)))

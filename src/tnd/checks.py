@@ -43,6 +43,19 @@ def check_positive_int(name: str, value: Any) -> int:
     return value
 
 
+MAX_SIZE = 2**24
+"""Upper bound of a size argument (channels, outputs, state dimensions): far above any real
+model, low enough that an absurd value is refused before torch tries to allocate it."""
+
+
+def check_size(name: str, value: Any) -> int:
+    """A positive int no larger than :data:`MAX_SIZE`."""
+    check_positive_int(name, value)
+    if value > MAX_SIZE:
+        raise ValueError(f"{name} must be at most {MAX_SIZE} (2**24), got {value!r}")
+    return value
+
+
 def check_bool(name: str, value: Any) -> bool:
     """A real ``bool`` (not ``"no"``, not ``0``: a string or a number is never taken for a truth value)."""
     if not isinstance(value, bool):

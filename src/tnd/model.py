@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import (as_times, check_bool, check_choice, check_float_tensor, check_kwargs, check_param_dtype,
+from .checks import (as_times, check_size, check_bool, check_choice, check_float_tensor, check_kwargs, check_param_dtype,
                      check_positive_int)
 from .cell import TNDCell
 from .graph import NeuronGraph
@@ -75,7 +75,7 @@ class TND(nn.Module):
         dynamics_kw: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("output_size", output_size)
+        check_size("output_size", output_size)
         check_bool("return_sequences", return_sequences)
         check_bool("batch_first", batch_first)
         check_choice("readout", readout, READOUTS)
