@@ -78,6 +78,8 @@ def on_signals(command: str) -> Callable[[], None]:
              + (f"; continue with: {hint}" if hint else ""))
         raise Interrupted(signum)
 
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers live in the main thread only
     for s in old:
         signal.signal(s, first)
 

@@ -343,7 +343,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
                                 metavar=metavar, help=help_text)
         else:
             metavar = f.spec.metavar or ("DIR" if f.spec.kind == "folder" else "FILE" if f.spec.kind == "file"
-                                         else f.base.__name__.upper() if f.base is not str else "NAME")
+                                         else "{" + ",".join(map(str, f.spec.choices)) + "}" if f.spec.choices
+                                         else f.base.__name__.upper() if f.base is not str else "TEXT")
             target.add_argument(f.option, dest=f.name, type=_scalar_type(f), default=None, metavar=metavar,
                                 required=f.required, help=help_text)
 
