@@ -67,14 +67,17 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        parser.print_help()
-        return 2
-    if extra:  # named by the command's parser: "tnd pong: error: ..."
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    try:  # a refused command line (or --help) returns its exit code instead of raising SystemExit
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.print_help()
+            return 2
+        if extra:  # named by the command's parser: "tnd pong: error: ..."
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     cmd = args.command
     restore = on_signals(cmd)
     try:
