@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,9 +191,15 @@ def sensitivity(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "family_means": {k: float(np.mean(v)) for k, v in by_family.items()}}
 
 
-def markdown(results: dict[str, Any]) -> str:
-    from .report import _ci, _fmt
+def _fmt(x: Any, nd: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
+
+def _ci(ci, nd: int) -> str:
+    return "" if not ci or ci[0] is None else f" [{_fmt(ci[0], nd)}, {_fmt(ci[1], nd)}]"
+
+
+def markdown(results: dict[str, Any]) -> str:
     cfg = results["config"]
     lines = [f"# Topology sweep (Pong, TND at {cfg['param_budget']} parameters)", "",
              f"Seeds {list(cfg['seeds'])}, {cfg['eval_rounds']} evaluation rounds per seed, at most "
