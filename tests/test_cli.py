@@ -231,6 +231,9 @@ def test_run_folder_modules_have_no_import_circle_and_no_private_imports():
                 private = [n for n in imported if n.startswith("_") and not n.startswith("__")]
                 assert not private, f"{mod} imports private {private} from {target}"
 
+    assert "tnd.apps.pong.cells" in graph["tnd.apps.pong.experiment"]  # the walk sees the imports
+    assert "tnd.apps.pong.learner" in graph["tnd.apps.pong.cells"]  # lazy ones too
+
     def visit(node, path):
         assert node not in path, f"import circle: {' -> '.join([*path, node])}"
         for nxt in graph[node]:
