@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             note(f"tnd {cmd}: error: cannot write to {_folder_of(e, args)}: read-only file system; choose another --out")
             return 2
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            note(f"tnd {cmd}: error: no space left on the device of {_folder_of(e, args)} "
-                 f"({os.strerror(e.errno).lower()}); the files written before are intact: free some space "
+            what = "no space left on the device of" if e.errno == errno.ENOSPC else "disk quota exceeded in"
+            note(f"tnd {cmd}: error: {what} {_folder_of(e, args)}; the files written before are intact: free some space "
                  + ("and run the same command again with --resume" if cmd in RUN_FOLDER_COMMANDS else "and rerun"))
             return 1
         raise

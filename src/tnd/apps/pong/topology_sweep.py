@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runs import FolderOptions, Interrupted
+from ..runs import FolderOptions, Interrupted, note
 from ..settings import add_options, command_args, from_args, setting
 from .cells import cell_done, run_cells, start_run
 from .config import QUICK, RESUME_MAY_CHANGE, PongConfig
@@ -114,6 +114,9 @@ def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data
             done[(v["label"], s)] = prev
         else:
             run.append((v, s))
+    if cfg.resume:  # shown with --no-progress too
+        note(f"tnd topology: resume: {len(done)} finished cell(s) kept, {len(run)} to run")
+
     def finished(key: tuple[str, int], r: dict[str, Any]) -> None:
         done[key] = r
         say(f"  {key[0]} seed {key[1]}: {r['eval']['mean_catches']:.2f} mean catches")
@@ -126,21 +129,22 @@ def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data
 def run_sweep(cfg: TopologyConfig, force: bool = False) -> dict[str, Any]:
     """Run the sweep; returns the results (also written to ``<out>/topology.json``). ``force``:
     start over in an ``out`` that holds a run."""
+    t0 = time.perf_counter()
+    cfg, out, say, data_path = start_run(cfg, "topology", resume_command, force,
+                                         RESUME_MAY_CHANGE + ("families", "degrees", "learned"))
     try:
-        return _sweep(cfg, force)
+        return _sweep(cfg, out, say, data_path, t0)
     except Interrupted as e:
-        e.partial = (f"the finished cells are kept in {cfg.out or 'the run folder'} (no topology.md yet); "
+        n = len(list(out.glob("cells/*/seed-*/metrics.json")))
+        e.partial = (f"{n} finished cell(s) kept in {out} (topology.md is written when the sweep ends); "
                      f"continue with: {resume_command(cfg)}")
         raise
 
 
-def _sweep(cfg: TopologyConfig, force: bool) -> dict[str, Any]:
+def _sweep(cfg: TopologyConfig, out: Path, say, data_path: Path, t0: float) -> dict[str, Any]:
     from tnd.io import atomic_write_text
     from . import report
 
-    t0 = time.perf_counter()
-    cfg, out, say, data_path = start_run(cfg, "topology", resume_command, force,
-                                         RESUME_MAY_CHANGE + ("families", "degrees", "learned"))
     fixed = variants(cfg)
     cells = _run_cells(cfg, [(v, s) for v in fixed for s in cfg.seeds], data_path, out, say)
     rows = []
