@@ -284,10 +284,13 @@ class _ListAction(argparse.Action):
             return
         if not words and not f.spec.allow_empty:
             raise argparse.ArgumentError(self, _strip(f.fail("")))
-        try:
-            vals = tuple(f.convert(w) for w in words)
-        except UsageError:
-            raise argparse.ArgumentError(self, _strip(f.fail(" ".join(values)))) from None
+        vals = []
+        for token in values:  # the error shows the token as typed that holds the bad value
+            try:
+                vals += [f.convert(w.strip()) for w in token.split(",")]
+            except UsageError:
+                raise argparse.ArgumentError(self, _strip(f.fail(token))) from None
+        vals = tuple(vals)
         if len(set(vals)) != len(vals):
             raise argparse.ArgumentError(self, f"values must be distinct, got {' '.join(values)!r}")
         setattr(namespace, self.dest, vals)
