@@ -96,3 +96,24 @@ def test_interrupt_keeps_finished_cells_and_names_resume(tmp_path, workers, sig)
     assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())
     final = json.loads((out / "results.json").read_text())
     assert "partial" not in final and set(final["models"]) == {"tnd", "rnn", "lstm"}
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    """SIGKILL leaves no handler to run: the workers notice their parent is gone and exit."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "tnd.apps.cli", "pong", *ARGV, "--workers", "2", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    try:
+        deadline = time.time() + 240
+        while not list(out.glob("cells/*/seed-*/metrics.json")):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        kids = _children(proc.pid)
+        assert kids
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 5
+    while [k for k in kids if _alive(k)] and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [k for k in kids if _alive(k)], "workers outlived their killed parent"

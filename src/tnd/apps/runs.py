@@ -112,7 +112,11 @@ def open_run_folder(out: Path, command: str, marker: str, settings: dict[str, An
         while old.exists():
             old = old.with_name(f"{old.name.split('~')[0]}~{n}")
             n += 1
-        os.rename(out, old)
+        try:
+            os.rename(out, old)
+        except OSError as e:  # a mount point, the current folder, ...
+            raise UsageError(f"--force: cannot move the old run {out} aside to {old} ({e.strerror}); move or delete "
+                             "it yourself") from None
         out.mkdir(parents=True)
         note(f"tnd {command}: --force: the previous run in {out} was moved to {old}")
         return
