@@ -103,6 +103,8 @@ def open_run_folder(out: Path, command: str, marker: str, settings: dict[str, An
     the settings of that run from it; ``settings``: those of this run (same keys); ``may_change``:
     settings a resumed run may change (which cells to run, how); ``option(key, value) -> str``
     shows one setting as a user types it. Raises UsageError when the folder is refused."""
+    if resume and force:
+        raise UsageError("--force: starts over, --resume continues: give one of them")
     path = out / marker
     if not path.is_file():
         return

@@ -233,7 +233,10 @@ def _check_path(option: str, text: str, kind: str) -> None:
 
 
 def _show(v: Any) -> str:
-    return str(v)
+    """A value as a user types it (``2`` for 2.0; floats otherwise exact)."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v) if isinstance(v, float) else str(v)
 
 
 def _fields(cls: type, skip: tuple[str, ...] = ()) -> list[_Field]:
