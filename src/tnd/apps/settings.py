@@ -132,7 +132,7 @@ class _Field:
             return "a path" if s.kind else ("names" if plural else "a name")
         noun = ("integers" if plural else "an integer") if self.base is int else \
             ("finite numbers" if plural else "a finite number")
-        return noun + _range_text(s, self.base)
+        return noun + _range_text(s)
 
     def example(self) -> str:
         if self.spec.example:
@@ -179,6 +179,8 @@ class _Field:
             if not isinstance(value, bool):
                 raise UsageError(f"{self.option}: expected True or False, got {value!r}")
             return
+        if self.is_list and not isinstance(value, (tuple, list)):
+            raise self.fail(_show(value))
         values = list(value) if self.is_list else [value]
         shown = " ".join(map(_show, values)) if self.is_list else _show(value)
         if self.is_list and not values and not self.spec.allow_empty:
@@ -199,9 +201,9 @@ class _Field:
             _check_path(self.option, str(value), self.spec.kind)
 
 
-def _range_text(s: _Spec, base: type) -> str:
+def _range_text(s: _Spec) -> str:
     def num(v):
-        return "2**31" if v == BIG else f"{v:g}"
+        return "2**31" if v == BIG else _show(float(v))
 
     lo, hi = s.low, s.high
     if lo is None and hi is None:
