@@ -10,7 +10,9 @@ torch alone and never imports anything from here; these modules import the core.
 * :mod:`.viz` -- figures of a TND system and HTML reports;
 * :mod:`.lesions`, :mod:`.prune_regrow` -- lesion studies and learnable topology;
 * :mod:`.checkpoint` -- resumable training checkpoints;
-* :mod:`.bench`, :mod:`.demo`, :mod:`.cli` -- ``tnd bench``, ``tnd demo`` and the ``tnd`` command.
+* :mod:`.bench`, :mod:`.demo`, :mod:`.cli` -- ``tnd bench``, ``tnd demo`` and the ``tnd`` command;
+  :mod:`.settings` (settings dataclasses as options: one convention for every command) and
+  :mod:`.runs` (run folders: refusal, resume, interrupts).
 
 Importing this package imports none of them.
 """
