@@ -73,9 +73,9 @@ def on_signals(command: str) -> Callable[[], None]:
     def first(signum, frame):
         for s in old:
             signal.signal(s, again)
-        hint = _STATE["resume"]
-        note(f"tnd {command}: interrupted ({signal.Signals(signum).name}): stopping; finished cells are kept"
-             + (f"; continue with: {hint}" if hint else ""))
+        hint = _STATE["resume"]  # set once a run folder is open
+        note(f"tnd {command}: interrupted ({signal.Signals(signum).name})"
+             + (f": stopping; finished cells are kept; continue with: {hint}" if hint else ""))
         raise Interrupted(signum)
 
     if threading.current_thread() is not threading.main_thread():
