@@ -117,3 +117,35 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     while [k for k in kids if _alive(k)] and time.time() < deadline:
         time.sleep(0.1)
     assert not [k for k in kids if _alive(k)], "workers outlived their killed parent"
+
+
+def test_suite_interrupt_writes_a_partial_report(tmp_path):
+    out = tmp_path / "suite"
+    argv = ["suite", "--quick", "--tasks", "italy_power_demand", "--models", "lstm", "tnd", "--seeds", "0,1",
+            "--backend", "local", "--no-progress", "--updates", "2", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "tnd.apps.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.time() + 240
+        while not list(out.glob("cells/*.json")):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.05)
+        t0 = time.time()
+        proc.send_signal(signal.SIGINT)
+        first = proc.stderr.readline()
+        assert time.time() - t0 < 1.0
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert first.startswith("tnd suite: interrupted (SIGINT)") and first.strip().endswith("--resume"), first
+    finished = len(list(out.glob("cells/*.json")))
+    assert f"{finished} of 4 cells finished" in err
+    res = json.loads((out / "results.json").read_text())
+    assert res["finished"] == finished < 4
+    resume = first.split("continue with: ", 1)[1].split()
+    r = subprocess.run([sys.executable, "-m", "tnd.apps.cli", *resume[1:]], capture_output=True, text=True,
+                       env=_env(), timeout=300)
+    assert r.returncode == 0 and f"{finished} already done" in r.stdout, (r.stdout, r.stderr)
