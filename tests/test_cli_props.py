@@ -195,12 +195,13 @@ def test_pong_refuses_invalid_options(case):
 
 
 # --------------------------------------------------------------------------- tnd suite
-SUITE_VALID = {"--tasks": st.sampled_from(["multiscale", "all", "adding_100,copy_100"]),
-               "--models": st.sampled_from(["tnd,lstm", "all"]), "--seeds": good_count(3),
+SUITE_VALID = {"--tasks": st.sampled_from(["multiscale", "all", "adding_100,copy_100", ["adding_100", "copy_100"]]),
+               "--models": st.sampled_from(["tnd,lstm", "all", ["tnd", "lstm"]]),
+               "--seeds": st.sampled_from([["0"], ["1", "2"], "0,1,2"]),
                "--quick": st.none(), "--no-progress": st.none(), "--list": st.none(),
                "--backend": st.just("local"), "--updates": good_count(), "--threads": good_count(2)}
 SUITE_INVALID = {
-    "--seeds": bad_count(1), "--seed-offset": bad_count(0), "--num-cpus": bad_count(1), "--threads": bad_count(1),
+    "--seeds": PONG_INVALID["--seeds"], "--num-cpus": bad_count(1), "--threads": bad_count(1),
     "--updates": bad_count(1), "--param-budget": bad_count(1), "--batch-size": bad_count(1),
     "--checkpoint-every": bad_count(0),
     "--tasks": st.sampled_from(["bogus", "multiscale,nope", ",", "ALL"]).map(lambda t: (["--tasks", t], ["--tasks"])),
@@ -251,7 +252,7 @@ def test_valid_command_lines_reach_the_work(argv, tmp_path):
     (["demo", "--num-neurons", "8"], "--num-neurons"),  # density 0.2: an output neuron is unreachable
     (["pong", "--window", "64", "--demo-steps-per-round", "32"], "--demo-steps-per-round"),
     (["pong", "--param-budget", str(10**8)], "--param-budget"),
-    (["suite", "--seed-offset", str(2**31 - 1), "--seeds", "5"], "--seed-offset"),
+    (["suite", "--list", "--report-only"], "--report-only"),
 ])
 def test_combinations_refused_after_parsing(argv, bad):
     """Options valid one by one but not together are refused with a one-line error naming one."""

@@ -197,7 +197,7 @@ def test_cli_quick_runs_one_task(tmp_path):
     from tnd.apps.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["suite", "--tasks", "italy_power_demand", "--models", "tnd,lstm", "--seeds", "3", "--quick",
+    rc = main(["suite", "--tasks", "italy_power_demand", "--models", "tnd,lstm", "--seeds", "0", "1", "2", "--quick",
                "--backend", "local", "--no-progress", "--updates", "2", "--out", str(out)])
     assert rc == 0
     assert len(list((out / "cells").glob("*.json"))) == 6

@@ -11,6 +11,8 @@ torch alone and never imports anything from here; these modules import the core.
 * :mod:`.lesions`, :mod:`.prune_regrow` -- lesion studies and learnable topology;
 * :mod:`.checkpoint`, :mod:`.training` -- resumable training checkpoints, and the one training loop
   (steps, early stopping, checkpoints, resume) under Pong and the suite;
+* :mod:`.settings` -- settings dataclasses as command-line options (one convention for every command);
+* :mod:`.runs` -- run folders: refusal of silent overwrites, resume, interrupts, worker pools;
 * :mod:`.bench`, :mod:`.demo`, :mod:`.cli` -- ``tnd bench``, ``tnd demo`` and the ``tnd`` command.
 
 Importing this package imports none of them.

@@ -25,10 +25,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .settings import Parser, UsageError, add_options, from_args, setting
 
 C_IN, C_OUT = 8, 4
 CLOCK = time.perf_counter  # or time.process_time (--cpu-time)
@@ -36,47 +38,33 @@ FULL_SHAPES = [(1, 64), (1, 256), (64, 64), (64, 256)]
 QUICK_SHAPES = [(1, 16), (4, 16)]
 
 
-def _count(lo: int, hi: int):
-    """An argparse type: an int in [lo, hi], else a usage error naming the option."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = None
-        if v is None or not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected an int in [{lo}, {hi}], got {text!r}")
-        return v
+@dataclass
+class BenchSettings:
+    """Settings of ``tnd bench``."""
 
-    parse.__name__ = "int"
-    return parse
-
-
-def _file_arg(text: str) -> Path:
-    """An argparse type: a file path that is not a folder and whose nearest existing ancestor is one
-    (checked before the run, not when writing its results at the end)."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder, expected a file path")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise argparse.ArgumentTypeError(f"{text!r}: {p} is a file, not a folder")
-            break
-    return path
+    quick: bool = False
+    """a tiny run (smoke test): B in {1,4}, N=16, T=16"""
+    large: bool = False
+    """add the large-graph rows (N=65,536, sparse)"""
+    out: str | None = setting(None, kind="file", example="--out bench.md")
+    """also write the Markdown table here"""
+    threads: int = setting(2, low=1, high=1024)
+    """torch threads"""
+    steps: int | None = setting(None, low=1, high=100_000, example="--steps 256")
+    """sequence length T (default: 256; with --quick 16)"""
+    repeats: int | None = setting(None, low=1, high=10_000, example="--repeats 5")
+    """timed repeats per cell (default: 5; with --quick 2)"""
+    models: tuple[str, ...] | None = setting(None, metavar="NAME", example="--models lstm tnd")
+    """the models whose name contains one of these words (case-insensitive; default: all)"""
+    json: str | None = setting(None, kind="file", example="--json bench.json")
+    """also write the raw numbers as JSON"""
+    cpu_time: bool = False
+    """time with the process's CPU time instead of wall time (with --threads 1: a proxy for an idle
+    machine's wall time when the machine is shared)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="a tiny run (smoke test): B in {1,4}, N=16, T=16")
-    parser.add_argument("--large", action="store_true", help="add the large-graph rows (N=65,536, sparse)")
-    parser.add_argument("--out", type=_file_arg, default=None, help="also write the Markdown table here")
-    parser.add_argument("--threads", type=_count(1, 1024), default=2, help="torch threads (default 2)")
-    parser.add_argument("--steps", type=_count(1, 100_000), default=None, help="sequence length T (default 256; quick 16)")
-    parser.add_argument("--repeats", type=_count(1, 10_000), default=None, help="timed repeats per cell (default 5; quick 2)")
-    parser.add_argument("--models", default=None, help="comma-separated subset of the model names")
-    parser.add_argument("--json", type=_file_arg, default=None, help="also write the raw numbers as JSON")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time with the process's CPU time instead of wall time (with --threads 1: a "
-                             "proxy for an idle machine's wall time when the machine is shared)")
+    add_options(parser, BenchSettings)
 
 
 # ------------------------------------------------------------------------------ models
@@ -409,25 +397,24 @@ def machine_line(threads: int, cpu_time: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     global CLOCK
-    torch.set_num_threads(args.threads)
-    CLOCK = time.process_time if args.cpu_time else time.perf_counter
-    quick = args.quick
-    shapes = QUICK_SHAPES if quick else FULL_SHAPES
-    steps = args.steps or (16 if quick else 256)
-    repeats = args.repeats or (2 if quick else 5)
+    cfg = from_args(BenchSettings, args)
     names = list(MODELS)
-    if args.models is not None:
-        wanted = [s.strip() for s in args.models.split(",") if s.strip()]
+    if cfg.models is not None:
+        wanted = list(cfg.models)
         unknown = [w for w in wanted if not any(w.lower() in m.lower() for m in names)]
-        if not wanted or unknown:
-            print(f"tnd bench: error: --models: no model matches {unknown or args.models!r}; "
-                  f"models: {', '.join(names)}", file=sys.stderr)
-            return 2
+        if unknown:
+            raise UsageError(f"--models: no model matches {' '.join(unknown)!r}; models: {', '.join(names)}")
         names = [m for m in names if any(w.lower() in m.lower() for w in wanted)]
         if "nn.LSTM" not in names:
             names.append("nn.LSTM")
+    torch.set_num_threads(cfg.threads)
+    CLOCK = time.process_time if cfg.cpu_time else time.perf_counter
+    quick = cfg.quick
+    shapes = QUICK_SHAPES if quick else FULL_SHAPES
+    steps = cfg.steps or (16 if quick else 256)
+    repeats = cfg.repeats or (2 if quick else 5)
     if quick:
-        names = [m for m in names if not m.startswith("TND (") or "fast" in m] if not args.models else names
+        names = [m for m in names if not m.startswith("TND (") or "fast" in m] if cfg.models is None else names
     from tnd import fast
 
     fast.c_available()  # compile / load the kernel before timing
@@ -435,18 +422,24 @@ def run(args: argparse.Namespace) -> int:
     res = measure(names, shapes, steps, repeats, log=log)
     single = single_step(16 if quick else 64, 20 if quick else 300)
     warm = None if quick else warmup_time()
-    large = large_graph(args.threads, log=log) if args.large else None
-    text = tables(res, shapes, steps, single, large, warm, machine_line(args.threads, args.cpu_time))
+    large = large_graph(cfg.threads, log=log) if cfg.large else None
+    text = tables(res, shapes, steps, single, large, warm, machine_line(cfg.threads, cfg.cpu_time))
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    if args.json:
-        args.json.write_text(json.dumps({"results": res, "single": single, "large": large, "warmup": warm}, indent=1))
+    from tnd.io import atomic_write_text
+
+    if cfg.out:
+        atomic_write_text(cfg.out, text + "\n")
+    if cfg.json:
+        atomic_write_text(cfg.json, json.dumps({"results": res, "single": single, "large": large, "warmup": warm},
+                                               indent=1))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_speed", description=__doc__.splitlines()[0])
+    parser = Parser(prog="bench_speed", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except UsageError as e:
+        print(f"bench_speed: error: {e}", file=sys.stderr)
+        return 2

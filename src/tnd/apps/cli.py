@@ -1,12 +1,26 @@
 """The ``tnd`` command line. Each sub-command lives in its own module, imported only when
-used (so ``tnd --help`` stays fast); a module defines ``add_arguments(parser)`` and
-``run(args) -> int``."""
+used (so ``tnd --help`` stays fast); a module defines ``add_arguments(parser)`` (its options, from
+a settings dataclass through :mod:`tnd.apps.settings`) and ``run(args) -> int``.
+
+Every command shares the conventions of :mod:`tnd.apps.settings` (lists, counts, one-line errors)
+and, here in :func:`main`, the handling of what goes wrong outside the command's own checks:
+
+* a refused command line: ``tnd <cmd>: error: <option>: ...`` (exit code 2);
+* SIGINT / SIGTERM: one line at once, the run's workers stopped, finished work kept (the command
+  writes what it can), exit code 128 + the signal number (130 for Ctrl-C);
+* an output folder that cannot be written (permission denied, read-only: exit code 2) or a full
+  disk (exit code 1): one line naming the folder, no traceback. Writes are atomic, so files
+  written before stay intact.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+from pathlib import Path
 
 COMMANDS = {
     "demo": ("tnd.apps.demo", "train TND on a small built-in sequence task and print its metrics"),
@@ -18,27 +32,82 @@ COMMANDS = {
     "suite": ("tnd.apps.suite.cli", "benchmarks beyond Pong: multi-timescale, irregular, real data, memory; sweeps on Ray"),
 }
 
+RUN_FOLDER_COMMANDS = ("pong", "topology", "suite")  # the commands that resume a run folder
+
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tnd", description="Topological Neural Dynamics")
+    from .settings import LIST_CONVENTION, Parser
+
+    parser = Parser(prog="tnd", description="Topological Neural Dynamics")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = {}  # name -> its parser (for errors about unknown options)
     # Import only the module of the command that is being run.
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=LIST_CONVENTION)
+        parser.commands[name] = p
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     return parser
 
 
+def _folder_of(exc: OSError, args: argparse.Namespace) -> str:
+    """The folder a failed write was aimed at: the exception's path, else the command's --out."""
+    for name in (exc.filename, exc.filename2):
+        if name:
+            p = Path(os.fsdecode(name))
+            return str(p if p.is_dir() else p.parent)
+    out = getattr(args, "out", None)
+    return str(out) if out else "the output folder"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .runs import note, on_signals
+    from .settings import UsageError
+
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    try:  # a refused command line (or --help) returns its exit code instead of raising SystemExit
+        args, extra = parser.parse_known_args(argv)
+        if args.command is None:
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.print_help()
+            return 2
+        if extra:  # named by the command's parser: "tnd pong: error: ..."
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    cmd = args.command
+    restore = on_signals(cmd)
+    try:
+        return int(importlib.import_module(COMMANDS[cmd][0]).run(args) or 0)
+    except UsageError as e:
+        note(f"tnd {cmd}: error: {e}")
         return 2
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+    except KeyboardInterrupt as e:
+        signum = int(getattr(e, "signum", 2))
+        if getattr(e, "partial", None):
+            note(f"tnd {cmd}: {e.partial}")
+        elif not hasattr(e, "signum"):
+            note(f"tnd {cmd}: interrupted")
+        return 128 + signum
+    except PermissionError as e:
+        note(f"tnd {cmd}: error: cannot write to {_folder_of(e, args)}: permission denied; choose another --out "
+             "or fix its permissions")
+        return 2
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            note(f"tnd {cmd}: error: cannot write to {_folder_of(e, args)}: read-only file system; choose another --out")
+            return 2
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on the device of" if e.errno == errno.ENOSPC else "disk quota exceeded in"
+            note(f"tnd {cmd}: error: {what} {_folder_of(e, args)}; the files written before are intact: free some space "
+                 + ("and run the same command again with --resume" if cmd in RUN_FOLDER_COMMANDS else "and rerun"))
+            return 1
+        raise
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

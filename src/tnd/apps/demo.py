@@ -9,10 +9,8 @@ beside an ``nn.LSTM`` trained with the same budget and the same number of parame
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,24 +18,31 @@ from torch import nn
 from tnd.graph import NeuronGraph
 from tnd.graph_errors import GraphError
 from tnd.model import TND
+from .settings import UsageError, add_options, from_args, setting
 
 
 @dataclass
 class DemoConfig:
+    """Settings of ``tnd demo`` (numbers below 2**31; sizes that a 5-second demo can hold)."""
+
     seed: int = 0
-    """Seed of the data, the graph and the initial weights."""
-    num_neurons: int = 32
-    """Neurons in TND's graph."""
-    density: float = 0.2
-    """Edge density of TND's random graph."""
-    steps: int = 300
-    """Adam steps for each model."""
-    batch: int = 32
-    """Sequences per step."""
-    length: int = 64
-    """Sequence length."""
-    taus: tuple[float, ...] = (2.0, 30.0)
-    """Time constants of the target moving averages."""
+    """seed of the data, the graph and the initial weights"""
+    num_neurons: int = setting(32, low=2, high=4096)
+    """neurons in TND's graph"""
+    density: float = setting(0.2, low=0.0, high=1.0, low_open=True)
+    """edge density of TND's random graph"""
+    steps: int = setting(300, low=1, high=10**7)
+    """Adam steps for each model"""
+    batch: int = setting(32, low=1, high=512)
+    """sequences per step"""
+    length: int = setting(64, low=1, high=10_000)
+    """sequence length"""
+    taus: tuple[float, ...] = setting((2.0, 30.0), low=0.0, low_open=True)
+    """time constants of the target moving averages (not an option: the demo's task)"""
+
+
+#: DemoConfig fields that are not command-line options
+NOT_OPTIONS = ("taus",)
 
 
 def make_data(n: int, length: int, taus: tuple[float, ...], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,48 +108,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, dict[str, float]]:
     return results
 
 
-#: accepted range of each numeric option: (low, high, low is exclusive); counts stay below 2**31
-#: (C ints), sizes below what a 5-second demo can hold in memory.
-LIMITS: dict[str, tuple[float, float, bool]] = {
-    "seed": (0, 2**31 - 1, False), "num_neurons": (2, 4096, False), "density": (0.0, 1.0, True),
-    "steps": (1, 10**7, False), "batch": (1, 512, False), "length": (1, 10_000, False),
-}
-
-
-def _ranged(name: str, typ: type):
-    """An argparse type: ``typ`` parsed, finite and inside ``LIMITS[name]`` (else a usage error naming it)."""
-    lo, hi, lo_open = LIMITS[name]
-    expect = f"{'an int' if typ is int else 'a number'} in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-
-    def parse(text: str):
-        try:
-            v = typ(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}") from None
-        if not math.isfinite(v) or v < lo or (lo_open and v == lo) or v > hi:
-            raise argparse.ArgumentTypeError(f"expected {expect}, got {text!r}")
-        return v
-
-    parse.__name__ = typ.__name__  # argparse names the type in some messages
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for name, default in asdict(DemoConfig()).items():
-        if isinstance(default, tuple):
-            continue
-        parser.add_argument(f"--{name.replace('_', '-')}", type=_ranged(name, type(default)), default=default,
-                            help=f"default {default}")
+    add_options(parser, DemoConfig, skip=NOT_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k in DemoConfig.__dataclass_fields__})
+    cfg = from_args(DemoConfig, args, skip=NOT_OPTIONS)
     try:  # refuse settings that give an unusable graph before any work
         demo_graph(cfg)
     except GraphError as e:
-        print(f"tnd demo: error: --num-neurons {cfg.num_neurons} with --density {cfg.density} (--seed {cfg.seed}) "
-              f"gives no usable graph ({e}); raise --density or --num-neurons", file=sys.stderr)
-        return 2
+        raise UsageError(f"--num-neurons {cfg.num_neurons} with --density {cfg.density} (--seed {cfg.seed}) "
+                         f"gives no usable graph ({e}); raise --density or --num-neurons") from None
     torch.set_num_threads(1)  # these sizes are too small to gain from threads
     results = run_demo(cfg)
     keys = [k for k in results["TND"] if k not in ("train_s", "params")]

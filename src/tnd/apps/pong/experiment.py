@@ -16,105 +16,37 @@ Run folder layout::
         metrics.json                        training history + closed-loop evaluation
     <out>/results.json, report.md, *.png
 
+An ``--out`` that already holds a run is refused unless ``--resume`` (continue it: same settings,
+any models and seeds) or ``--force`` (start over; the old run is moved to ``<out>.old-<time>``).
 ``--resume`` skips every cell whose three files exist and whose recorded cell key (a hash of
 the settings that affect it) matches the current settings. With ``--checkpoint-every N`` each
 cell also writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` gradient steps into
 ``cells/<model>/seed-<s>/train-ckpt-<cell key>/`` (removed when the cell is done), and
-``--resume`` continues a killed cell from it, bit-identically. Everything is written atomically.
+``--resume`` continues a killed cell from it, bit-identically. Everything is written atomically. Ctrl-C (SIGINT) or SIGTERM stops the
+workers at once, keeps the finished cells, writes a partial ``results.json`` and ``report.md`` for
+them and exits with 128 + the signal number (130 for Ctrl-C), naming the ``--resume`` command.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import datetime as _dt
-import hashlib
-import inspect
 import json
 import sys
-import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runs import FolderOptions, Interrupted
+from ..settings import add_options, command_args, from_args
+from .cells import (cell_done, cell_key, env_kwargs, load_cell_model, prepare_data, run_cell, run_cells,
+                    start_run)
+from .config import QUICK, PongConfig
+
 __all__ = ["PongConfig", "QUICK", "add_arguments", "run", "config_from_args", "run_experiment", "run_cell",
-           "PROTOCOL"]
+           "cell_done", "cell_key", "prepare_data", "load_cell_model", "command_line", "PROTOCOL"]
 
-
-@dataclass
-class PongConfig:
-    """Settings of ``tnd pong`` (every default is the paper-reproduction setting)."""
-
-    out: str | None = None
-    """run folder (default: runs/pong-<UTC timestamp>)"""
-    models: tuple[str, ...] = ("tnd", "tnd_shared", "rnn", "sparse_rnn", "lstm", "cfc", "transformer")
-    """models to train and evaluate (tnd, tnd_shared, rnn, sparse_rnn, lstm, cfc, transformer)"""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """training seeds (initial weights and batch order); one cell per (model, seed)"""
-    quick: bool = False
-    """tiny smoke-test budget (whole run well under a minute); explicit options still win"""
-    resume: bool = False
-    """skip (model, seed) cells whose checkpoint and metrics already exist with the same settings"""
-    checkpoint_every: int = 0
-    """write a training checkpoint every this many gradient steps (0: never); with --resume an
-    unfinished cell continues from its checkpoint, with the same result as an uninterrupted run"""
-    workers: int = 2
-    """parallel worker processes for the cells (each single-threaded; results do not depend on it)"""
-    progress: bool = True
-    """show tqdm progress bars"""
-    param_budget: int = 2000
-    """trainable-parameter budget every model is matched to"""
-    window: int = 32
-    """training window length T (steps); also the Transformer's context when playing"""
-    batch_size: int = 64
-    """windows per gradient step"""
-    lr: float = 5e-3
-    """Adam learning rate (the same for every model)"""
-    max_steps: int = 2500
-    """gradient-step budget per cell (the same for every model)"""
-    eval_every: int = 100
-    """validate every this many gradient steps"""
-    patience: int = 6
-    """early stopping: validations without improvement of the validation loss"""
-    grad_clip: float = 1.0
-    """gradient-norm clipping"""
-    demo_rounds: int = 3000
-    """demonstration rounds (served with seeds data_seed + i, disjoint from evaluation seeds)"""
-    demo_steps_per_round: int = 300
-    """steps recorded per demonstration round at most (the serve and the first returns)"""
-    perturb_prob: float = 1.0
-    """executed-action noise: probability per step of starting a perturbation (1.0: every executed
-    action is random, every label is the expert's)"""
-    perturb_max_len: int = 1
-    """executed-action noise: a perturbation lasts U{1..perturb_max_len} steps"""
-    serve_perturb_max_len: int = 0
-    """executed-action noise: every demonstration round starts with a perturbation of U{0..this} steps"""
-    val_fraction: float = 0.2
-    """fraction of demonstration rounds held out for validation / early stopping"""
-    val_windows: int = 256
-    """validation windows used (the first ones; keeps validation cheap)"""
-    data_seed: int = 0
-    """seed of the first demonstration round"""
-    graph_seed: int = 0
-    """seed of the TND graph and of the sparse RNN's mask (the architecture, fixed across training seeds)"""
-    eval_rounds: int = 100
-    """closed-loop evaluation rounds per trained model (seeds EVAL_SEED_BASE + i)"""
-    max_catches: int = 100
-    """cap of consecutive catches that ends a round (truncation)"""
-    obs_noise: float = 0.0
-    """std of Gaussian observation noise (demonstrations and evaluation)"""
-    frame_steps: int = 300
-    """steps of TND play drawn in the frame strip"""
-
-
-#: overrides applied by --quick (explicit command-line options still win)
-QUICK: dict[str, Any] = {
-    "seeds": (0,), "workers": 1, "param_budget": 400, "window": 16, "batch_size": 16, "max_steps": 12,
-    "eval_every": 6, "patience": 2, "demo_rounds": 12, "demo_steps_per_round": 120, "val_windows": 16,
-    "eval_rounds": 8, "max_catches": 3, "frame_steps": 60,
-}
 
 PROTOCOL = """
 Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
@@ -171,293 +103,27 @@ Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
 """.strip()
 
 
-# ----------------------------------------------------------------------------- config / CLI
-def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field (cleanrl style), read from the source."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):  # pragma: no cover - no source available
-        return {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for a, b in zip(body, body[1:]):
-        if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr) \
-                and isinstance(getattr(b, "value", None), ast.Constant) and isinstance(b.value.value, str):
-            docs[a.target.id] = b.value.value.strip()
-    return docs
-
-
+# ----------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per :class:`PongConfig` field (help = the field's docstring)."""
-    from .models import MODEL_NAMES
-
-    docs = _field_docs(PongConfig)
-    for f in dataclasses.fields(PongConfig):
-        opt = "--" + f.name.replace("_", "-")
-        default = f.default
-        help_text = docs.get(f.name, "") + ("" if f.name in ("out",) else f" (default: {default})")
-        if f.name in ("quick", "resume"):
-            parser.add_argument(opt, action="store_true", default=None, help=help_text)
-        elif f.name == "progress":
-            parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                                help="hide the progress bars")
-        elif f.name == "models":
-            parser.add_argument(opt, nargs="+", choices=MODEL_NAMES, default=None, metavar="MODEL", help=help_text)
-        elif f.name == "seeds":
-            parser.add_argument(opt, nargs="+", type=int, default=None, metavar="SEED", help=help_text)
-        else:
-            typ = {int: int, float: float}.get(type(default), str)
-            parser.add_argument(opt, type=typ, default=None, help=help_text)
+    """One option per :class:`PongConfig` field (help = the field's docstring), and ``--force``."""
+    add_options(parser, PongConfig)
+    add_options(parser, FolderOptions)
 
 
 def config_from_args(args: argparse.Namespace) -> PongConfig:
-    """Defaults <- --quick presets <- explicit options."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PongConfig)
-             if getattr(args, f.name, None) is not None}
-    values: dict[str, Any] = {}
-    if given.get("quick"):
-        values.update(QUICK)
-    values.update(given)
-    for k in ("models", "seeds"):
-        if k in values:
-            values[k] = tuple(values[k])
-    cfg = PongConfig(**values)
-    _validate(cfg)
-    return cfg
+    """Defaults <- --quick presets <- explicit options; checked (UsageError names the option)."""
+    return from_args(PongConfig, args, QUICK if getattr(args, "quick", None) else None)
 
 
-def _validate(cfg: PongConfig) -> None:
-    import math
-
-    from .models import MODEL_NAMES
-
-    if not cfg.models:
-        raise ValueError("--models: give at least one model")
-    bad = [m for m in cfg.models if m not in MODEL_NAMES]
-    if bad:
-        raise ValueError(f"unknown models {bad}; expected {MODEL_NAMES}")
-    big = 2**31  # counts and seeds stay C ints (torch, numpy and the env take them as such)
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0 or max(cfg.seeds) >= big:
-        raise ValueError(f"--seeds must be distinct ints in [0, 2**31), got {cfg.seeds}")
-    for k in ("workers", "param_budget", "window", "batch_size", "max_steps", "eval_every", "patience",
-              "demo_rounds", "demo_steps_per_round", "val_windows", "eval_rounds", "max_catches", "frame_steps",
-              "perturb_max_len"):
-        if not 1 <= getattr(cfg, k) < big:
-            raise ValueError(f"--{k.replace('_', '-')} must be an int in [1, 2**31), got {getattr(cfg, k)}")
-    for k in ("checkpoint_every", "serve_perturb_max_len", "data_seed", "graph_seed"):
-        if not 0 <= getattr(cfg, k) < big:
-            raise ValueError(f"--{k.replace('_', '-')} must be an int in [0, 2**31), got {getattr(cfg, k)}")
-    if cfg.param_budget > 10**7:
-        raise ValueError(f"--param-budget must be at most 10**7 (CPU models), got {cfg.param_budget}")
-    if cfg.demo_steps_per_round < cfg.window:
-        raise ValueError("--demo-steps-per-round must be >= --window")
-    if not 0 < cfg.val_fraction < 1:  # NaN fails too
-        raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
-    floats = {"lr": (cfg.lr > 0, "> 0"), "grad_clip": (cfg.grad_clip >= 0, ">= 0 (0: no clipping)"),
-              "perturb_prob": (0 <= cfg.perturb_prob <= 1, "in [0, 1]"), "obs_noise": (cfg.obs_noise >= 0, ">= 0")}
-    for k, (ok, want) in floats.items():
-        if not (ok and math.isfinite(getattr(cfg, k))):
-            raise ValueError(f"--{k.replace('_', '-')} must be a finite number {want}, got {getattr(cfg, k)}")
-    if cfg.out is not None:
-        out = Path(cfg.out)
-        for p in (out, *out.parents):  # the nearest existing ancestor must be a folder
-            if p.exists():
-                if not p.is_dir():
-                    raise ValueError(f"--out {cfg.out}: {p} is a file, not a folder")
-                break
-        if cfg.resume and not out.is_dir():
-            raise ValueError(f"--resume: the run folder --out {cfg.out} does not exist (start it without --resume)")
+def command_line(cfg: PongConfig) -> str:
+    """The ``tnd pong`` command that reproduces ``cfg`` (options that differ from the defaults)."""
+    default = PongConfig(**QUICK) if cfg.quick else PongConfig()
+    parts = ["tnd", "pong"] + (["--quick"] if cfg.quick else [])
+    return " ".join(parts + command_args(cfg, default, skip=("quick", "resume", "progress")))
 
 
-def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
-    return {"max_catches": cfg.max_catches, "obs_noise": cfg.obs_noise}
-
-
-def _data_settings(cfg: PongConfig) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in ("demo_rounds", "demo_steps_per_round", "perturb_prob", "perturb_max_len",
-                                         "serve_perturb_max_len", "data_seed", "max_catches", "obs_noise")}
-
-
-def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | None = None) -> str:
-    """Hash of every setting that changes a (model, seed) cell's result (``variant``: see
-    :func:`run_cell`)."""
-    keys = ("param_budget", "window", "batch_size", "lr", "max_steps", "eval_every", "patience", "grad_clip",
-            "val_fraction", "val_windows", "graph_seed", "eval_rounds")
-    d = {k: getattr(cfg, k) for k in keys}
-    d.update(_data_settings(cfg), model=model, seed=seed)
-    if variant is not None:
-        d["variant"] = variant
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------- data
-def prepare_data(cfg: PongConfig, out: Path) -> Path:
-    """Generate (or, when the settings match, reuse) the demonstrations; return the .npz path."""
-    from .data import generate_perturbed_demonstrations, save_dataset
-
-    path = out / "data" / "demos.npz"
-    meta_path = path.with_suffix(".json")
-    settings = _data_settings(cfg)
-    if path.is_file() and meta_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()).get("settings") == settings:
-                return path
-        except ValueError:
-            pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    demos = generate_perturbed_demonstrations(
-        cfg.demo_rounds, seed=cfg.data_seed, env_kwargs=env_kwargs(cfg), max_steps_per_round=cfg.demo_steps_per_round,
-        perturb_prob=cfg.perturb_prob, perturb_max_len=cfg.perturb_max_len,
-        serve_perturb_max_len=cfg.serve_perturb_max_len)
-    meta = {"settings": settings, "expert": "expert (DART-perturbed execution, expert labels)",
-            "env_id": "tnd/SinglePlayerPong-v0", "env_kwargs": env_kwargs(cfg), "num_steps": int(demos["actions"].shape[0]),
-            "round_seeds": f"{cfg.data_seed} + i for i in range({cfg.demo_rounds})", "obs_mode": "positions"}
-    save_dataset(path, demos, meta)
-    return path
-
-
-def load_windows(cfg: PongConfig, data_path: Path):
-    from .data import load_dataset, make_windows, train_val_split
-
-    demos, _ = load_dataset(data_path)
-    tr, va = train_val_split(demos, cfg.val_fraction, seed=cfg.data_seed)
-    Xt, Yt = make_windows(tr, cfg.window, stride=max(1, cfg.window // 2))
-    Xv, Yv = make_windows(va, cfg.window, stride=cfg.window)
-    return Xt, Yt, Xv[: cfg.val_windows], Yv[: cfg.val_windows]
-
-
-# ----------------------------------------------------------------------------- one cell
-def _cell_dir(out: Path, model: str, seed: int) -> Path:
-    return out / "cells" / model / f"seed-{seed}"
-
-
-def cell_done(cfg: PongConfig, out: Path, model: str, seed: int,
-              variant: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The stored metrics of a finished cell with matching settings, else None (``model``: the
-    cell's label, i.e. the variant's label when there is one)."""
-    d = _cell_dir(out, model, seed)
-    if not all((d / f).is_file() for f in ("model.safetensors", "checkpoint.json", "metrics.json")):
-        return None
-    try:
-        metrics = json.loads((d / "metrics.json").read_text())
-    except ValueError:
-        return None
-    return metrics if metrics.get("cell_key") == cell_key(cfg, model, seed, variant) else None
-
-
-def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: str, out: str,
-             show_progress: bool = False, variant: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train and evaluate one (model, seed) cell and write its files; returns its metrics.
-
-    ``variant`` (topology sweeps): ``{"label": folder name of the cell, "tnd": build_model's
-    tnd_overrides, "learn": optional PruneRegrow settings (a learnable topology; see
-    :mod:`tnd.apps.pong.topology_sweep`)}``.
-
-    Single-threaded torch for the duration (restored afterwards), so the numbers are a
-    function of the settings and the seed only."""
-    import torch
-
-    from tnd.io import atomic_write_text, save_tensors
-    from .evaluate import play_rounds
-    from .models import build_model
-    from .train import train_model
-
-    cfg = PongConfig(**cfg_dict)
-    cpu0 = time.process_time()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        Xt, Yt, Xv, Yv = load_windows(cfg, Path(data_path))
-        torch.manual_seed(seed)
-        variant = variant or {}
-        label = variant.get("label", model_name)
-        model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
-                                  graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"))
-        learner = None
-        if variant.get("learn"):
-            from .topology_sweep import attach_learner
-
-            learner = attach_learner(model, variant["learn"], seed)
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=cfg.max_steps, desc=f"  train {model_name} s{seed}", leave=False, dynamic_ncols=True)
-
-        def progress(step: int, info: dict[str, Any]) -> None:
-            bar.update(1)
-            if "val_loss" in info:
-                bar.set_postfix(val_loss=f"{info['val_loss']:.3f}", acc=f"{info['val_acc']:.3f}")
-
-        ckpt_dir = None
-        if cfg.checkpoint_every and cfg.checkpoint_every > 0:
-            ckpt_dir = _cell_dir(Path(out), label, seed) / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}"
-        tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
-                         progress=progress if bar is not None else None,
-                         checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
-                         resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
-        if learner is not None:
-            from .topology_sweep import finish_learner
-
-            model, spec = finish_learner(model, spec, learner)
-        if bar is not None:
-            bar.close()
-        t0 = time.perf_counter()
-        ev = play_rounds(model, cfg.eval_rounds, env_kwargs=env_kwargs(cfg))
-        eval_time = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    d = _cell_dir(Path(out), label, seed)
-    d.mkdir(parents=True, exist_ok=True)
-    save_tensors(d / "model.safetensors", model.state_dict(), metadata={"model": label, "seed": str(seed)})
-    atomic_write_text(d / "checkpoint.json", json.dumps({"format": "tnd.pong.cell/1", "model": label, "seed": seed,
-                                                         "spec": spec}, indent=1))
-    metrics = {"model": label, "seed": seed, "cell_key": cell_key(cfg, label, seed, variant or None), "spec": spec,
-               "train": tr, "eval": ev, "eval_time_s": eval_time, "cpu_time_s": time.process_time() - cpu0}
-    atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
-    if ckpt_dir is not None:
-        import shutil
-
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return metrics
-
-
-def load_cell_model(out: str | Path, model: str, seed: int):
-    """Rebuild a cell's trained model from its checkpoint (safetensors + JSON)."""
-    import torch
-
-    from tnd.io import load_tensors
-    from .models import model_from_spec
-
-    d = _cell_dir(Path(out), model, seed)
-    spec = json.loads((d / "checkpoint.json").read_text())["spec"]
-    with torch.random.fork_rng(devices=[]):
-        m = model_from_spec(spec)
-    m.load_state_dict(load_tensors(d / "model.safetensors"))
-    m.eval()
-    return m
-
-
-# ----------------------------------------------------------------------------- whole run
-def run_cells(calls: list[tuple[Any, tuple]], workers: int, done, start=None) -> None:
-    """``run_cell(*args)`` for every ``(key, args)`` in ``calls``; ``done(key, metrics)`` as each
-    finishes. With ``workers > 1`` the cells run in a pool of spawned processes (each cell is
-    single-threaded, so the results do not depend on it); ``start(key)`` is called before a cell
-    only when they run in this process."""
-    if workers > 1 and len(calls) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(calls)), mp_context=mp.get_context("spawn")) as ex:
-            futs = {ex.submit(run_cell, *args): key for key, args in calls}
-            for f in as_completed(futs):
-                done(futs[f], f.result())
-    else:
-        for key, args in calls:
-            if start is not None:
-                start(key)
-            done(key, run_cell(*args))
+def resume_command(cfg: PongConfig) -> str:
+    return command_line(cfg) + " --resume"
 
 
 def evaluate_references(cfg: PongConfig) -> dict[str, Any]:
@@ -471,45 +137,16 @@ def evaluate_references(cfg: PongConfig) -> dict[str, Any]:
     }
 
 
-def command_line(cfg: PongConfig) -> str:
-    """The ``tnd pong`` command that reproduces ``cfg`` (options that differ from the defaults)."""
-    default = PongConfig(**QUICK) if cfg.quick else PongConfig()
-    parts = ["tnd", "pong"]
-    if cfg.quick:
-        parts.append("--quick")
-    for f in dataclasses.fields(PongConfig):
-        v = getattr(cfg, f.name)
-        if f.name in ("quick", "resume", "progress") or v == getattr(default, f.name):
-            continue
-        opt = "--" + f.name.replace("_", "-")
-        parts += [opt, *map(str, v)] if isinstance(v, (tuple, list)) else [opt, str(v)]
-    return " ".join(parts)
-
-
-def start_run(cfg: PongConfig, command: str):
-    """Open a run folder (``cfg.out`` or ``runs/<command>-<UTC time>``), write its config.json and
-    the demonstrations; returns ``(cfg with out set, out, say, data_path)`` where ``say`` prints
-    progress messages to stderr when ``cfg.progress``."""
-    from tnd.io import atomic_write_text
-
-    out = Path(cfg.out or f"runs/{command}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, out=str(out))
-    atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if cfg.progress else (lambda *a: None)
-    say(f"tnd {command}: run folder {out}")
-    return cfg, out, say, prepare_data(cfg, out)
-
-
-def run_experiment(cfg: PongConfig) -> dict[str, Any]:
-    """Run the whole comparison; returns the results dict (also written to ``<out>/results.json``)."""
+def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
+    """Run the whole comparison; returns the results dict (also written to ``<out>/results.json``).
+    ``force``: start over in an ``out`` that holds a run (see :func:`tnd.apps.pong.cells.start_run`)."""
     from tqdm.auto import tqdm
 
     from . import report
     from .evaluate import record_frames
 
     t_start = time.perf_counter()
-    cfg, out, say, data_path = start_run(cfg, "pong")
+    cfg, out, say, data_path = start_run(cfg, "pong", resume_command, force)
     cells = [(m, s) for m in cfg.models for s in cfg.seeds]
     results_cells: dict[tuple[str, int], dict[str, Any]] = {}
     todo = []
@@ -519,8 +156,9 @@ def run_experiment(cfg: PongConfig) -> dict[str, Any]:
             results_cells[(m, s)] = done
         else:
             todo.append((m, s))
-    if cfg.resume and results_cells:
-        say(f"resume: {len(results_cells)} finished cell(s) kept, {len(todo)} to run")
+    if cfg.resume:  # shown with --no-progress too
+        print(f"tnd pong: resume: {len(results_cells)} finished cell(s) kept, {len(todo)} to run", file=sys.stderr,
+              flush=True)
     cfg_dict = dataclasses.asdict(cfg)
     bar = tqdm(total=len(cells), initial=len(results_cells), desc="cells (model x seed)", disable=not cfg.progress,
                dynamic_ncols=True)
@@ -535,8 +173,16 @@ def run_experiment(cfg: PongConfig) -> dict[str, Any]:
     def start(key: tuple[str, int]) -> None:
         bar.set_description(f"cells: {key[0]} s{key[1]}")
 
-    run_cells([((m, s), (cfg_dict, m, s, str(data_path), str(out), cfg.progress and cfg.workers <= 1))
-               for m, s in order], cfg.workers, done, start)
+    try:
+        run_cells([((m, s), (cfg_dict, m, s, str(data_path), str(out), cfg.progress and cfg.workers <= 1))
+                   for m, s in order], cfg.workers, done, start)
+    except KeyboardInterrupt as e:
+        bar.close()
+        n = write_partial(cfg, out, results_cells, len(cells), data_path, t_start, len(cells) - len(todo))
+        if isinstance(e, Interrupted):
+            e.partial = (f"{n} of {len(cells)} cells finished and kept in {out} (partial results: "
+                         f"{out / 'report.md'}); continue with: {resume_command(cfg)}")
+        raise
     bar.close()
 
     say("evaluating reference policies ...")
@@ -576,14 +222,39 @@ def run_experiment(cfg: PongConfig) -> dict[str, Any]:
     return results
 
 
+def write_partial(cfg: PongConfig, out: Path, results_cells: dict[tuple[str, int], dict[str, Any]], planned: int,
+                  data_path: Path, t_start: float, resumed: int) -> int:
+    """``results.json`` and ``report.md`` of the finished cells of an interrupted run (no reference
+    policies, no plots); returns the number of finished cells."""
+    from . import report
+
+    models = {}
+    for m in cfg.models:
+        got = [results_cells[(m, s)] for s in cfg.seeds if (m, s) in results_cells]
+        if got:
+            models[m] = report.aggregate_model(m, got)
+    n = len(results_cells)
+    results: dict[str, Any] = {
+        "format": "tnd.pong.results/1",
+        "command": f"{command_line(cfg)} (interrupted: {n} of {planned} cells finished)",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": dataclasses.asdict(cfg), "env_kwargs": env_kwargs(cfg),
+        "dataset": json.loads(data_path.with_suffix(".json").read_text()),
+        "models": models, "references": {}, "resumed_cells": resumed,
+        "partial": {"finished_cells": n, "planned_cells": planned, "resume": resume_command(cfg)},
+        "wall_time_s": time.perf_counter() - t_start,
+    }
+    protocol = PROTOCOL.format(**dataclasses.asdict(cfg), val_pct=100 * cfg.val_fraction)
+    results["protocol"] = protocol
+    report.write_results_json(out / "results.json", results)
+    report.write_report_md(out / "report.md", results, protocol, {})
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tnd pong``."""
-    try:
-        cfg = config_from_args(args)
-    except ValueError as e:
-        print(f"tnd pong: error: {e}", file=sys.stderr)
-        return 2
-    results = run_experiment(cfg)
+    cfg = config_from_args(args)
+    results = run_experiment(cfg, force=bool(getattr(args, "force", None)))
     out = Path(results["config"]["out"])
     from .report import results_table
 

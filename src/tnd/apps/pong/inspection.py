@@ -23,30 +23,47 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["add_arguments", "run", "inspect_run", "record_round", "lesion_study", "find_cell"]
+from ..settings import UsageError, add_options, from_args, setting
+
+__all__ = ["InspectSettings", "add_arguments", "run", "inspect_run", "record_round", "lesion_study", "find_cell"]
+
+
+@dataclass
+class InspectSettings:
+    """Settings of ``tnd inspect``."""
+
+    run_dir: str = setting(positional=True, metavar="RUN_DIR", example="runs/pong")
+    """a finished `tnd pong` or `tnd topology` run folder"""
+    out: str = setting(kind="folder", example="--out runs/pong/inspect")
+    """folder for the figures, inspect.json and report.html"""
+    model: str | None = setting(None, example="--model tnd", metavar="MODEL")
+    """cell label to inspect (default: tnd, else the first TND cell)"""
+    seed: int | None = setting(None, example="--seed 0")
+    """training seed of the cell (default: the smallest)"""
+    compare: tuple[str, ...] | None = setting(None, metavar="MODEL", allow_empty=True, example="--compare tnd_shared")
+    """other TND cells whose time constants are drawn alongside (default: tnd_shared if present; none
+    when given without a name)"""
+    round: int = 0
+    """evaluation round drawn in the activity figure"""
+    activity_steps: int = setting(300, low=1)
+    """steps of that round drawn"""
+    lesion_rounds: int = 50
+    """evaluation rounds per lesion (0: no lesion study)"""
+    lesion_edges: int = 20
+    """strongest edges lesioned one by one"""
+    max_lesion_units: int = setting(200, low=1)
+    """above this many neurons, lesion groups of neurons instead of single ones"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished `tnd pong` or `tnd topology` run folder")
-    parser.add_argument("--out", required=True, help="folder for the figures, inspect.json and report.html")
-    parser.add_argument("--model", default=None, help="cell label to inspect (default: tnd, else the first TND cell)")
-    parser.add_argument("--seed", type=int, default=None, help="training seed of the cell (default: the smallest)")
-    parser.add_argument("--compare", nargs="*", default=None, metavar="MODEL",
-                        help="other TND cells whose time constants are drawn alongside (default: tnd_shared if present)")
-    parser.add_argument("--round", type=int, default=0, dest="round_index",
-                        help="evaluation round drawn in the activity figure (default: 0)")
-    parser.add_argument("--activity-steps", type=int, default=300, help="steps of that round drawn (default: 300)")
-    parser.add_argument("--lesion-rounds", type=int, default=50,
-                        help="evaluation rounds per lesion (0: no lesion study; default: 50)")
-    parser.add_argument("--lesion-edges", type=int, default=20, help="strongest edges lesioned one by one (default: 20)")
-    parser.add_argument("--max-lesion-units", type=int, default=200,
-                        help="above this many neurons, lesion groups of neurons instead of single ones (default: 200)")
+    add_options(parser, InspectSettings)
 
 
 def _cells(run_dir: Path) -> dict[str, list[int]]:
@@ -211,7 +228,7 @@ def inspect_run(run_dir: str | Path, out: str | Path, *, model: str | None = Non
     from .. import viz
     from tnd.io import atomic_write_text
     from ..lesions import find_tnd
-    from .experiment import load_cell_model
+    from .cells import load_cell_model
     from .policies import EVAL_SEED_BASE
 
     for name, v, lo in (("--round", round_index, 0), ("--activity-steps", activity_steps, 1),
@@ -319,18 +336,18 @@ def _sections(summary: dict[str, Any], figs: dict[str, Path], spectra: dict[str,
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tnd inspect``."""
+    cfg = from_args(InspectSettings, args)
     try:
-        summary = inspect_run(args.run_dir, args.out, model=args.model, seed=args.seed, compare=args.compare,
-                              round_index=args.round_index, activity_steps=args.activity_steps,
-                              lesion_rounds=args.lesion_rounds, lesion_edges=args.lesion_edges,
-                              max_lesion_units=args.max_lesion_units,
+        summary = inspect_run(cfg.run_dir, cfg.out, model=cfg.model, seed=cfg.seed,
+                              compare=None if cfg.compare is None else list(cfg.compare), round_index=cfg.round,
+                              activity_steps=cfg.activity_steps, lesion_rounds=cfg.lesion_rounds,
+                              lesion_edges=cfg.lesion_edges, max_lesion_units=cfg.max_lesion_units,
                               say=lambda *a: print(*a, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError) as e:
-        print(f"tnd inspect: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     for k, v in summary["figures"].items():
         print(f"{k}: {v}")
-    print(f"report: {Path(args.out) / 'report.html'}")
+    print(f"report: {Path(cfg.out) / 'report.html'}")
     les = summary.get("lesions")
     if les:
         print("behaviour depends on: " + (", ".join(str(u.get("id", u.get("name"))) for u in les["critical"]) or "none"))

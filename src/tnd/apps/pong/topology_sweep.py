@@ -9,7 +9,8 @@ data and evaluation rounds as ``tnd pong``. Then, when ``learned`` is on, a lear
 neurons and the edge budget of the best fixed variant, so the two have the same parameter count.
 Outputs: ``topology.json``, ``topology.md`` (table with bootstrap CIs over seeds, a sensitivity
 summary) and ``topology.png``; cells live in ``cells/<label>/seed-<s>/`` as in ``tnd pong`` and
-``--resume`` skips finished ones. ``tnd inspect OUT --model <label>`` draws any of them.
+``--resume`` skips finished ones (``--force`` starts over; an ``--out`` that holds a run is refused
+without one of them, as in ``tnd pong``). ``tnd inspect OUT --model <label>`` draws any of them.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .experiment import QUICK, PongConfig, _field_docs, _validate, cell_done, run_cells, start_run
+from ..runs import FolderOptions, Interrupted, note
+from ..settings import add_options, command_args, from_args, setting
+from .cells import cell_done, run_cells, start_run
+from .config import QUICK, RESUME_MAY_CHANGE, PongConfig
 
-__all__ = ["TopologyConfig", "add_arguments", "run", "run_sweep", "attach_learner", "finish_learner", "variants"]
+__all__ = ["TopologyConfig", "add_arguments", "run", "run_sweep", "variants", "config_from_args"]
 
 FAMILIES = ("random", "small_world", "scale_free", "ring", "layered")
 
@@ -35,24 +37,27 @@ FAMILIES = ("random", "small_world", "scale_free", "ring", "layered")
 class TopologyConfig(PongConfig):
     """Settings of ``tnd topology`` (the Pong settings, plus the sweep's own)."""
 
-    families: tuple[str, ...] = FAMILIES
-    """graph families to compare (random, small_world, scale_free, ring, layered)"""
-    degrees: tuple[float, ...] = (2.0, 4.0, 8.0)
+    families: tuple[str, ...] = setting(FAMILIES, choices=FAMILIES, metavar="FAMILY")
+    """graph families to compare"""
+    degrees: tuple[float, ...] = setting((2.0, 4.0, 8.0), low=1.0, metavar="DEGREE")
     """mean out-degrees (sparsity levels) to compare, every family at each"""
     learned: bool = True
-    """also train a learnable topology at the best fixed variant's neurons and edge budget"""
-    learn_every: int = 100
+    """skip the learnable topology (by default one is trained at the best fixed variant's neurons
+    and edge budget)"""
+    learn_every: int = setting(100, low=1)
     """learnable topology: steps between prune-and-regrow updates"""
-    learn_drop_fraction: float = 0.1
+    learn_drop_fraction: float = setting(0.1, low=0.0, high=1.0)
     """learnable topology: fraction of the edge budget moved at the first update (cosine-annealed)"""
-    learn_stop: float = 0.75
+    learn_stop: float = setting(0.75, low=0.0, high=1.0, low_open=True)
     """learnable topology: the graph stops changing after this fraction of --max-steps"""
-    learn_regrow: str = "gradient"
+    learn_regrow: str = setting("gradient", choices=("gradient", "sensitivity"))
     """learnable topology: regrowth rule, gradient (RigL: largest |dL/dw|, grown at weight 0) or
     sensitivity (most negative dL/dmask, grown at the latent weight)"""
 
 
 QUICK_TOPOLOGY: dict[str, Any] = {**QUICK, "families": ("random", "ring"), "degrees": (2.0,), "learn_every": 4}
+#: the Pong settings a sweep does not use (it trains TND variants only and draws no frames)
+NOT_OPTIONS = ("models", "frame_steps")
 
 
 def variants(cfg: TopologyConfig) -> list[dict[str, Any]]:
@@ -64,34 +69,6 @@ def variants(cfg: TopologyConfig) -> list[dict[str, Any]]:
 
 def _cell_variant(v: dict[str, Any]) -> dict[str, Any]:
     return {k: v[k] for k in ("label", "tnd", "learn") if k in v}
-
-
-def attach_learner(model, learn: dict[str, Any], seed: int):
-    """A :class:`tnd.apps.prune_regrow.PruneRegrow` on the TND inside ``model`` (``learn``: its settings)."""
-    from ..prune_regrow import PruneRegrow
-
-    return PruneRegrow(model, int(learn["budget"]), every=int(learn["every"]), drop_fraction=float(learn["drop_fraction"]),
-                       stop_step=int(learn["stop_step"]), seed=int(seed),
-                       regrow=str(learn.get("regrow", "sensitivity")))
-
-
-def finish_learner(model, spec: dict[str, Any], learner):
-    """Replace the candidate TND by the pruned one on the learned graph; update the spec."""
-    from ..baselines import count_parameters
-    from ..prune_regrow import prune_to_graph
-    from .models import ScaledInput
-
-    learner.finish()
-    pruned = prune_to_graph(model)
-    if isinstance(model, ScaledInput):
-        model.inner = pruned
-    else:
-        model = pruned
-    g = pruned.graph
-    spec = dict(spec, tnd=dict(spec["tnd"], graph="explicit", graph_dict=g.to_dict(), graph_kw={}),
-                params=count_parameters(pruned, effective=True), graph_edges=int(g.num_edges),
-                graph_density=float(g.density), learned_topology=learner.state())
-    return model, spec
 
 
 def _spec_graph(spec: dict[str, Any]):
@@ -136,6 +113,9 @@ def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data
             done[(v["label"], s)] = prev
         else:
             run.append((v, s))
+    if cfg.resume:  # shown with --no-progress too
+        note(f"tnd topology: resume: {len(done)} finished cell(s) kept, {len(run)} to run")
+
     def finished(key: tuple[str, int], r: dict[str, Any]) -> None:
         done[key] = r
         say(f"  {key[0]} seed {key[1]}: {r['eval']['mean_catches']:.2f} mean catches")
@@ -145,13 +125,25 @@ def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data
     return done
 
 
-def run_sweep(cfg: TopologyConfig) -> dict[str, Any]:
-    """Run the sweep; returns the results (also written to ``<out>/topology.json``)."""
+def run_sweep(cfg: TopologyConfig, force: bool = False) -> dict[str, Any]:
+    """Run the sweep; returns the results (also written to ``<out>/topology.json``). ``force``:
+    start over in an ``out`` that holds a run."""
+    t0 = time.perf_counter()
+    cfg, out, say, data_path = start_run(cfg, "topology", resume_command, force,
+                                         RESUME_MAY_CHANGE + ("families", "degrees", "learned"))
+    try:
+        return _sweep(cfg, out, say, data_path, t0)
+    except Interrupted as e:
+        n = len(list(out.glob("cells/*/seed-*/metrics.json")))
+        e.partial = (f"{n} finished cell(s) kept in {out} (topology.md is written when the sweep ends); "
+                     f"continue with: {resume_command(cfg)}")
+        raise
+
+
+def _sweep(cfg: TopologyConfig, out: Path, say, data_path: Path, t0: float) -> dict[str, Any]:
     from tnd.io import atomic_write_text
     from . import report
 
-    t0 = time.perf_counter()
-    cfg, out, say, data_path = start_run(cfg, "topology")
     fixed = variants(cfg)
     cells = _run_cells(cfg, [(v, s) for v in fixed for s in cfg.seeds], data_path, out, say)
     rows = []
@@ -204,7 +196,6 @@ def sensitivity(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     from .report import format_ci as _ci, format_number as _fmt
-
     cfg = results["config"]
     lines = [f"# Topology sweep (Pong, TND at {cfg['param_budget']} parameters)", "",
              f"Seeds {list(cfg['seeds'])}, {cfg['eval_rounds']} evaluation rounds per seed, at most "
@@ -271,65 +262,31 @@ def plot_sweep(results: dict[str, Any], path: Path) -> None:
 
 # ----------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    docs = {**_field_docs(PongConfig), **_field_docs(TopologyConfig)}
-    for f in dataclasses.fields(TopologyConfig):
-        if f.name in ("models", "frame_steps"):
-            continue  # the sweep trains TND variants only and draws no frames
-        opt = "--" + f.name.replace("_", "-")
-        default = f.default
-        help_text = docs.get(f.name, "") + ("" if f.name == "out" else f" (default: {default})")
-        if f.name in ("quick", "resume"):
-            parser.add_argument(opt, action="store_true", default=None, help=help_text)
-        elif f.name == "learned":
-            parser.add_argument("--no-learned", dest="learned", action="store_false", default=None,
-                                help="skip the learnable topology")
-        elif f.name == "progress":
-            parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                                help="hide progress messages")
-        elif f.name == "families":
-            parser.add_argument(opt, nargs="+", choices=FAMILIES, default=None, metavar="FAMILY", help=help_text)
-        elif f.name == "learn_regrow":
-            parser.add_argument(opt, choices=("gradient", "sensitivity"), default=None, help=help_text)
-        elif f.name in ("seeds", "degrees"):
-            parser.add_argument(opt, nargs="+", type=int if f.name == "seeds" else float, default=None,
-                                metavar=f.name[:-1].upper(), help=help_text)
-        else:
-            typ = {int: int, float: float}.get(type(default), str)
-            parser.add_argument(opt, type=typ, default=None, help=help_text)
+    """One option per :class:`TopologyConfig` field (help = the field's docstring), and ``--force``."""
+    add_options(parser, TopologyConfig, skip=NOT_OPTIONS)
+    add_options(parser, FolderOptions)
 
 
 def config_from_args(args: argparse.Namespace) -> TopologyConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TopologyConfig)
-             if getattr(args, f.name, None) is not None}
-    values: dict[str, Any] = dict(QUICK_TOPOLOGY) if given.get("quick") else {}
-    values.update(given)
-    for k in ("seeds", "families", "degrees"):
-        if k in values:
-            values[k] = tuple(values[k])
-    cfg = TopologyConfig(**values)
-    _validate(cfg)
-    if not cfg.families or not cfg.degrees:
-        raise ValueError("--families and --degrees need at least one value each")
-    if any(not (1.0 <= d < math.inf) for d in cfg.degrees) or len(set(cfg.degrees)) != len(cfg.degrees):
-        raise ValueError(f"--degrees must be distinct finite numbers >= 1, got {list(cfg.degrees)}")
-    if len(set(cfg.families)) != len(cfg.families):
-        raise ValueError(f"--families must be distinct, got {list(cfg.families)}")
-    if not 1 <= cfg.learn_every < 2**31:
-        raise ValueError(f"--learn-every must be an int in [1, 2**31), got {cfg.learn_every}")
-    if not 0.0 <= cfg.learn_drop_fraction <= 1.0:
-        raise ValueError(f"--learn-drop-fraction must lie in [0, 1], got {cfg.learn_drop_fraction}")
-    if not 0.0 < cfg.learn_stop <= 1.0:
-        raise ValueError(f"--learn-stop must lie in (0, 1], got {cfg.learn_stop}")
-    return cfg
+    """Defaults <- --quick presets <- explicit options; checked (UsageError names the option)."""
+    return from_args(TopologyConfig, args, QUICK_TOPOLOGY if getattr(args, "quick", None) else None,
+                     skip=NOT_OPTIONS)
+
+
+def command_line(cfg: TopologyConfig) -> str:
+    """The ``tnd topology`` command that reproduces ``cfg``."""
+    default = TopologyConfig(**QUICK_TOPOLOGY) if cfg.quick else TopologyConfig()
+    parts = ["tnd", "topology"] + (["--quick"] if cfg.quick else [])
+    return " ".join(parts + command_args(cfg, default, skip=("quick", "resume", "progress", *NOT_OPTIONS)))
+
+
+def resume_command(cfg: TopologyConfig) -> str:
+    return command_line(cfg) + " --resume"
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``tnd topology``."""
-    try:
-        cfg = config_from_args(args)
-    except ValueError as e:
-        print(f"tnd topology: error: {e}", file=sys.stderr)
-        return 2
-    results = run_sweep(cfg)
+    cfg = config_from_args(args)
+    results = run_sweep(cfg, force=bool(getattr(args, "force", None)))
     print(markdown(results))
     return 0

@@ -3,8 +3,9 @@
 A *cell* is one (task, model, topology, seed). Each finished cell is written atomically as
 ``<out>/cells/<cell_id>.json``; a rerun with the same settings skips every cell whose file
 exists with ``status == "ok"`` and the same settings key, so an interrupted sweep resumes
-without losing work (failed cells are retried). When the sweep ends, ``report.md`` and
-``results.json`` are (re)written from all the plan's finished cells.
+without losing work (failed cells are retried). When the sweep ends -- or is interrupted
+(KeyboardInterrupt: Ctrl-C, or SIGTERM under ``tnd``) -- ``report.md`` and ``results.json`` are
+(re)written from all the plan's finished cells.
 
 Backends: ``local`` runs the cells one after another in this process (no Ray needed);
 ``ray`` runs them as Ray tasks (one CPU each) on a local instance started -- and shut down --
@@ -325,8 +326,16 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, backend: str = "auto",
     new: list[dict[str, Any]] = []
     if todo:
         runner = _run_ray if backend == "ray" else _run_local
-        new = runner(todo, out, progress=progress, ray_address=ray_address, num_cpus=num_cpus,
-                     checkpoint_every=int(spec.checkpoint_every))
+        try:
+            new = runner(todo, out, progress=progress, ray_address=ray_address, num_cpus=num_cpus,
+                         checkpoint_every=int(spec.checkpoint_every))
+        except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: a report of the cells finished so far
+            ok = [d for d in (_finished(out, c) for c in cells) if d is not None]
+            write_report(out, spec, ok, skipped, wall_time_s=time.perf_counter() - t0, backend=backend,
+                         planned=len(cells))
+            e.partial = (f"{len(ok)} of {len(cells)} cells finished and kept in {out} "
+                         f"(partial report: {out / 'report.md'})")
+            raise
     wall = time.perf_counter() - t0
     runs = _read_runs(out) + [{"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - wall)),
                                "wall_time_s": wall, "ran": len(new), "backend": backend,

@@ -1,0 +1,240 @@
+"""The cells of a Pong run folder, shared by ``tnd pong`` and ``tnd topology``.
+
+A cell is one (model, seed) -- or, in a topology sweep, one (graph variant, seed) -- trained and
+evaluated by :func:`run_cell` into ``<out>/cells/<label>/seed-<s>/`` (``model.safetensors``,
+``checkpoint.json``, then ``metrics.json``, which marks it done). :func:`cell_key` hashes every
+setting that changes a cell's result; :func:`cell_done` returns a finished cell's metrics when its
+key matches. :func:`start_run` opens the run folder (:func:`tnd.apps.runs.open_run_folder`),
+writes ``config.json`` and the demonstrations; :func:`run_cells` runs cells, in worker processes
+when asked (:func:`tnd.apps.runs.run_calls`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..runs import open_run_folder, run_calls, set_resume_command
+from .config import RESUME_MAY_CHANGE, PongConfig
+
+__all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
+           "run_cell", "load_cell_model", "run_cells", "start_run"]
+
+
+def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
+    return {"max_catches": cfg.max_catches, "obs_noise": cfg.obs_noise}
+
+
+def data_settings(cfg: PongConfig) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in ("demo_rounds", "demo_steps_per_round", "perturb_prob", "perturb_max_len",
+                                         "serve_perturb_max_len", "data_seed", "max_catches", "obs_noise")}
+
+
+def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | None = None) -> str:
+    """Hash of every setting that changes a (model, seed) cell's result (``variant``: see
+    :func:`run_cell`)."""
+    keys = ("param_budget", "window", "batch_size", "lr", "max_steps", "eval_every", "patience", "grad_clip",
+            "val_fraction", "val_windows", "graph_seed", "eval_rounds")
+    d = {k: getattr(cfg, k) for k in keys}
+    d.update(data_settings(cfg), model=model, seed=seed)
+    if variant is not None:
+        d["variant"] = variant
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- data
+def prepare_data(cfg: PongConfig, out: Path) -> Path:
+    """Generate (or, when the settings match, reuse) the demonstrations; return the .npz path."""
+    from .data import generate_perturbed_demonstrations, save_dataset
+
+    path = out / "data" / "demos.npz"
+    meta_path = path.with_suffix(".json")
+    settings = data_settings(cfg)
+    if path.is_file() and meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text()).get("settings") == settings:
+                return path
+        except ValueError:
+            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    demos = generate_perturbed_demonstrations(
+        cfg.demo_rounds, seed=cfg.data_seed, env_kwargs=env_kwargs(cfg), max_steps_per_round=cfg.demo_steps_per_round,
+        perturb_prob=cfg.perturb_prob, perturb_max_len=cfg.perturb_max_len,
+        serve_perturb_max_len=cfg.serve_perturb_max_len)
+    meta = {"settings": settings, "expert": "expert (DART-perturbed execution, expert labels)",
+            "env_id": "tnd/SinglePlayerPong-v0", "env_kwargs": env_kwargs(cfg), "num_steps": int(demos["actions"].shape[0]),
+            "round_seeds": f"{cfg.data_seed} + i for i in range({cfg.demo_rounds})", "obs_mode": "positions"}
+    save_dataset(path, demos, meta)
+    return path
+
+
+def load_windows(cfg: PongConfig, data_path: Path):
+    from .data import load_dataset, make_windows, train_val_split
+
+    demos, _ = load_dataset(data_path)
+    tr, va = train_val_split(demos, cfg.val_fraction, seed=cfg.data_seed)
+    Xt, Yt = make_windows(tr, cfg.window, stride=max(1, cfg.window // 2))
+    Xv, Yv = make_windows(va, cfg.window, stride=cfg.window)
+    return Xt, Yt, Xv[: cfg.val_windows], Yv[: cfg.val_windows]
+
+
+# ----------------------------------------------------------------------------- one cell
+def cell_dir(out: Path, model: str, seed: int) -> Path:
+    return out / "cells" / model / f"seed-{seed}"
+
+
+def cell_done(cfg: PongConfig, out: Path, model: str, seed: int,
+              variant: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The stored metrics of a finished cell with matching settings, else None (``model``: the
+    cell's label, i.e. the variant's label when there is one)."""
+    d = cell_dir(out, model, seed)
+    if not all((d / f).is_file() for f in ("model.safetensors", "checkpoint.json", "metrics.json")):
+        return None
+    try:
+        metrics = json.loads((d / "metrics.json").read_text())
+    except ValueError:
+        return None
+    return metrics if metrics.get("cell_key") == cell_key(cfg, model, seed, variant) else None
+
+
+def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: str, out: str,
+             show_progress: bool = False, variant: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate one (model, seed) cell and write its files; returns its metrics.
+
+    ``variant`` (topology sweeps): ``{"label": folder name of the cell, "tnd": build_model's
+    tnd_overrides, "learn": optional PruneRegrow settings (a learnable topology; see
+    :mod:`tnd.apps.pong.topology_sweep`)}``.
+
+    Single-threaded torch for the duration (restored afterwards), so the numbers are a
+    function of the settings and the seed only."""
+    import torch
+
+    from tnd.io import atomic_write_text, save_tensors
+    from .evaluate import play_rounds
+    from .models import build_model
+    from .train import train_model
+
+    cfg = PongConfig(**cfg_dict)
+    cpu0 = time.process_time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Xt, Yt, Xv, Yv = load_windows(cfg, Path(data_path))
+        torch.manual_seed(seed)
+        variant = variant or {}
+        label = variant.get("label", model_name)
+        model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
+                                  graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"))
+        learner = None
+        if variant.get("learn"):
+            from .learner import attach_learner
+
+            learner = attach_learner(model, variant["learn"], seed)
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.max_steps, desc=f"  train {model_name} s{seed}", leave=False, dynamic_ncols=True)
+
+        def progress(step: int, info: dict[str, Any]) -> None:
+            bar.update(1)
+            if "val_loss" in info:
+                bar.set_postfix(val_loss=f"{info['val_loss']:.3f}", acc=f"{info['val_acc']:.3f}")
+
+        ckpt_dir = None
+        if cfg.checkpoint_every and cfg.checkpoint_every > 0:
+            ckpt_dir = cell_dir(Path(out), label, seed) / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}"
+        tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                         eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
+                         progress=progress if bar is not None else None,
+                         checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
+                         resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
+        if learner is not None:
+            from .learner import finish_learner
+
+            model, spec = finish_learner(model, spec, learner)
+        if bar is not None:
+            bar.close()
+        t0 = time.perf_counter()
+        ev = play_rounds(model, cfg.eval_rounds, env_kwargs=env_kwargs(cfg))
+        eval_time = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    d = cell_dir(Path(out), label, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    save_tensors(d / "model.safetensors", model.state_dict(), metadata={"model": label, "seed": str(seed)})
+    atomic_write_text(d / "checkpoint.json", json.dumps({"format": "tnd.pong.cell/1", "model": label, "seed": seed,
+                                                         "spec": spec}, indent=1))
+    metrics = {"model": label, "seed": seed, "cell_key": cell_key(cfg, label, seed, variant or None), "spec": spec,
+               "train": tr, "eval": ev, "eval_time_s": eval_time, "cpu_time_s": time.process_time() - cpu0}
+    atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
+    if ckpt_dir is not None:
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return metrics
+
+
+def load_cell_model(out: str | Path, model: str, seed: int):
+    """Rebuild a cell's trained model from its checkpoint (safetensors + JSON)."""
+    import torch
+
+    from tnd.io import load_tensors
+    from .models import model_from_spec
+
+    d = cell_dir(Path(out), model, seed)
+    spec = json.loads((d / "checkpoint.json").read_text())["spec"]
+    with torch.random.fork_rng(devices=[]):
+        m = model_from_spec(spec)
+    m.load_state_dict(load_tensors(d / "model.safetensors"))
+    m.eval()
+    return m
+
+
+# ----------------------------------------------------------------------------- a run
+def run_cells(calls: list[tuple[Any, tuple]], workers: int, done, start=None) -> None:
+    """``run_cell(*args)`` for every ``(key, args)`` in ``calls``; ``done(key, metrics)`` as each
+    finishes. With ``workers > 1`` the cells run in a pool of spawned processes (each cell is
+    single-threaded, so the results do not depend on it); ``start(key)`` is called before a cell
+    only when they run in this process."""
+    run_calls(run_cell, calls, workers, done, start)
+
+
+def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False,
+              may_change: tuple[str, ...] = RESUME_MAY_CHANGE):
+    """Open a run folder (``cfg.out`` or ``runs/<command>-<UTC time>``), write its config.json and
+    the demonstrations; returns ``(cfg with out set, out, say, data_path)`` where ``say`` prints
+    progress messages to stderr when ``cfg.progress``. A folder that holds a run is refused unless
+    ``cfg.resume`` (same settings; ``may_change`` may differ) or ``force`` (the old run is moved
+    aside); ``resume_command(cfg)`` is the command line named if the run is interrupted."""
+    from tnd.io import atomic_write_text
+
+    from ..settings import command_args
+
+    out = Path(cfg.out or f"runs/{command}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    cfg = dataclasses.replace(cfg, out=str(out))
+    defaults = type(cfg)()
+
+    def option(key: str, value: Any) -> str:
+        shown = command_args(dataclasses.replace(defaults, **{key: _typed(defaults, key, value)}), defaults)
+        return " ".join(shown) or f"--{key.replace('_', '-')} {value}"
+
+    open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), lambda p: json.loads(p.read_text()),
+                    resume=cfg.resume, force=force, may_change=may_change, option=option)
+    out.mkdir(parents=True, exist_ok=True)
+    set_resume_command(resume_command(cfg))
+    atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if cfg.progress else (lambda *a: None)
+    say(f"tnd {command}: run folder {out}")
+    return cfg, out, say, prepare_data(cfg, out)
+
+
+def _typed(defaults: Any, key: str, value: Any) -> Any:
+    """A stored (JSON) value back in the field's Python form (lists -> tuples)."""
+    return tuple(value) if isinstance(getattr(defaults, key), tuple) and isinstance(value, list) else value

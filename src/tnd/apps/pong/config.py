@@ -1,0 +1,101 @@
+"""The settings of ``tnd pong`` (:class:`PongConfig`, one command-line option per field through
+:mod:`tnd.apps.settings`) and the ``--quick`` presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..settings import UsageError, setting
+from .models import MODEL_NAMES
+
+__all__ = ["PongConfig", "QUICK", "RESUME_MAY_CHANGE"]
+
+
+@dataclass
+class PongConfig:
+    """Settings of ``tnd pong`` (every default is the paper-reproduction setting)."""
+
+    out: str | None = setting(None, kind="folder", example="--out runs/pong")
+    """run folder (default: runs/pong-<UTC timestamp>)"""
+    models: tuple[str, ...] = setting(("tnd", "tnd_shared", "rnn", "sparse_rnn", "lstm", "cfc", "transformer"),
+                                      choices=MODEL_NAMES, metavar="MODEL")
+    """models to train and evaluate"""
+    seeds: tuple[int, ...] = setting((0, 1, 2), metavar="SEED")
+    """training seeds (initial weights and batch order); one cell per (model, seed)"""
+    quick: bool = False
+    """tiny smoke-test budget (whole run well under a minute); explicit options still win"""
+    resume: bool = False
+    """continue the run in --out: skip its finished (model, seed) cells (the settings must match)"""
+    checkpoint_every: int = 0
+    """write a training checkpoint every this many gradient steps (0: never); with --resume an
+    unfinished cell continues from its checkpoint, with the same result as an uninterrupted run"""
+    workers: int = setting(2, low=1)
+    """parallel worker processes for the cells (each single-threaded; results do not depend on it)"""
+    progress: bool = True
+    """hide the progress bars and messages (not those about resuming, --force and interrupts)"""
+    param_budget: int = setting(2000, low=1, high=10**7, high_open=False)
+    """trainable-parameter budget every model is matched to (at most 10**7: CPU models)"""
+    window: int = setting(32, low=1)
+    """training window length T (steps); also the Transformer's context when playing"""
+    batch_size: int = setting(64, low=1)
+    """windows per gradient step"""
+    lr: float = setting(5e-3, low=0.0, low_open=True)
+    """Adam learning rate (the same for every model)"""
+    max_steps: int = setting(2500, low=1)
+    """gradient-step budget per cell (the same for every model)"""
+    eval_every: int = setting(100, low=1)
+    """validate every this many gradient steps"""
+    patience: int = setting(6, low=1)
+    """early stopping: validations without improvement of the validation loss"""
+    grad_clip: float = setting(1.0, low=0.0)
+    """gradient-norm clipping (0: none)"""
+    demo_rounds: int = setting(3000, low=1)
+    """demonstration rounds (served with seeds data_seed + i, disjoint from evaluation seeds)"""
+    demo_steps_per_round: int = setting(300, low=1)
+    """steps recorded per demonstration round at most (the serve and the first returns); at least --window"""
+    perturb_prob: float = setting(1.0, low=0.0, high=1.0)
+    """executed-action noise: probability per step of starting a perturbation (1.0: every executed
+    action is random, every label is the expert's)"""
+    perturb_max_len: int = setting(1, low=1)
+    """executed-action noise: a perturbation lasts U{1..perturb_max_len} steps"""
+    serve_perturb_max_len: int = 0
+    """executed-action noise: every demonstration round starts with a perturbation of U{0..this} steps"""
+    val_fraction: float = setting(0.2, low=0.0, high=1.0, low_open=True, high_open=True)
+    """fraction of demonstration rounds held out for validation / early stopping"""
+    val_windows: int = setting(256, low=1)
+    """validation windows used (the first ones; keeps validation cheap)"""
+    data_seed: int = 0
+    """seed of the first demonstration round"""
+    graph_seed: int = 0
+    """seed of the TND graph and of the sparse RNN's mask (the architecture, fixed across training seeds)"""
+    eval_rounds: int = setting(100, low=1)
+    """closed-loop evaluation rounds per trained model (served with seeds 10 000 000 + i, disjoint
+    from the demonstration seeds)"""
+    max_catches: int = setting(100, low=1)
+    """cap of consecutive catches that ends a round (truncation)"""
+    obs_noise: float = setting(0.0, low=0.0)
+    """std of Gaussian observation noise (demonstrations and evaluation)"""
+    frame_steps: int = setting(300, low=1)
+    """steps of TND play drawn in the frame strip"""
+
+    def check(self) -> None:
+        """The options that are valid alone but not together (UsageError)."""
+        if self.demo_steps_per_round < self.window:
+            raise UsageError(f"--demo-steps-per-round must be >= --window, got {self.demo_steps_per_round} "
+                             f"< {self.window}")
+        if self.resume and self.out is not None and not Path(self.out).is_dir():
+            raise UsageError(f"--resume: the run folder --out {self.out} does not exist (start it without --resume)")
+
+
+#: overrides applied by --quick (explicit command-line options still win)
+QUICK: dict[str, Any] = {
+    "seeds": (0,), "workers": 1, "param_budget": 400, "window": 16, "batch_size": 16, "max_steps": 12,
+    "eval_every": 6, "patience": 2, "demo_rounds": 12, "demo_steps_per_round": 120, "val_windows": 16,
+    "eval_rounds": 8, "max_catches": 3, "frame_steps": 60,
+}
+
+#: settings a resumed run may change: which cells run and how, not what a cell computes
+RESUME_MAY_CHANGE = ("out", "models", "seeds", "quick", "resume", "checkpoint_every", "workers", "progress",
+                     "frame_steps")
