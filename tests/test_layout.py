@@ -362,10 +362,10 @@ def private_member_uses() -> list[str]:
 
 def test_private_member_check_catches_a_planted_use(tmp_path, monkeypatch):
     fake = tmp_path / "fake.py"
-    fake.write_text("def f(env, model):\n    env.unwrapped.step(0)\n    return model._run\n")
+    fake.write_text("def f(env, model):\n    env.unwrapped.step(0)\n    return model._timespans\n")
     monkeypatch.setitem(MODULES, "tnd.apps.fake", fake)
     bad = [b for b in private_member_uses() if "fake.py" in b]
-    assert len(bad) == 1 and "model._run" in bad[0] and "tnd.model" in bad[0], bad
+    assert len(bad) == 1 and "model._timespans" in bad[0] and "tnd.model" in bad[0], bad
 
 
 def test_no_private_members_of_other_modules_objects():
