@@ -49,7 +49,7 @@ __all__ = ["PongConfig", "QUICK", "add_arguments", "run", "config_from_args", "r
 
 
 PROTOCOL = """
-Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
+Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what is unknown; docs/PONG.md gives the evidence behind each decision).
 
 * **Environment** (`tnd.apps.pong.env`): field [0, 1]^2, paddle at x = 0.05, half-length 0.08, speed
   0.015/step (half the ball's 0.03, so the agent must anticipate), additive deflection; a round is
@@ -65,13 +65,10 @@ Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
   *label* is the expert's action for the recorded observation. At the defaults every executed action
   is random. Why: with the expert executing its own actions, the paddle's motion (visible in the
   next observation) predicts the next label, and every model learned to continue whatever the
-  paddle was doing (the "copycat" shortcut of imitation learning). Measured in pilots (LSTM, 1 seed):
-  97 % offline accuracy on clean expert data after 15 000 steps, yet 0.15 mean catches in play (it
-  never left the centre at a serve; the random policy scores 0.20); partial noise (5-80 % perturbed
-  steps) still left a usable cue and play stayed at 0.1-0.3; fully random execution removes the cue
-  (the executed action is independent of the label given the state) and the same LSTM reached 1.07
-  mean catches after 4 000 steps. The price: the data cover mostly serves and first returns (a
-  random paddle rarely catches). Split by whole rounds: {val_pct:.0f} % validation. Windows of
+  paddle was doing (the "copycat" shortcut of imitation learning). Fully random execution
+  removes the cue (the executed action is independent of the label given the state; numbers in
+  docs/PONG.md). The price: the data cover mostly serves and first returns (a random paddle
+  rarely catches). Split by whole rounds: {val_pct:.0f} % validation. Windows of
   T = `{window}` steps inside rounds (stride T/2 for training, T for validation; every round of at
   least T steps contributes its serve window); the first `{val_windows}` validation windows are used.
 * **Models** (`tnd.apps.pong.models`): matched to `{param_budget}` trainable parameters (counts in the
@@ -94,12 +91,10 @@ Everything the paper leaves open is fixed here (PAPER.md lists what is unknown).
   bootstrap CIs over training seeds (10 000 resamples). Offline action accuracy on validation
   windows is reported too, but it is not the metric.
 * **Reference policies**: expert (reaches the cap), reactive tracker, random, on the same rounds.
-* **Budget and difficulty**: the step budget was sized so the default run (7 models x 3 seeds)
-  fits 20 minutes on 2 CPU cores: measured ~10 CPU-minutes in all (18 minutes of wall time on a
-  2-core machine shared with other jobs). Most models are still improving at the end (see the
-  learning curves), so the ranking is one at an equal, small budget; `--max-steps` raises it. No
-  model reaches the cap at the defaults while the expert always does and the tracker never does,
-  so the task needs no making harder (no observation noise: `--obs-noise` adds it).
+* **Budget and difficulty**: a step budget (`{max_steps}` gradient steps per cell), not a
+  wall-clock budget; this run's wall time is in the header of the results table. The learning
+  curves show whether training converged; `--max-steps` raises the budget. No observation noise
+  by default (`--obs-noise` adds it).
 """.strip()
 
 

@@ -37,6 +37,8 @@ FAMILIES = ("random", "small_world", "scale_free", "ring", "layered")
 class TopologyConfig(PongConfig):
     """Settings of ``tnd topology`` (the Pong settings, plus the sweep's own)."""
 
+    out: str | None = setting(None, kind="folder", example="--out runs/topology")
+    """run folder (default: runs/topology-<UTC timestamp>)"""
     families: tuple[str, ...] = setting(FAMILIES, choices=FAMILIES, metavar="FAMILY")
     """graph families to compare"""
     degrees: tuple[float, ...] = setting((2.0, 4.0, 8.0), low=1.0, metavar="DEGREE")
