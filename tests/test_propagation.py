@@ -84,6 +84,23 @@ def test_k_rounds_are_k_one_round_updates_of_dt_over_k(dyn, inter):
             close(y, y1[:, K - 1::K], 1e-12, f"outputs without timespans, K={K}, fast={use_fast}")
 
 
+def test_cell_forward_is_k_rounds():
+    """``TNDCell.forward`` (one step) is K one-round steps of dt / K, per-sequence dt included."""
+    g = random_graph(seed=2)
+    torch.manual_seed(0)
+    cell = tnd.TNDCell(3, g, dynamics="gated", propagation_steps=3).double()
+    one = tnd.TNDCell(3, g, dynamics="gated").double()
+    one.load_state_dict(cell.state_dict())
+    x = torch.randn(4, 3, dtype=torch.float64)
+    hx = 0.5 * torch.rand(4, g.num_neurons, 1, dtype=torch.float64)
+    dt = torch.rand(4, dtype=torch.float64) + 0.5
+    s = hx
+    for _ in range(3):
+        s = one(x, s, dt / 3)
+    close(cell(x, hx, dt), s, 1e-13, "cell step")
+    assert (cell(x, hx, dt) - one(x, hx, dt)).abs().max() > 1e-3
+
+
 def test_k_does_not_change_a_neuron_without_in_edges():
     """A neuron without in-edges and without input relaxes to its fixed target in exactly the same
     way for every K: the sub-steps of dt / K keep the time scale (tau in input steps)."""
