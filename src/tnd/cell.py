@@ -55,8 +55,7 @@ class TNDCell(nn.Module):
             step a neuron's state depends on exactly the states of the neurons within K hops
             upstream of it, and on x(t) exactly where it is within K - 1 hops of an input neuron
             (x enters the input neurons in the first round). K = 1 is today's update,
-            bit-identical. Only the state after the K-th round is
-            returned and read out. Sub-steps of ``dt / K`` (not K steps of ``dt``) keep the model's
+            bit-identical. Only the state after the K-th round is returned and read out. Sub-steps of ``dt / K`` (not K steps of ``dt``) keep the model's
             time scale: a neuron whose rate and target stay fixed within the step (no in-edges)
             ends where K = 1 puts it (``exp(-lambda dt / K)^K = exp(-lambda dt)``), ``tau`` keeps its
             meaning in input steps, and large K tends to the continuous flow with the input held.
