@@ -5,6 +5,10 @@
 
 External input ``x`` (C channels) reaches the input neurons only, through a learned
 projection; every other neuron's drive is zero.
+
+In discrete mode an input step may hold ``propagation_steps = K`` rounds of that update (each
+round one I then one F, over ``dt / K``, the drive held), so that a signal crosses K edges per
+input step instead of one (see :class:`TNDCell`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .interactions import INTERACTIONS, Interaction, make_interaction
 from .interactions.base import IMPLS
 
 MODES = ("discrete", "continuous")
+#: most rounds of interaction one input step may take (``propagation_steps``)
+MAX_PROPAGATION_STEPS = solvers.MAX_SUBSTEPS
 
 
 class TNDCell(nn.Module):
@@ -40,6 +46,23 @@ class TNDCell(nn.Module):
         solver: for continuous mode: ``"rk4"`` (default), ``"euler"``, ``"midpoint"``,
             ``"exp_euler"`` or an adaptive torchdiffeq method such as ``"dopri5"``.
         substeps: sub-steps per input step for fixed-step solvers.
+        propagation_steps: K, rounds of interaction per input step (discrete mode; an ``int``
+            in ``[1, MAX_PROPAGATION_STEPS]``, default 1, the paper's update). Each input step of
+            length ``dt`` is split into K sub-steps of length ``dt / K``; each sub-step is one round,
+            ``u = I(G, s)`` then one exponential-Euler update of F from the state the previous round
+            left, with the input drive ``x(t)`` held: ``s <- c + (s - c) exp(-lambda dt / K)``,
+            ``(lambda, c) = F(s, u, x(t))``. A signal crosses one edge per round: after one input
+            step a neuron's state depends on exactly the states of the neurons within K hops
+            upstream of it, and on x(t) exactly where it is within K - 1 hops of an input neuron
+            (x enters the input neurons in the first round). K = 1 is today's update,
+            bit-identical. Only the state after the K-th round is returned and read out. Sub-steps of ``dt / K`` (not K steps of ``dt``) keep the model's
+            time scale: a neuron whose rate and target stay fixed within the step (no in-edges)
+            ends where K = 1 puts it (``exp(-lambda dt / K)^K = exp(-lambda dt)``), ``tau`` keeps its
+            meaning in input steps, and large K tends to the continuous flow with the input held.
+            Each round is a convex combination of ``s`` and a target in [-1, 1], so the state
+            bound |s| <= 1 of docs/STABILITY.md holds for every K. Continuous mode refuses K != 1:
+            its solver integrates the coupled flow, where a signal is not held to one edge per
+            input step (each solver stage moves it one edge); its resolution is ``substeps``.
         impl: interaction path, ``"auto"``, ``"dense"`` or ``"sparse"``.
         interaction_kw: extra keyword arguments of I (``gain``; attention: ``key_scale``).
         dynamics_kw: extra keyword arguments of F (``tau_min``, ``tau_max``, ``tau_init``; leaky:
@@ -66,6 +89,7 @@ class TNDCell(nn.Module):
         impl: str = "auto",
         interaction_kw: dict[str, Any] | None = None,
         dynamics_kw: dict[str, Any] | None = None,
+        propagation_steps: int = 1,
     ) -> None:
         super().__init__()
         check_size("input_size", input_size)
@@ -81,6 +105,11 @@ class TNDCell(nn.Module):
             check_positive_int("substeps", substeps)
             check_int("substeps", substeps, 1, solvers.MAX_SUBSTEPS)
         check_choice("impl", impl, IMPLS)
+        propagation_steps = check_int("propagation_steps", propagation_steps, 1, MAX_PROPAGATION_STEPS)
+        if mode == "continuous" and propagation_steps != 1:
+            raise ValueError(f"propagation_steps applies to mode='discrete' (got {propagation_steps} with mode='continuous'): "
+                             "the continuous solver integrates the coupled flow, where a signal is not held to one "
+                             "edge per input step; raise substeps for a finer resolution instead")
         interaction_kw = check_kwargs("interaction_kw", interaction_kw)
         dynamics_kw = check_kwargs("dynamics_kw", dynamics_kw)
         if mode == "discrete":
@@ -96,6 +125,7 @@ class TNDCell(nn.Module):
         self.input_size, self.state_size = input_size, state_size
         self.num_neurons = graph.num_neurons
         self.mode, self.solver, self.substeps = mode, solver, substeps
+        self.propagation_steps = propagation_steps
         self.interaction_name, self.dynamics_name, self.per_neuron = interaction, dynamics, per_neuron
         self.interaction_kw, self.dynamics_kw = dict(interaction_kw or {}), dict(dynamics_kw or {})
         self.interaction: Interaction = make_interaction(interaction, graph, state_size, impl, **self.interaction_kw)
@@ -117,6 +147,7 @@ class TNDCell(nn.Module):
             "solver": self.solver if self.mode == "continuous" else None,
             "substeps": self.substeps if self.mode == "continuous" else None,
             "impl": self.interaction.impl,
+            "propagation_steps": self.propagation_steps,
             "interaction_kw": self.interaction_kw,
             "dynamics_kw": {k: list(v) if isinstance(v, tuple) else v for k, v in self.dynamics_kw.items()},
         }
@@ -128,7 +159,8 @@ class TNDCell(nn.Module):
         return out.index_copy(-2, self.input_neurons, proj)
 
     def step(self, s: torch.Tensor, drive: torch.Tensor, dt: torch.Tensor | float = 1.0, prep: Any = None) -> torch.Tensor:
-        """Advance states ``s`` ``(B, N, d)`` by one input step with drive ``(B, N, d)``.
+        """Advance states ``s`` ``(B, N, d)`` by one input step with drive ``(B, N, d)``: in
+        discrete mode ``propagation_steps`` rounds of exponential Euler over ``dt / K`` each.
 
         ``dt`` is a float or a tensor broadcastable to ``s`` (e.g. ``(B, 1, 1)``); ``prep`` is
         :meth:`Interaction.prepare`'s result, computed once per sequence by the caller.
@@ -140,7 +172,9 @@ class TNDCell(nn.Module):
         def rt(z: torch.Tensor):
             return rate_target(z, agg(prep, z), drive)
 
-        return solvers.integrate(self.solver, rt, s, torch.as_tensor(dt, dtype=s.dtype), self.substeps)
+        # K rounds of dt / K (continuous mode has K = 1): exp_euler's sub-steps are those rounds
+        return solvers.integrate(self.solver, rt, s, torch.as_tensor(dt, dtype=s.dtype),
+                                 self.substeps * self.propagation_steps)
 
     def state_bound(self) -> float | None:
         """The proven bound on ``|state|`` of this family and solver (``tnd.solvers.STATE_BOUND``:
@@ -199,4 +233,5 @@ class TNDCell(nn.Module):
 
     def extra_repr(self) -> str:
         """Shown by ``print(cell)``."""
-        return f"input_size={self.input_size}, mode={self.mode!r}, solver={self.solver!r}, substeps={self.substeps}"
+        rounds = f", propagation_steps={self.propagation_steps}" if self.propagation_steps != 1 else ""
+        return f"input_size={self.input_size}, mode={self.mode!r}, solver={self.solver!r}, substeps={self.substeps}{rounds}"

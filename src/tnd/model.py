@@ -44,6 +44,13 @@ class TND(nn.Module):
         solver: continuous mode's solver (``"rk4"`` by default, ``"euler"``, ``"midpoint"``,
             ``"exp_euler"``, adaptive ``"dopri5"``, ...); None in discrete mode.
         substeps: continuous mode's minimum sub-steps per input step (2 by default).
+        propagation_steps: K, rounds of interaction per input step in discrete mode (1 by
+            default, the paper's update): the step of length ``dt`` is K sub-steps of ``dt / K``,
+            each one round of I then F with the input held, so a signal crosses K edges per input
+            step: x(t) reaches the input neurons in the first round and the neurons within K - 1
+            hops of them by the end of step t, and an output neuron k hops from the inputs reacts
+            ``k // K`` steps late instead of k. Outputs are read after the K-th round. Fused like K = 1 (:meth:`step`: one
+            call = K rounds). Continuous mode refuses K != 1.
         impl: ``"auto"`` (default), ``"dense"`` or ``"sparse"`` interaction path.
         interaction_kw, dynamics_kw: extra options of I and F (dicts).
 
@@ -73,6 +80,7 @@ class TND(nn.Module):
         impl: str = "auto",
         interaction_kw: dict[str, Any] | None = None,
         dynamics_kw: dict[str, Any] | None = None,
+        propagation_steps: int = 1,
     ) -> None:
         super().__init__()
         check_size("output_size", output_size)
@@ -81,7 +89,8 @@ class TND(nn.Module):
         check_choice("readout", readout, READOUTS)
         self.cell = TNDCell(input_size, graph, state_size=state_size, interaction=interaction, dynamics=dynamics,
                             per_neuron=per_neuron, mode=mode, solver=solver, substeps=substeps, impl=impl,
-                            interaction_kw=interaction_kw, dynamics_kw=dynamics_kw)
+                            interaction_kw=interaction_kw, dynamics_kw=dynamics_kw,
+                            propagation_steps=propagation_steps)
         self.input_size, self.output_size = input_size, output_size
         self.return_sequences, self.batch_first, self.readout_kind = return_sequences, batch_first, readout
         self.use_fast_path = True  # runtime switch (not part of the config): False forces the reference loop
@@ -116,7 +125,8 @@ class TND(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "TND":
-        """A new model (freshly initialised weights) from :meth:`config`'s dict."""
+        """A new model (freshly initialised weights) from :meth:`config`'s dict (one saved before
+        ``propagation_steps`` existed has none: K = 1, the update it was trained with)."""
         if not isinstance(cfg, dict):
             raise TypeError(f"config must be a dict, got {type(cfg).__name__}")
         cfg = dict(cfg)
@@ -281,7 +291,8 @@ class TND(nn.Module):
         time, a number, a scalar tensor or one per sequence ``(B,)``; default 1.
         Returns y ``(B, output_size)`` and the new state in h's layout, exactly what
         ``forward`` returns for the one-step sequence ``x[:, None]`` (up to rounding), so calling
-        ``step`` T times with the state carried equals ``forward`` over the T steps.
+        ``step`` T times with the state carried equals ``forward`` over the T steps. One call is
+        one input step: all ``propagation_steps`` rounds, in the same C call.
 
         Leaky models (the fused configurations) run one C call per step with no autograd (under
         ``torch.no_grad()``/``inference_mode()``, or with nothing requiring a gradient), from a

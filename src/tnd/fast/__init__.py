@@ -7,7 +7,8 @@ exactly what ``TND.run_reference`` returns (up to rounding): the output neurons'
 Fast today: leaky dynamics (``per_neuron`` True or False, ``tanh`` or ``identity``) with the
 linear interaction (dense or sparse, signed or unsigned, any ``edge_mask``), one-sub-step
 exponential Euler (``mode="discrete"``, or ``mode="continuous"`` with ``solver="exp_euler"``
-and ``substeps=1``), with or without timespans, float32 / float64, any state size d (a dense
+and ``substeps=1``), any ``propagation_steps`` K (K kernel steps of ``dt / K`` per input step,
+the input drive repeated, every K-th state read out), with or without timespans, float32 / float64, any state size d (a dense
 interaction with N * d > 2048 units runs through the edge list, same maths). Gated dynamics
 (``tnd.dynamics.gated``) and per-neuron MLP dynamics (``tnd.dynamics.mlp``) with the same
 interactions, modes and options also run fused, in the C kernel only (CPU with a compiler), and
@@ -140,6 +141,11 @@ def run(model, xs: torch.Tensor, s: torch.Tensor, dts):
     params = prepared(fam, model, idx, sparse, grad)
     s0 = s.reshape(B, m)
     dt = None if dts is None else dts.reshape(T, B).detach().contiguous()
+    rounds = cell.propagation_steps
+    if rounds > 1:  # K rounds per input step: K kernel steps of dt / K with the input drive repeated
+        P = P.repeat_interleave(rounds, 0)  # (T * K, B, n_in * d); its backward sums the K rounds' gradients
+        dt = (P.new_ones(T, B) if dt is None else dt) / rounds  # as the reference's dt / K
+        dt = dt.repeat_interleave(rounds, 0).contiguous()
     act = fam.act(cell.dynamics)
     backend = choose_backend(sparse, B, m, xs.device) if fam.torch_loop else "c"
     spec_key = (sparse, act, bool(model.return_sequences), THREADS, backend)
@@ -163,4 +169,6 @@ def run(model, xs: torch.Tensor, s: torch.Tensor, dts):
         )
         idx.setdefault("specs", {})[spec_key] = spec
     outs, s_last = fam.sequence(cell, spec, idx, P, s0, params, dt, grad)
+    if rounds > 1 and spec.seq_out:
+        outs = outs[rounds - 1::rounds]  # the state after each input step's last round
     return outs.view(outs.shape[0], B, spec.out_idx.numel() // d, d), s_last.view(B, n, d)

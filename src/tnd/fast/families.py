@@ -15,7 +15,8 @@ FAMILIES = {(f.interaction, f.dynamics): f for f in (loop.LEAKY, gated.GATED, ml
 
 
 def lookup(cell):
-    """The family that runs ``cell`` fused (one exponential-Euler sub-step per time step), or None."""
+    """The family that runs ``cell`` fused (one exponential-Euler sub-step per time step, or per
+    round with ``propagation_steps`` > 1: :func:`tnd.fast.run` repeats the input), or None."""
     if cell.solver != "exp_euler" or cell.substeps != 1:
         return None
     family = FAMILIES.get((type(cell.interaction), type(cell.dynamics)))

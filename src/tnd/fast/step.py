@@ -11,7 +11,8 @@ aggregation, update and readout in **one** C call (``tnd_step`` in ``csrc/tnd_st
     s'  = c + (s - c) * exp(-dt / tau),                         y = W_out s'[output units] + b_out
 
 which is the model's discrete update and readout for one step (``model(x[:, None], h)`` up to
-rounding). The lean path applies to the fused leaky family (the same configurations as the
+rounding); with ``propagation_steps = K`` the update is K rounds of ``dt / K`` (the projected
+input held), still in the one call, and y reads the state after the last. The lean path applies to the fused leaky family (the same configurations as the
 leaky fast path) on CPU with the C kernel, with autograd off or nothing requiring a gradient;
 everything else (gated, MLP, attention, other solvers, grad mode) takes a general path through
 the model's own time loop (``TND.run_loop``), with the same results, only slower.
@@ -62,7 +63,7 @@ def _install_hooks() -> None:
 #: the call's own (B .. y, set per call; a Stepper is not meant to be called from two threads at once)
 StepArgs = abi.struct("step", """
     i:M i:C i:n_in i:n_out i:O i:sparse i:act i:readout l:in_idx l:out_idx f:Win f:bin f:W l:rowptr n:src f:w
-    f:r f:decay f:bias f:Wout f:bout i:B f:x f:s f:dt i:dt_stride d:dt_scalar i:has_dt f:s_out f:y""")
+    f:r f:decay f:bias f:Wout f:bout i:rounds i:B f:x f:s f:dt i:dt_stride d:dt_scalar i:has_dt f:s_out f:y""")
 
 
 def _tensors(model) -> list:
@@ -88,7 +89,7 @@ class Stepper:
         m = self.model
         dyn = m.cell.dynamics
         return (_REGISTRATIONS[0], tuple((t._version, t.data_ptr()) for t in self._watch), m.use_fast_path,
-                _fast.BACKEND, dyn.tau_min, dyn.tau_max, type(dyn), type(m.cell.interaction))
+                _fast.BACKEND, dyn.tau_min, dyn.tau_max, type(dyn), type(m.cell.interaction), m.cell.propagation_steps)
 
     def _refresh(self) -> None:
         """Re-derive the snapshot (parameters changed, or first call)."""
@@ -118,7 +119,9 @@ class Stepper:
         sparse = _fast.use_edge_list(inter, M, int(idx["src"].numel()), p.device)  # as the fused loops
         with torch.no_grad():
             W, r, bias = (t.detach().contiguous() for t in LEAKY.prepare(inter, dyn, idx, n, d, sparse))
-            decay = torch.exp(-r).contiguous()
+            rounds = cell.propagation_steps
+            # each round's decay without dt: exp(-r / K), as the reference's h = 1 / K
+            decay = (torch.exp(-r) if rounds == 1 else torch.exp(-r * (1.0 / rounds))).contiguous()
             win = cell.input_proj.weight.detach().contiguous()
             bin_ = cell.input_proj.bias.detach().contiguous()
             identity = m.readout_kind == "identity"
@@ -134,7 +137,7 @@ class Stepper:
             act=0 if dyn.activation == "tanh" else 1, readout=0 if identity else 1, in_idx=ptr(idx["in_idx"]),
             out_idx=ptr(idx["out_idx"]), Win=ptr(win), bin=ptr(bin_), W=None if sparse else ptr(W),
             rowptr=ptr(idx["rowptr"]), src=ptr(idx["src32"]), w=ptr(W) if sparse else None, r=ptr(r),
-            decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout))
+            decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout), rounds=rounds)
         self._cfg_ref = ctypes.byref(self._cfg)
 
     # ---------------------------------------------------------------------- call

@@ -4,17 +4,21 @@
 //     pre = bias + (Win x_b + bin at the input units) + s_b @ W      (W dense, or CSR over targets)
 //     c   = act(pre),   a = exp(-r * dt) (or the precomputed exp(-r) when dt is absent)
 //     s'  = c + (s_b - c) * a,   y_b = Wout s'[out units] + bout   (or s'[out units], identity)
+// With rounds = K > 1 (propagation_steps) the update is done K times, each over dt / K (decay then
+// holds exp(-r / K)) from the state the previous round left, the projected input held; y reads
+// the state after the last round. K = 1 is the one update above, unchanged.
 // Inputs are checked on the way (x, s finite; dt finite and > 0) with bit tests, which -ffast-math
 // cannot fold away; a non-zero return (1: x, 2: s, 4: dt) means nothing valid was written.
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 // The step's C ABI (tnd.fast.step.StepArgs mirrors it): the snapshot (set once per refresh) and
 // the call's own fields (B, x, s, dt, dt_stride, dt_scalar, has_dt, s_out, y), all in one struct.
 #define TND_STEP_FIELDS(X)                                                                                \
     X(i, M) X(i, C) X(i, n_in) X(i, n_out) X(i, O) X(i, sparse) X(i, act) X(i, readout) X(l, in_idx)     \
     X(l, out_idx) X(f, Win) X(f, bin) X(f, W) X(l, rowptr) X(n, src) X(f, w) X(f, r) X(f, decay)         \
-    X(f, bias) X(f, Wout) X(f, bout) X(i, B) X(f, x) X(f, s) X(f, dt) X(i, dt_stride) X(d, dt_scalar)    \
+    X(f, bias) X(f, Wout) X(f, bout) X(i, rounds) X(i, B) X(f, x) X(f, s) X(f, dt) X(i, dt_stride) X(d, dt_scalar)    \
     X(i, has_dt) X(f, s_out) X(f, y)
 TND_DEFINE_ABI(step, TND_STEP_FIELDS)
 
@@ -61,8 +65,14 @@ static int tnd_step(const step_raw& c) {
         }
     }
     if (flags) return flags;
+    const int rounds = c.rounds > 1 ? (int)c.rounds : 1;
+    const i64 BM = (i64)B * M;
+    // K > 1: the drive (bias + input projection) is kept in D and the rounds ping-pong between
+    // two scratch buffers, the last writing s_out; K = 1 builds the drive in s_out itself.
+    std::vector<T> scratch(rounds > 1 ? 3 * BM : 0);
+    T* D = rounds > 1 ? scratch.data() : s_out;
     for (int b = 0; b < B; ++b) {  // pre = bias + input projection (at the input units)
-        T* o = s_out + (i64)b * M;
+        T* o = D + (i64)b * M;
         std::memcpy(o, bias, sizeof(T) * M);
         const T* xb = x + (i64)b * C;
         for (int k = 0; k < n_in; ++k) {
@@ -72,29 +82,39 @@ static int tnd_step(const step_raw& c) {
             o[in_idx[k]] += acc;
         }
     }
-    if (s) {  // + what each unit receives along its in-edges (zero state: nothing)
-        if (c.sparse)
-            csr_gather(s_out, s, (const i64*)c.rowptr, (const i32*)c.src, w, B, M);
-        else
-            matmul_rows(s_out, s, W, B, M);
+    const T* cur = s;  // the state before this round (null: the zero state)
+    for (int k = 0; k < rounds; ++k) {
+        T* out = k == rounds - 1 ? s_out : scratch.data() + (1 + k % 2) * BM;
+        if (out != D) std::memcpy(out, D, sizeof(T) * BM);
+        if (cur) {  // + what each unit receives along its in-edges (zero state: nothing)
+            if (c.sparse)
+                csr_gather(out, cur, (const i64*)c.rowptr, (const i32*)c.src, w, B, M);
+            else
+                matmul_rows(out, cur, W, B, M);
+        }
+        for (int b = 0; b < B; ++b) {
+            T* __restrict o = out + (i64)b * M;
+            if (c.act == 0)
+                for (int m = 0; m < M; ++m) o[m] = std::tanh(o[m]);
+            const T* __restrict sb = cur ? cur + (i64)b * M : nullptr;
+            if (has_dt) {
+                const T h0 = dt ? dt[(i64)b * dt_stride] : (T)dt_scalar;
+                const T h = rounds > 1 ? h0 / (T)rounds : h0;
+                if (sb)
+                    for (int m = 0; m < M; ++m) o[m] = o[m] + (sb[m] - o[m]) * std::exp(-r[m] * h);
+                else
+                    for (int m = 0; m < M; ++m) o[m] = o[m] + (T(0) - o[m]) * std::exp(-r[m] * h);
+            } else {
+                if (sb)
+                    for (int m = 0; m < M; ++m) o[m] = o[m] + (sb[m] - o[m]) * decay[m];
+                else
+                    for (int m = 0; m < M; ++m) o[m] = o[m] + (T(0) - o[m]) * decay[m];
+            }
+        }
+        cur = out;
     }
     for (int b = 0; b < B; ++b) {
-        T* __restrict o = s_out + (i64)b * M;
-        if (c.act == 0)
-            for (int m = 0; m < M; ++m) o[m] = std::tanh(o[m]);
-        const T* __restrict sb = s ? s + (i64)b * M : nullptr;
-        if (has_dt) {
-            const T h = dt ? dt[(i64)b * dt_stride] : (T)dt_scalar;
-            if (sb)
-                for (int m = 0; m < M; ++m) o[m] = o[m] + (sb[m] - o[m]) * std::exp(-r[m] * h);
-            else
-                for (int m = 0; m < M; ++m) o[m] = o[m] + (T(0) - o[m]) * std::exp(-r[m] * h);
-        } else {
-            if (sb)
-                for (int m = 0; m < M; ++m) o[m] = o[m] + (sb[m] - o[m]) * decay[m];
-            else
-                for (int m = 0; m < M; ++m) o[m] = o[m] + (T(0) - o[m]) * decay[m];
-        }
+        const T* o = s_out + (i64)b * M;
         T* yb = y + (i64)b * O;
         if (c.readout) {
             for (int q = 0; q < O; ++q) {
