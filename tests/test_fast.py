@@ -40,22 +40,62 @@ def make_model(n=9, c=3, impl="dense", signed=False, per_neuron=True, d=1, seq=T
     return m
 
 
+class PathSpy:
+    """Counts which time loop a model call ran: the fused ``tnd.fast.run`` or the reference loop,
+    and which backend the fused path chose (so a test knows the path it compares)."""
+
+    def __init__(self, m):
+        self.m, self.fast_calls, self.ref_calls, self.backends = m, 0, 0, []
+
+    def __enter__(self):
+        self.run, self.choose, ref = fast.run, fast.choose_backend, self.m.run_reference
+
+        def run(*a, **k):
+            self.fast_calls += 1
+            return self.run(*a, **k)
+
+        def choose(*a, **k):
+            b = self.choose(*a, **k)
+            self.backends.append(b)
+            return b
+
+        def reference(*a, **k):
+            self.ref_calls += 1
+            return ref(*a, **k)
+
+        fast.run, fast.choose_backend, self.m.run_reference = run, choose, reference
+        return self
+
+    def __exit__(self, *exc):
+        fast.run, fast.choose_backend = self.run, self.choose
+        del self.m.run_reference  # the instance attribute: the class method shows again
+
+
 def run_both(m, x, hx=None, ts=None, grad=True):
-    """(outputs, gradients) of the fast path and of the reference loop."""
+    """(outputs, gradients) of the fast path and of the reference loop; asserts that the first
+    pass really ran the fused loop (on the backend the test asked for) and the second the reference."""
     res = []
     for use_fast in (True, False):
         m.use_fast_path = use_fast
         m.zero_grad(set_to_none=True)
         xg = x.clone().requires_grad_(grad)
         hg = None if hx is None else hx.clone().requires_grad_(grad)
-        if grad:
-            y, h = m(xg, hg, ts)
-            (y.square().sum() + h.sin().sum()).backward()
-            grads = [xg.grad] + ([hg.grad] if hg is not None else []) + [p.grad for p in m.parameters()]
-        else:
-            with torch.no_grad():
+        with PathSpy(m) as spy:
+            if grad:
                 y, h = m(xg, hg, ts)
-            grads = []
+                (y.square().sum() + h.sin().sum()).backward()
+                grads = [xg.grad] + ([hg.grad] if hg is not None else []) + [p.grad for p in m.parameters()]
+            else:
+                with torch.no_grad():
+                    y, h = m(xg, hg, ts)
+                grads = []
+        if use_fast:
+            assert spy.fast_calls == 1 and spy.ref_calls == 0, "the fast pass did not run the fused loop"
+            if fast.BACKEND in ("c", "torch") and spy.backends:
+                want = "c" if fast.BACKEND == "c" and fast.c_available() else "torch"  # no compiler: torch
+                assert spy.backends == [want], f"asked for backend {fast.BACKEND}, ran {spy.backends}"
+        else:
+            assert spy.fast_calls == 0 and spy.ref_calls == 1, "the reference pass did not run the reference loop"
         res.append(([y, h], grads))
     m.use_fast_path = True
     return res
