@@ -15,10 +15,22 @@ def _model(readout="linear", impl="dense", d=1, dynamics="leaky"):
 
 
 def _run(model, h0, fast=True):
+    """The model on a fixed input from ``h0``, through the fused loop (``fast``) or the reference
+    loop; asserts that the asked-for loop is the one that ran (lesions must reach both)."""
+    import tnd.fast
+
     model.use_fast_path = fast
     x = torch.randn(1, 15, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    with torch.no_grad():
-        return model(x, h0)
+    calls = []
+    real_run = tnd.fast.run
+    tnd.fast.run = lambda *a, **k: calls.append("fast") or real_run(*a, **k)
+    try:
+        with torch.no_grad():
+            out = model(x, h0)
+    finally:
+        tnd.fast.run = real_run
+    assert calls == (["fast"] if fast else []), f"asked for {'the fused' if fast else 'the reference'} loop, ran {calls}"
+    return out
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
