@@ -7,7 +7,7 @@ import pytest
 import torch
 from hardening_common import GRAPH, junk
 from hardening_common import prop_settings as _settings
-from hardening_common import record_ok as _ok
+from hardening_common import EXAMPLES, OK, record_ok as _ok
 from hardening_common import refused as _refused
 from hypothesis import given
 from hypothesis import strategies as st
@@ -61,7 +61,7 @@ def _tensor(shape, dtype, special):
                                           st.sampled_from([0.0, float("nan")]))),
        ts=st.one_of(st.none(), st.floats(0.01, 10), st.floats(allow_nan=True, allow_infinity=True), junk,
                     st.tuples(st.lists(st.integers(1, 4), max_size=3), st.sampled_from([0.5, 0.0, -1.0, float("nan")]))))
-def test_tnd_forward_random_input(which, model_dtype, shape, dtype, special, hx, ts):
+def _tnd_forward_random_input(which, model_dtype, shape, dtype, special, hx, ts):
     model = MODEL if which else MODEL_D2
     if model_dtype:  # half the examples use the model's own dtype
         dtype = next(model.parameters()).dtype
@@ -82,6 +82,15 @@ def test_tnd_forward_random_input(which, model_dtype, shape, dtype, special, hx,
         assert y.shape[:-1] == x.shape[:-1]
 
 
+@pytest.mark.slow
+def test_tnd_forward_random_input():
+    """Random inputs: each refused with a clear error or computed correctly, and enough of them
+    accepted that the property says something about real computations too."""
+    OK.pop("TND.forward", None)
+    _tnd_forward_random_input()
+    assert OK.get("TND.forward", 0) >= EXAMPLES["TND.forward"] // 100, OK
+
+
 CELL = TNDCell(3, GRAPH, mode="continuous", solver="rk4", substeps=1)
 
 
@@ -91,7 +100,7 @@ CELL = TNDCell(3, GRAPH, mode="continuous", solver="rk4", substeps=1)
        hx=st.one_of(st.none(), st.lists(st.integers(1, 8), max_size=4)), valid=st.booleans(),
        dt=st.one_of(st.floats(0.01, 5), st.floats(allow_nan=True, allow_infinity=True), junk,
                     st.tuples(st.lists(st.integers(1, 3), max_size=2), st.sampled_from([1.0, 0.0, -2.0, float("inf")]))))
-def test_cell_forward_random_input(shape, dtype, special, hx, valid, dt):
+def _cell_forward_random_input(shape, dtype, special, hx, valid, dt):
     if valid:  # half the examples use a well-formed x
         shape, dtype = [max(1, shape[0]) if shape else 2, 3], torch.float32
     x = _tensor(shape, dtype, special)
@@ -110,3 +119,10 @@ def test_cell_forward_random_input(shape, dtype, special, hx, valid, dt):
         # convex combination: any accepted dt keeps the state (hx in [0, 1]) inside [-1, 1]; a dt
         # that would need over MAX_SUBSTEPS sub-steps is refused with an error naming dt.
         assert bool(torch.isfinite(s).all()) and float(s.abs().max()) <= 1.0 + 1e-5
+
+
+def test_cell_forward_random_input():
+    """As for TND.forward: clear errors or bounded states, and a share of the examples accepted."""
+    OK.pop("TNDCell.forward", None)
+    _cell_forward_random_input()
+    assert OK.get("TNDCell.forward", 0) >= EXAMPLES["TNDCell.forward"] // 100, OK
