@@ -1,0 +1,110 @@
+"""Mamba baseline: the ``mambapy`` package's Mamba (pure PyTorch) behind the baseline interface.
+
+The network is ``mambapy.mamba.Mamba`` (``mambapy >= 1.2``: residual blocks of RMSNorm + Mamba
+mixer: input projection to two branches, a short causal depthwise convolution, the selective
+state-space scan, the SiLU gate and the output projection), unchanged. Around it, as for the other
+baselines: a linear input projection to ``d_model = hidden_size``, a final RMSNorm (mambapy's, as
+in its language model) and a linear readout of every step.
+
+Running it: every call goes through the package's recurrent inference path
+(``Mamba.step``, one time step at a time, each layer carrying its SSM state ``h`` and the last
+``d_conv - 1`` inputs of its convolution). One code path for whole sequences, chunks and single
+steps, so ``forward(x)`` equals stepping through ``x`` with the carried state, and the state
+carries gradients (truncated BPTT works as for the LSTM). The package's parallel scan
+(``Mamba.forward``) computes the same outputs from a zero state (tested) but cannot start from a
+given state nor return the final one, and at these model sizes on a CPU it is not faster than
+stepping (measured: about the same time per training batch of 64 x 32 steps).
+
+State ``(h, conv)``: ``h`` is ``(B, num_layers, d_inner, d_state)``, ``conv`` is
+``(B, num_layers, d_inner, d_conv - 1)``, with ``d_inner = expand_factor * hidden_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from tnd.checks import check_positive_int
+
+from .recurrent import BaselineModel
+
+try:  # mambapy is an optional dependency (extras "pong" and "suite")
+    from mambapy.mamba import Mamba as _MambaNet
+    from mambapy.mamba import MambaConfig, RMSNorm
+except ImportError:  # pragma: no cover - exercised only without mambapy
+    _MambaNet = MambaConfig = RMSNorm = None
+
+__all__ = ["Mamba"]
+
+
+class Mamba(BaselineModel):
+    """``mambapy`` Mamba (``num_layers`` residual Mamba blocks of width ``hidden_size``) with an
+    input projection, a final RMSNorm and a linear readout.
+
+    ``d_state`` (SSM state per channel), ``expand_factor`` (``d_inner / d_model``), ``d_conv``
+    (convolution width) and ``dt_rank`` are mambapy's ``MambaConfig`` fields, with its defaults.
+    """
+
+    def __init__(self, input_size: int, output_size: int, hidden_size: int, *,
+                 num_layers: int = 1, d_state: int = 16, expand_factor: int = 2, d_conv: int = 4,
+                 dt_rank: Any = "auto") -> None:
+        super().__init__(input_size, output_size, hidden_size)
+        if _MambaNet is None:
+            raise ImportError("Mamba needs the 'mambapy' package (pip install 'mambapy>=1.2' or "
+                              "install tnd with the 'pong' or 'suite' extra)")
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.d_state = check_positive_int("d_state", d_state)
+        self.expand_factor = check_positive_int("expand_factor", expand_factor)
+        self.d_conv = check_positive_int("d_conv", d_conv)
+        if self.d_conv < 2:
+            raise ValueError(f"d_conv: expected an integer >= 2 (the convolution carries "
+                             f"d_conv - 1 past inputs), got {d_conv}")
+        if dt_rank != "auto":
+            dt_rank = check_positive_int("dt_rank", dt_rank)
+        self.config = MambaConfig(d_model=hidden_size, n_layers=num_layers, d_state=d_state,
+                                  expand_factor=expand_factor, d_conv=d_conv, dt_rank=dt_rank)
+        self.input_proj = nn.Linear(input_size, hidden_size)
+        self.mamba = _MambaNet(self.config)
+        self.norm_f = RMSNorm(hidden_size, self.config.rms_norm_eps)
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    @property
+    def d_inner(self) -> int:
+        return int(self.config.d_inner)
+
+    def _zero_state(self, x: torch.Tensor):
+        B, L = x.shape[0], self.num_layers
+        return (x.new_zeros(B, L, self.d_inner, self.d_state),
+                x.new_zeros(B, L, self.d_inner, self.d_conv - 1))
+
+    def _check_hx(self, hx: Any) -> tuple:
+        if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise TypeError("hx: expected a tuple (h, conv) for Mamba")
+        h, conv = hx
+        want_h = (self.num_layers, self.d_inner, self.d_state)
+        want_c = (self.num_layers, self.d_inner, self.d_conv - 1)
+        if h.dim() != 4 or tuple(h.shape[1:]) != want_h:
+            raise ValueError(f"hx: expected h of shape (B, {', '.join(map(str, want_h))}), "
+                             f"got {tuple(h.shape)}")
+        if conv.dim() != 4 or tuple(conv.shape[1:]) != want_c:
+            raise ValueError(f"hx: expected conv of shape (B, {', '.join(map(str, want_c))}), "
+                             f"got {tuple(conv.shape)}")
+        return h, conv
+
+    def _forward_batched(self, x: torch.Tensor, hx: Optional[tuple]):
+        h, conv = self._zero_state(x) if hx is None else self._check_hx(hx)
+        caches = [(h[:, i], conv[:, i]) for i in range(self.num_layers)]
+        u = self.input_proj(x)
+        outs = []
+        for ut in u.unbind(1):
+            yt, caches = self.mamba.step(ut, caches)
+            outs.append(yt)
+        y = self.readout(self.norm_f(torch.stack(outs, dim=1)))
+        state = (torch.stack([c[0] for c in caches], dim=1), torch.stack([c[1] for c in caches], dim=1))
+        return y, state
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", num_layers={self.num_layers}, d_state={self.d_state}, "
+                f"expand_factor={self.expand_factor}, d_conv={self.d_conv}")
