@@ -72,28 +72,40 @@ def test_shapes_and_state_layout(name, B, T):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("chunk", [1, 4])
-def test_stepping_equals_full_sequence(name, chunk):
+@pytest.mark.parametrize("grad", [False, True])
+def test_stepping_equals_full_sequence(name, chunk, grad):
+    """With gradients on, Mamba's whole-sequence call takes the package's parallel scan."""
     m = build(name, num_layers=2)
     x = torch.randn(3, 11, C_IN)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         y_full, h_full = m(x)
+    with torch.no_grad():
         y_step, h_step = step_through(m, x, chunk=chunk)
-    torch.testing.assert_close(y_step, y_full, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(y_step, y_full.detach(), atol=1e-5, rtol=1e-4)
     for a, b in zip(leaves(h_step), leaves(h_full)):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-4)
     # the state matters: continuing from it differs from restarting
     x2 = torch.randn(3, 4, C_IN)
     with torch.no_grad():
         assert not torch.allclose(m(x2, h_full)[0], m(x2)[0], atol=1e-4)
 
 
-def test_mamba_steps_equal_the_packages_parallel_scan():
+def test_mamba_paths_equal_the_packages_parallel_scan():
     m = build("mamba", num_layers=2)
     x = torch.randn(2, 13, C_IN)  # 13: the package pads its scan to a power of two
+    y_par, h_par = m(x)  # gradients on: the parallel scan, state from a no-grad step pass
     with torch.no_grad():
-        y, _ = m(x)
         ref = m.readout(m.norm_f(m.mamba(m.input_proj(x))))  # mambapy's Mamba.forward (pscan)
-    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-4)
+        y_step, _ = m(x)  # no gradients: the step path
+    assert torch.equal(y_par.detach(), ref)
+    assert y_par.requires_grad and not any(t.requires_grad for t in leaves(h_par))
+    torch.testing.assert_close(y_step, ref, atol=1e-5, rtol=1e-4)
+    stepping = build("mamba", num_layers=2, parallel=False)
+    y_s, h_s = stepping(x)
+    torch.testing.assert_close(y_s.detach(), ref, atol=1e-5, rtol=1e-4)
+    assert all(t.requires_grad for t in leaves(h_s))
+    with pytest.raises(TypeError, match="parallel: expected a bool"):
+        make_baseline("mamba", C_IN, C_OUT, 8, parallel=1)
 
 
 def test_lru_equals_the_packages_own_batched_forward():

@@ -6,14 +6,15 @@ state-space scan, the SiLU gate and the output projection), unchanged. Around it
 baselines: a linear input projection to ``d_model = hidden_size``, a final RMSNorm (mambapy's, as
 in its language model) and a linear readout of every step.
 
-Running it: every call goes through the package's recurrent inference path
-(``Mamba.step``, one time step at a time, each layer carrying its SSM state ``h`` and the last
-``d_conv - 1`` inputs of its convolution). One code path for whole sequences, chunks and single
-steps, so ``forward(x)`` equals stepping through ``x`` with the carried state, and the state
-carries gradients (truncated BPTT works as for the LSTM). The package's parallel scan
-(``Mamba.forward``) computes the same outputs from a zero state (tested) but cannot start from a
-given state nor return the final one, and at these model sizes on a CPU it is not faster than
-stepping (measured: about the same time per training batch of 64 x 32 steps).
+Running it: the package's recurrent inference path (``Mamba.step``, one time step at a time,
+each layer carrying its SSM state ``h`` and the last ``d_conv - 1`` inputs of its convolution)
+runs every call that starts from a given state and every call without gradients (play), so
+chunks and single steps continue a sequence exactly. A training call (``hx=None``, gradients on,
+more than one step) computes the outputs with the package's parallel scan (``Mamba.forward``,
+the same outputs up to rounding; about 1.5x faster to train than stepping here), which can
+neither start from a given state nor return its final one: the returned state then comes from a
+second pass of the step path without gradients, i.e. it is detached (what truncated BPTT does
+anyway). ``parallel=False`` steps always (the state then carries gradients).
 
 State ``(h, conv)``: ``h`` is ``(B, num_layers, d_inner, d_state)``, ``conv`` is
 ``(B, num_layers, d_inner, d_conv - 1)``, with ``d_inner = expand_factor * hidden_size``.
@@ -49,7 +50,7 @@ class Mamba(BaselineModel):
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int, *,
                  num_layers: int = 1, d_state: int = 16, expand_factor: int = 2, d_conv: int = 4,
-                 dt_rank: Any = "auto") -> None:
+                 dt_rank: Any = "auto", parallel: bool = True) -> None:
         super().__init__(input_size, output_size, hidden_size)
         if _MambaNet is None:
             raise ImportError("Mamba needs the 'mambapy' package (pip install 'mambapy>=1.2' or "
@@ -61,6 +62,9 @@ class Mamba(BaselineModel):
         if self.d_conv < 2:
             raise ValueError(f"d_conv: expected an integer >= 2 (the convolution carries "
                              f"d_conv - 1 past inputs), got {d_conv}")
+        if not isinstance(parallel, bool):
+            raise TypeError(f"parallel: expected a bool, got {type(parallel).__name__}")
+        self.parallel = parallel
         if dt_rank != "auto":
             dt_rank = check_positive_int("dt_rank", dt_rank)
         self.config = MambaConfig(d_model=hidden_size, n_layers=num_layers, d_state=d_state,
@@ -93,18 +97,27 @@ class Mamba(BaselineModel):
                              f"got {tuple(conv.shape)}")
         return h, conv
 
-    def _forward_batched(self, x: torch.Tensor, hx: Optional[tuple]):
-        h, conv = self._zero_state(x) if hx is None else self._check_hx(hx)
+    def _step_path(self, u: torch.Tensor, h: torch.Tensor, conv: torch.Tensor):
+        """The package's ``Mamba.step`` over ``u`` ``(B, T, d_model)``: ``(outputs, state)``."""
         caches = [(h[:, i], conv[:, i]) for i in range(self.num_layers)]
-        u = self.input_proj(x)
         outs = []
         for ut in u.unbind(1):
             yt, caches = self.mamba.step(ut, caches)
             outs.append(yt)
-        y = self.readout(self.norm_f(torch.stack(outs, dim=1)))
         state = (torch.stack([c[0] for c in caches], dim=1), torch.stack([c[1] for c in caches], dim=1))
-        return y, state
+        return torch.stack(outs, dim=1), state
+
+    def _forward_batched(self, x: torch.Tensor, hx: Optional[tuple]):
+        h, conv = self._zero_state(x) if hx is None else self._check_hx(hx)
+        u = self.input_proj(x)
+        if hx is None and self.parallel and torch.is_grad_enabled() and x.shape[1] > 1:
+            out = self.mamba(u)  # the package's parallel scan, from a zero state
+            with torch.no_grad():
+                _, state = self._step_path(u, h, conv)
+        else:
+            out, state = self._step_path(u, h, conv)
+        return self.readout(self.norm_f(out)), state
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", num_layers={self.num_layers}, d_state={self.d_state}, "
-                f"expand_factor={self.expand_factor}, d_conv={self.d_conv}")
+                f"expand_factor={self.expand_factor}, d_conv={self.d_conv}, parallel={self.parallel}")
