@@ -27,6 +27,8 @@ SMALL = {
     "cfc": (6, {"backbone_units": 16}),
     "ltc": (5, {"ode_unfolds": 2}),
     "transformer": (8, {"context": 4, "num_layers": 2, "nhead": 2}),
+    "mamba": (8, {"num_layers": 2, "d_state": 4}),
+    "lru": (8, {"num_layers": 2, "d_state": 6}),
 }
 NAMES = sorted(BASELINES)
 ATOL = 1e-5
@@ -62,7 +64,7 @@ def assert_state_close(a, b):
 
 
 def test_registry_contents():
-    assert set(BASELINES) == {"rnn", "sparse_rnn", "lstm", "cfc", "ltc", "transformer"}
+    assert set(BASELINES) == {"rnn", "sparse_rnn", "lstm", "cfc", "ltc", "transformer", "mamba", "lru"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -246,6 +248,8 @@ def test_bad_inputs(name):
 
 def test_double_precision_model():
     for name in NAMES:
+        if name == "lru":  # lru-pytorch computes in the default dtype only (test_baselines_modern.py)
+            continue
         m = build(name).double()
         x = torch.randn(2, 5, C_IN, dtype=torch.float64)
         y, h = m(x)

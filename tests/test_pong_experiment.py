@@ -37,7 +37,7 @@ def quick_run(tmp_path_factory):
 def test_cli_quick_run_writes_results_report_and_plots(quick_run):
     out = quick_run
     res = json.loads((out / "results.json").read_text())
-    assert set(res["models"]) == set(MODEL_NAMES)
+    assert set(res["models"]) == set(experiment.PongConfig().models)  # the default list
     for name, m in res["models"].items():
         for key in ("catch_rate", "mean_consecutive_catches", "catch_rate_ci", "mean_consecutive_catches_ci",
                     "catch_rate_per_seed", "mean_consecutive_catches_per_seed", "median_consecutive_catches",
@@ -59,7 +59,7 @@ def test_cli_quick_run_writes_results_report_and_plots(quick_run):
         p = out / png
         assert p.is_file() and p.stat().st_size > 1000, png
         assert p.read_bytes()[:4] == b"\x89PNG"
-    for m in MODEL_NAMES:
+    for m in experiment.PongConfig().models:
         cell = out / "cells" / m / "seed-0"
         assert (cell / "model.safetensors").stat().st_size > 0
         assert json.loads((cell / "checkpoint.json").read_text())["spec"]["name"] == m

@@ -1,11 +1,14 @@
 """Baseline sequence models behind the common ``forward(x, hx=None) -> (y, h)`` interface.
 
 ``VanillaRNN``, ``SparseRNN``, ``LSTM`` (:mod:`.recurrent`), ``CfC`` and ``LTC`` (ncps wrappers,
-:mod:`.cfc`) and ``CausalTransformer`` (:mod:`.transformer`); build them by name with
+:mod:`.cfc`), ``CausalTransformer`` (:mod:`.transformer`), ``Mamba`` (mambapy, :mod:`.mamba`) and
+``LRU`` (lru-pytorch, :mod:`.lru`); build them by name with
 :func:`make_baseline` and parameter-match them with :func:`hidden_size_for_budget`.
 """
 
 from .cfc import LTC, CfC
+from .lru import LRU
+from .mamba import Mamba
 from .recurrent import LSTM, BaselineModel, SparseRNN, VanillaRNN, detach_state, map_state
 from .registry import BASELINES, count_parameters, hidden_size_for_budget, make_baseline, size_for_budget
 from .transformer import CausalTransformer
@@ -18,6 +21,8 @@ __all__ = [
     "CfC",
     "LTC",
     "CausalTransformer",
+    "Mamba",
+    "LRU",
     "BASELINES",
     "make_baseline",
     "count_parameters",

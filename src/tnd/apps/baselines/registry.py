@@ -9,6 +9,8 @@ from torch import nn
 
 from tnd.checks import check_positive_int
 from .cfc import LTC, CfC
+from .lru import LRU
+from .mamba import Mamba
 from .recurrent import LSTM, SparseRNN, VanillaRNN
 from .transformer import CausalTransformer
 
@@ -21,6 +23,8 @@ BASELINES: Dict[str, Type[nn.Module]] = {
     "cfc": CfC,
     "ltc": LTC,
     "transformer": CausalTransformer,
+    "mamba": Mamba,
+    "lru": LRU,
 }
 
 
@@ -39,14 +43,15 @@ def make_baseline(name: str, input_size: int, output_size: int, hidden_size: int
 
 
 def count_parameters(module: nn.Module, *, effective: bool = False) -> int:
-    """Number of trainable parameters (``requires_grad``) of ``module``.
+    """Number of trainable parameters (``requires_grad``) of ``module``; a complex parameter
+    entry counts as two (its real and imaginary parts are trained separately: ``LRU``).
 
     With ``effective=True`` a module exposing ``num_effective_parameters()`` (``SparseRNN``:
     masked recurrent weights are not counted) reports that number instead.
     """
     if effective and hasattr(module, "num_effective_parameters"):
         return int(module.num_effective_parameters())
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
 
 
 def hidden_size_for_budget(name: str, input_size: int, output_size: int, param_budget: int,

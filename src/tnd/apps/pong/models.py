@@ -11,9 +11,10 @@ baselines) is chosen so that its trainable-parameter count is as close as possib
 constants, ``state_size = 2``, linear interaction, discrete update: ``TND_DEFAULTS``),
 ``tnd_shared`` (the same with one F shared by every neuron), ``rnn``, ``sparse_rnn`` (mask density
 of the TND graph, matched on effective parameters), ``lstm``, ``cfc`` (``ncps.torch.CfC``) and
-``transformer`` (sliding window). The architecture (graph, sparse mask) is fixed by
-``graph_seed``; the training seed changes only the initial weights and the batch order. Why this
-default TND: docs/PONG.md (section 4).
+``transformer`` (sliding window); ``mamba`` (``mambapy``) and ``lru`` (``lru-pytorch``) are
+available but not in the experiment's default list (``tnd pong --models mamba lru``). The
+architecture (graph, sparse mask) is fixed by ``graph_seed``; the training seed changes only the
+initial weights and the batch order. Why this default TND: docs/PONG.md (section 4).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 TND_NAMES = ("tnd", "tnd_shared")
-BASELINE_NAMES = ("rnn", "sparse_rnn", "lstm", "cfc", "transformer")
+BASELINE_NAMES = ("rnn", "sparse_rnn", "lstm", "cfc", "transformer", "mamba", "lru")
 MODEL_NAMES = TND_NAMES + BASELINE_NAMES
 
 #: the default TND architecture (why: docs/PONG.md, section 4)

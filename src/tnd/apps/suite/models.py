@@ -16,6 +16,12 @@ Models (``MODEL_NAMES``)
 * ``lstm``, ``cfc`` (ncps CfC, dense, 1-layer backbone of 32 units), ``ltc`` (ncps LTC, dense,
   6 ODE unfolds), ``transformer`` (pre-norm causal Transformer, 2 layers, 2 heads, relative
   positions, a window of ``min(seq_len, MAX_CONTEXT)`` steps).
+* ``mamba`` (``mambapy``'s Mamba, 1 block, its default ``d_state = 16``, ``expand_factor = 2``,
+  ``d_conv = 4``) and ``lru`` (``lru-pytorch``'s Linear Recurrent Unit, 1 block with a GLU,
+  ``d_state = hidden_size``): today's state-space / linear-recurrence models, from their
+  packages (:mod:`tnd.apps.baselines.mamba`, :mod:`tnd.apps.baselines.lru`). Not in the default
+  sweep: ask for them with ``--models``. ``lru`` is slow (the package loops over batch and time
+  in Python).
 * ``ode_rnn`` -- an ODE-RNN (Rubanova et al. 2019) on torchdiffeq: a GRU cell updates the hidden
   state at each observation; between observations the state evolves by a small neural ODE
   ``dh/dt = f(h)`` integrated with ``torchdiffeq.odeint`` over the elapsed time (see
@@ -68,7 +74,7 @@ __all__ = [
 ]
 
 TND_NAMES = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared")
-BASELINE_NAMES = ("lstm", "cfc", "ltc", "transformer")
+BASELINE_NAMES = ("lstm", "cfc", "ltc", "transformer", "mamba", "lru")
 MODEL_NAMES = TND_NAMES + BASELINE_NAMES + ("ode_rnn",)
 #: models whose forward accepts ``timespans`` (they get the real elapsed times on irregular tasks)
 TIMESPAN_MODELS = frozenset(TND_NAMES + ("cfc", "ode_rnn"))
