@@ -77,7 +77,8 @@ NOMINAL_LENGTH = {
     "copy_100": 120, "copy_500": 520, "copy_1000": 1020,
 }
 #: longest nominal sequence each slow model runs on (speed, see docs/SUITE.md)
-MAX_LENGTH = {"ltc": 64, "tnd_ct": 300, "tnd_ct_shared": 300, "transformer": 400}
+MAX_LENGTH = {"ltc": 64, "tnd_ct": 300, "tnd_ct_shared": 300, "transformer": 400,
+              "lru": 128}  # lru-pytorch loops over batch and time in Python
 
 #: default protocol, then per-task overrides (same for every model of a task)
 BASE_SETTINGS: dict[str, Any] = {
