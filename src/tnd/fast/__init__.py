@@ -1,4 +1,4 @@
-"""Fast paths for the TND time loop (issue: make neuron-wise dynamics fast).
+"""Fast paths for the TND time loop: fused loops with an analytic backward, and a C kernel.
 
 :class:`~tnd.TND` calls :func:`supports` and, where it returns True, :func:`run`, which returns
 exactly what ``TND.run_reference`` returns (up to rounding): the output neurons' states per step
@@ -8,8 +8,9 @@ Fast today: leaky dynamics (``per_neuron`` True or False, ``tanh`` or ``identity
 linear interaction (dense or sparse, signed or unsigned, any ``edge_mask``), one-sub-step
 exponential Euler (``mode="discrete"``, or ``mode="continuous"`` with ``solver="exp_euler"``
 and ``substeps=1``), any ``propagation_steps`` K (K kernel steps of ``dt / K`` per input step,
-the input drive repeated, every K-th state read out), with or without timespans, float32 / float64, any state size d (a dense
-interaction with N * d > 2048 units runs through the edge list, same maths). Gated dynamics
+the input drive repeated, every K-th state read out), with or without timespans, float32 /
+float64, any state size d (a dense interaction with N * d > 2048 units runs through the edge
+list, same maths). Gated dynamics
 (``tnd.dynamics.gated``) and per-neuron MLP dynamics (``tnd.dynamics.mlp``) with the same
 interactions, modes and options also run fused, in the C kernel only (CPU with a compiler), and
 so does the attention interaction with leaky dynamics (:mod:`tnd.fast.attention`). Everything
@@ -48,8 +49,8 @@ C_DENSE_MAX_WORK = 1 << 24
 MAX_DENSE_UNITS = 2048
 #: with the C kernel, a graph with fewer flat edges than this fraction of M^2 runs through its CSR
 #: even where the model's interaction is dense: the kernel's dense product does M^2 multiply-adds
-#: per row, the CSR one nnz at several times the cost each (they break even near 1/8; Pong's
-#: small-world graph, flat density 0.016: 2.6x faster training steps). Same sums, other rounding.
+#: per row, the CSR one nnz at several times the cost each (they break even near 1/8; see
+#: ``tnd bench``). Same sums, other rounding.
 SPARSE_BELOW_DENSITY = 1 / 16
 #: worker threads of the C kernel (each runs whole sequences of a part of the batch); 0: by size,
 #: at most ``torch.get_num_threads()``

@@ -35,8 +35,7 @@ families use their library defaults), ``state_size = 2``, linear interaction, **
 dynamics (``ds/dt = (tanh(u + x + b) - s) / tau``, a learned time constant per neuron and
 state dimension with per-neuron F -- log-spread, so fast and slow neurons coexist, which the
 multi-timescale task asks for -- or one shared time constant with shared F). Leaky F is the
-family with the fused C fast path in discrete time; the gated family measured 3-6x slower per
-update here, which the one-hour CPU budget of the suite cannot afford. The input neurons are the first ``N/2`` ids and the output
+cheapest fused family per update (see ``tnd bench``), which the suite's CPU budget needs. The input neurons are the first ``N/2`` ids and the output
 neurons the last ``3N/4`` ids, so the two sets overlap by a quarter of the graph: in discrete
 time a signal needs one step per graph hop, and the overlap removes the readout latency
 (important for one-step-ahead readouts such as the last valid step of a short sequence).
