@@ -254,7 +254,7 @@ def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False
         return " ".join(shown) or f"--{key.replace('_', '-')} {value}"
 
     def stored(p: Path) -> dict[str, Any]:  # a run from before a setting existed used its old value
-        return {**ADDED_FIELDS, **json.loads(p.read_text())}
+        return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, "protocol": "bc", **json.loads(p.read_text())}
 
     open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force, may_change=may_change, option=option)
     out.mkdir(parents=True, exist_ok=True)

@@ -138,10 +138,9 @@ QUICK: dict[str, Any] = {
     "dagger_iterations": 2, "dagger_rounds": 8, "dagger_val_rounds": 8,
 }
 
-#: fields added after run folders were first written, with the value every older run used (so
-#: --resume accepts a run folder whose config.json lacks them)
-ADDED_FIELDS: dict[str, Any] = {"protocol": "bc", "dagger_iterations": 4, "dagger_rounds": 200, "dagger_beta": 0.0,
-                                "dagger_max_steps": 0, "dagger_val_rounds": 50, "mlp_frames": 4}
+#: fields added after run folders were first written: --resume reads a config.json without them
+#: with this run's values (they change no cell of such a run), except protocol, which was bc
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames")
 
 #: settings a resumed run may change: which cells run and how, not what a cell computes
 RESUME_MAY_CHANGE = ("out", "models", "seeds", "quick", "resume", "checkpoint_every", "workers", "progress",
