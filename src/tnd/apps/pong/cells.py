@@ -2,7 +2,8 @@
 
 A cell is one (model, seed) -- or, in a topology sweep, one (graph variant, seed) -- trained and
 evaluated by :func:`run_cell` into ``<out>/cells/<label>/seed-<s>/`` (``model.safetensors``,
-``checkpoint.json``, then ``metrics.json``, which marks it done). :func:`cell_key` hashes every
+``checkpoint.json``, then ``metrics.json``, which marks it done; with ``--protocol dagger`` also
+``dagger-<cell key>/``, the finished DAgger iterations, :mod:`.dagger`). :func:`cell_key` hashes every
 setting that changes a cell's result; :func:`cell_done` returns a finished cell's metrics when its
 key matches. :func:`start_run` opens the run folder (:func:`tnd.apps.runs.open_run_folder`),
 writes ``config.json`` and the demonstrations; :func:`run_cells` runs cells, in worker processes
@@ -167,8 +168,8 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
             def train_iteration(X, Y, i: int) -> dict[str, Any]:
                 steps = (cfg.dagger_max_steps or cfg.max_steps) if i else cfg.max_steps
                 return train_model(model, X, Y, Xv, Yv, max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                   eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=train_seed(seed, i),
-                                   progress=progress if bar is not None else None,
+                                   eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip,
+                                   seed=train_seed(seed, i), progress=progress if bar is not None else None,
                                    checkpoint_dir=None if ckpt_dir is None else ckpt_dir / f"iter-{i}",
                                    checkpoint_every=max(1, int(cfg.checkpoint_every)), resume=bool(cfg.resume))
 
@@ -256,7 +257,8 @@ def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False
     def stored(p: Path) -> dict[str, Any]:  # a run from before a setting existed used its old value
         return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, "protocol": "bc", **json.loads(p.read_text())}
 
-    open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force, may_change=may_change, option=option)
+    open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force,
+                    may_change=may_change, option=option)
     out.mkdir(parents=True, exist_ok=True)
     set_resume_command(resume_command(cfg))
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))

@@ -265,7 +265,8 @@ def write_partial(cfg: PongConfig, out: Path, results_cells: dict[tuple[str, int
         if got:
             models[m] = report.aggregate_model(m, got)
             if cfg.protocol == "dagger":
-                models[m]["dagger_iterations"] = [c["dagger"]["iterations"] for c in sorted(got, key=lambda c: c["seed"])]
+                got.sort(key=lambda c: c["seed"])
+                models[m]["dagger_iterations"] = [c["dagger"]["iterations"] for c in got]
     n = len(results_cells)
     results: dict[str, Any] = {
         "format": "tnd.pong.results/1",

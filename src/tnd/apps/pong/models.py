@@ -152,8 +152,8 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
         spec.update(kind="tnd", num_neurons=n, tnd=cfg)
     elif name in REFERENCE_NAMES:  # mlp_frames: mlp_k's k
         kw = reference_kwargs(name, mlp_frames)
-        spec.update(kind="reference", hidden_size=reference_hidden_for_budget(input_size, output_size, param_budget, **kw),
-                    kwargs=kw)
+        hidden = reference_hidden_for_budget(input_size, output_size, param_budget, **kw)
+        spec.update(kind="reference", hidden_size=int(hidden), kwargs=kw)
     else:
         # the sparse RNN copies the density of the default TND graph at the same budget
         tcfg = dict(cfg, per_neuron=True)
