@@ -93,7 +93,7 @@ class PongConfig:
     """steps of TND play drawn in the frame strip"""
     protocol: str = setting("bc", choices=PROTOCOLS)
     """training protocol: bc (behaviour cloning on the demonstrations) or dagger (the same, then
-    --dagger-iterations rounds of: the learner plays, the expert labels every visited observation,
+    --dagger-iterations iterations of: the learner plays, the expert labels every visited observation,
     the data are aggregated and the model retrains from its weights)"""
     dagger_iterations: int = setting(4, low=1)
     """DAgger: iterations after behaviour cloning"""
@@ -109,7 +109,7 @@ class PongConfig:
     """DAgger: closed-loop validation rounds after each iteration (serves 15 000 000 + j, disjoint
     from the evaluation serves)"""
     mlp_frames: int = setting(4, low=1, high=256, high_open=False)
-    """observations the mlp_k reference sees (the current one and the k - 1 before it)"""
+    """k, the observations the mlp_k reference sees (the current one and the k - 1 before it)"""
 
     def check(self) -> None:
         """The options that are valid alone but not together (UsageError)."""
