@@ -31,6 +31,7 @@ The cell keeps the model of the last iteration.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -285,9 +286,11 @@ def plot_dagger_curves(results: dict[str, Any], path: str | Path) -> None:
     """Validation loss, validation accuracy and closed-loop validation catches against the DAgger
     iteration (one line per seed, one colour per model; the style of :mod:`.plots`)."""
     from tnd.apps import viz
+    from .plots import catch_count_axis
 
     fig = viz.new_figure((13.0, 4.2))
     axes = fig.subplots(1, 3)
+    top = 1.0
     for k, (name, per_seed) in enumerate(_curves(results["models"]).items()):
         for j, recs in enumerate(per_seed):
             it = [r["iteration"] for r in recs]
@@ -295,7 +298,9 @@ def plot_dagger_curves(results: dict[str, Any], path: str | Path) -> None:
                   "label": name if j == 0 else None}
             axes[0].plot(it, [r["val_loss"] for r in recs], **kw)
             axes[1].plot(it, [r["val_accuracy"] for r in recs], **kw)
-            axes[2].plot(it, [r["val_closed_loop"]["mean_catches"] for r in recs], **kw)
+            catches = [r["val_closed_loop"]["mean_catches"] for r in recs]
+            axes[2].plot(it, catches, **kw)
+            top = max([top] + catches)
     for ax, label in zip(axes, ("validation cross-entropy (lower is better)",
                                 "validation action accuracy (higher is better)",
                                 "closed-loop validation mean catches")):
@@ -303,6 +308,7 @@ def plot_dagger_curves(results: dict[str, Any], path: str | Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    catch_count_axis(axes[2], math.ceil(top))  # linear up to 20 catches, symmetric-log above (as the other plots)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="model", title_fontsize=8)
