@@ -62,7 +62,7 @@ def test_every_option_is_described_and_defaults_read_as_typed(cmd):
 
 def test_defaults_print_as_typed():
     pong = " ".join(_subparser("pong").format_help().split())
-    assert "(default: 0 1 2)" in pong and "(default: tnd tnd_shared rnn sparse_rnn lstm cfc transformer)" in pong
+    assert "(default: 0 1 2)" in pong and "(default: tnd tnd_shared rnn sparse_rnn lstm cfc transformer mlp mlp_k)" in pong
     topo = " ".join(_subparser("topology").format_help().split())
     assert "(default: 2 4 8)" in topo and "(default: 0.75)" in topo and "--no-learned" in topo and "--models" not in topo
     suite = " ".join(_subparser("suite").format_help().split())

@@ -2,7 +2,8 @@
 
 A cell is one (model, seed) -- or, in a topology sweep, one (graph variant, seed) -- trained and
 evaluated by :func:`run_cell` into ``<out>/cells/<label>/seed-<s>/`` (``model.safetensors``,
-``checkpoint.json``, then ``metrics.json``, which marks it done). :func:`cell_key` hashes every
+``checkpoint.json``, then ``metrics.json``, which marks it done; with ``--protocol dagger`` also
+``dagger-<cell key>/``, the finished DAgger iterations, :mod:`.dagger`). :func:`cell_key` hashes every
 setting that changes a cell's result; :func:`cell_done` returns a finished cell's metrics when its
 key matches. :func:`start_run` opens the run folder (:func:`tnd.apps.runs.open_run_folder`),
 writes ``config.json`` and the demonstrations; :func:`run_cells` runs cells, in worker processes
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import open_run_folder, run_calls, set_resume_command
-from .config import RESUME_MAY_CHANGE, PongConfig
+from .config import ADDED_FIELDS, DAGGER_FIELDS, RESUME_MAY_CHANGE, PongConfig
 
 __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
            "run_cell", "load_cell_model", "run_cells", "start_run"]
@@ -43,6 +44,11 @@ def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | N
             "val_fraction", "val_windows", "graph_seed", "eval_rounds")
     d = {k: getattr(cfg, k) for k in keys}
     d.update(data_settings(cfg), model=model, seed=seed)
+    # the newer settings enter only the cells they change, so behaviour-cloning cells keep their keys
+    if cfg.protocol != "bc":
+        d.update({k: getattr(cfg, k) for k in DAGGER_FIELDS}, protocol=cfg.protocol)
+    if model == "mlp_k":
+        d["mlp_frames"] = cfg.mlp_frames
     if variant is not None:
         d["variant"] = variant
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -130,7 +136,11 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
         variant = variant or {}
         label = variant.get("label", model_name)
         model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
-                                  graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"))
+                                  graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"),
+                                  mlp_frames=cfg.mlp_frames)
+        dagger = cfg.protocol == "dagger"
+        if dagger and variant.get("learn"):
+            raise ValueError("--protocol dagger: a learnable topology is trained by behaviour cloning only")
         learner = None
         if variant.get("learn"):
             from .learner import attach_learner
@@ -140,7 +150,8 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
         if show_progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.max_steps, desc=f"  train {model_name} s{seed}", leave=False, dynamic_ncols=True)
+            total = cfg.max_steps + (cfg.dagger_iterations * (cfg.dagger_max_steps or cfg.max_steps) if dagger else 0)
+            bar = tqdm(total=total, desc=f"  train {model_name} s{seed}", leave=False, dynamic_ncols=True)
 
         def progress(step: int, info: dict[str, Any]) -> None:
             bar.update(1)
@@ -150,11 +161,27 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
         ckpt_dir = None
         if cfg.checkpoint_every and cfg.checkpoint_every > 0:
             ckpt_dir = cell_dir(Path(out), label, seed) / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}"
-        tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
-                         progress=progress if bar is not None else None,
-                         checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
-                         resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
+        dag = None
+        if dagger:
+            from .dagger import run_dagger, train_seed
+
+            def train_iteration(X, Y, i: int) -> dict[str, Any]:
+                steps = (cfg.dagger_max_steps or cfg.max_steps) if i else cfg.max_steps
+                return train_model(model, X, Y, Xv, Yv, max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                   eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip,
+                                   seed=train_seed(seed, i), progress=progress if bar is not None else None,
+                                   checkpoint_dir=None if ckpt_dir is None else ckpt_dir / f"iter-{i}",
+                                   checkpoint_every=max(1, int(cfg.checkpoint_every)), resume=bool(cfg.resume))
+
+            work = cell_dir(Path(out), label, seed) / f"dagger-{cell_key(cfg, label, seed, variant or None)}"
+            tr, dag = run_dagger(model, cfg, Xt, Yt, seed, work, train_iteration, resume=bool(cfg.resume),
+                                 env_kwargs=env_kwargs(cfg))
+        else:
+            tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                             eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
+                             progress=progress if bar is not None else None,
+                             checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
+                             resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
         if learner is not None:
             from .learner import finish_learner
 
@@ -173,6 +200,8 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
                                                          "spec": spec}, indent=1))
     metrics = {"model": label, "seed": seed, "cell_key": cell_key(cfg, label, seed, variant or None), "spec": spec,
                "train": tr, "eval": ev, "eval_time_s": eval_time, "cpu_time_s": time.process_time() - cpu0}
+    if dag is not None:
+        metrics["dagger"] = dag
     atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
     if ckpt_dir is not None:
         import shutil
@@ -225,8 +254,11 @@ def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False
         shown = command_args(dataclasses.replace(defaults, **{key: _typed(defaults, key, value)}), defaults)
         return " ".join(shown) or f"--{key.replace('_', '-')} {value}"
 
-    open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), lambda p: json.loads(p.read_text()),
-                    resume=cfg.resume, force=force, may_change=may_change, option=option)
+    def stored(p: Path) -> dict[str, Any]:  # a run from before a setting existed used its old value
+        return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, "protocol": "bc", **json.loads(p.read_text())}
+
+    open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force,
+                    may_change=may_change, option=option)
     out.mkdir(parents=True, exist_ok=True)
     set_resume_command(resume_command(cfg))
     atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))

@@ -9,8 +9,19 @@ from typing import Any
 
 from ..settings import UsageError, setting
 from .models import MODEL_NAMES
+from .policies import EVAL_SEED_BASE
 
-__all__ = ["PongConfig", "QUICK", "RESUME_MAY_CHANGE"]
+__all__ = ["PongConfig", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
+           "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS"]
+
+PROTOCOLS = ("bc", "dagger")
+#: base seed of the DAgger learner's rounds (iteration i >= 1, round j: + (i - 1) * --dagger-rounds + j)
+DAGGER_SEED_BASE = 20_000_000
+#: base seed of the DAgger closed-loop validation rounds (round j: + j); between the evaluation
+#: serves (10 000 000 + i) and the learner's rounds
+DAGGER_VAL_SEED_BASE = 15_000_000
+#: the settings only --protocol dagger uses
+DAGGER_FIELDS = ("dagger_iterations", "dagger_rounds", "dagger_beta", "dagger_max_steps", "dagger_val_rounds")
 
 
 @dataclass
@@ -19,9 +30,10 @@ class PongConfig:
 
     out: str | None = setting(None, kind="folder", example="--out runs/pong")
     """run folder (default: runs/pong-<UTC timestamp>)"""
-    models: tuple[str, ...] = setting(("tnd", "tnd_shared", "rnn", "sparse_rnn", "lstm", "cfc", "transformer"),
+    models: tuple[str, ...] = setting(("tnd", "tnd_shared", "rnn", "sparse_rnn", "lstm", "cfc", "transformer", "mlp",
+                                       "mlp_k"),
                                       choices=MODEL_NAMES, metavar="MODEL")
-    """models to train and evaluate"""
+    """models to train and evaluate (mlp and mlp_k: the non-recurrent references)"""
     seeds: tuple[int, ...] = setting((0, 1, 2), metavar="SEED")
     """training seeds (initial weights and batch order); one cell per (model, seed)"""
     quick: bool = False
@@ -79,6 +91,25 @@ class PongConfig:
     """std of Gaussian observation noise (demonstrations and evaluation)"""
     frame_steps: int = setting(300, low=1)
     """steps of TND play drawn in the frame strip"""
+    protocol: str = setting("bc", choices=PROTOCOLS)
+    """training protocol: bc (behaviour cloning on the demonstrations) or dagger (the same, then
+    --dagger-iterations iterations of: the learner plays, the expert labels every visited observation,
+    the data are aggregated and the model retrains from its weights)"""
+    dagger_iterations: int = setting(4, low=1)
+    """DAgger: iterations after behaviour cloning"""
+    dagger_rounds: int = setting(200, low=1)
+    """DAgger: rounds the learner plays per iteration (serves 20 000 000 + ..., disjoint from the
+    demonstration and evaluation serves), at most --demo-steps-per-round steps recorded each"""
+    dagger_beta: float = setting(0.0, low=0.0, high=1.0)
+    """DAgger: in iteration i (1, 2, ...) each executed action is the expert's with probability
+    beta**i, else the learner's (0: the learner alone)"""
+    dagger_max_steps: int = setting(0, low=0)
+    """DAgger: gradient-step budget of each retraining (0: --max-steps)"""
+    dagger_val_rounds: int = setting(50, low=1, high=5_000_000, high_open=False)
+    """DAgger: closed-loop validation rounds after each iteration (serves 15 000 000 + j, disjoint
+    from the evaluation serves)"""
+    mlp_frames: int = setting(4, low=1, high=256, high_open=False)
+    """k, the observations the mlp_k reference sees (the current one and the k - 1 before it)"""
 
     def check(self) -> None:
         """The options that are valid alone but not together (UsageError)."""
@@ -87,6 +118,16 @@ class PongConfig:
                              f"< {self.window}")
         if self.resume and self.out is not None and not Path(self.out).is_dir():
             raise UsageError(f"--resume: the run folder --out {self.out} does not exist (start it without --resume)")
+        if self.protocol == "dagger":
+            top = DAGGER_VAL_SEED_BASE - EVAL_SEED_BASE
+            if self.eval_rounds > top:  # the evaluation serves must stay below the DAgger serves
+                raise UsageError(f"--eval-rounds: at most {top} with --protocol dagger, got {self.eval_rounds}")
+        else:
+            base = PongConfig(**QUICK) if self.quick else PongConfig()
+            for k in DAGGER_FIELDS:
+                if getattr(self, k) != getattr(base, k):
+                    raise UsageError(f"--{k.replace('_', '-')}: only used with --protocol dagger (this run is "
+                                     f"--protocol {self.protocol})")
 
 
 #: overrides applied by --quick (explicit command-line options still win)
@@ -94,7 +135,12 @@ QUICK: dict[str, Any] = {
     "seeds": (0,), "workers": 1, "param_budget": 400, "window": 16, "batch_size": 16, "max_steps": 12,
     "eval_every": 6, "patience": 2, "demo_rounds": 12, "demo_steps_per_round": 120, "val_windows": 16,
     "eval_rounds": 8, "max_catches": 3, "frame_steps": 60,
+    "dagger_iterations": 2, "dagger_rounds": 8, "dagger_val_rounds": 8,
 }
+
+#: fields added after run folders were first written: --resume reads a config.json without them
+#: with this run's values (they change no cell of such a run), except protocol, which was bc
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames")
 
 #: settings a resumed run may change: which cells run and how, not what a cell computes
 RESUME_MAY_CHANGE = ("out", "models", "seeds", "quick", "resume", "checkpoint_every", "workers", "progress",

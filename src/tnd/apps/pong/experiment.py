@@ -1,7 +1,8 @@
 """``tnd pong``: the paper's experiment in one command.
 
 Single-player Pong behaviour cloning: expert demonstrations -> every model of
-:mod:`tnd.apps.pong.models` trained with the same budget (:mod:`tnd.apps.pong.train`) for several seeds ->
+:mod:`tnd.apps.pong.models` trained with the same budget (:mod:`tnd.apps.pong.train`; with
+``--protocol dagger`` followed by DAgger iterations, :mod:`tnd.apps.pong.dagger`) for several seeds ->
 closed-loop evaluation (:mod:`tnd.apps.pong.evaluate`) beside the reference policies -> a run
 folder with ``results.json``, ``report.md``, plots and a frame strip of TND playing
 (:mod:`tnd.apps.pong.report`).
@@ -14,6 +15,8 @@ Run folder layout::
         model.safetensors                   best-validation weights
         checkpoint.json                     the model spec (rebuild: models.model_from_spec)
         metrics.json                        training history + closed-loop evaluation
+        dagger-<cell key>/iter-<i>/         --protocol dagger: iteration i's learner rounds
+                                            (rollouts.npz), weights and metrics (resume)
     <out>/results.json, report.md, *.png
 
 An ``--out`` that already holds a run is refused unless ``--resume`` (continue it: same settings,
@@ -77,6 +80,9 @@ Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what i
   interaction, discrete update; `tnd_shared` the paper's shared F (same family, more neurons).
   Sparse RNN mask density = the TND graph's. CfC = `ncps.torch.CfC` (backbone 32 units, 1 layer).
   Transformer: 1 pre-norm layer, 2 heads, relative positions, sliding window of T steps.
+  Non-recurrent references (`tnd.apps.pong.references`): `mlp` on the current observation alone
+  and `mlp_k` on the last k = `{mlp_frames}` observations stacked (at each serve the frame buffer
+  holds copies of the serve's observation), 2 hidden ReLU layers of one width, same budget.
   The graph / mask are fixed by graph seed `{graph_seed}`; training seeds `{seeds}` change
   initial weights and batch order.
 * **Training** (`tnd.apps.pong.train`), identical for every model: cross-entropy on every step of each
@@ -84,7 +90,7 @@ Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what i
   `{grad_clip}`, at most `{max_steps}` gradient steps (a step budget, not a wall-clock budget),
   validation every `{eval_every}` steps, early stopping after `{patience}` validations without a
   better validation loss; the best-validation weights are kept.
-* **Evaluation** (`tnd.apps.pong.evaluate`): `{eval_rounds}` rounds per trained model, the same serves
+{dagger_md}* **Evaluation** (`tnd.apps.pong.evaluate`): `{eval_rounds}` rounds per trained model, the same serves
   for every model and for the reference policies; greedy actions; the hidden state is reset at
   each serve and carried through the round, one observation at a time. Metrics: pooled catch
   rate, mean and median consecutive catches per round, rounds that reach the cap, 95 % percentile
@@ -96,6 +102,27 @@ Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what i
   curves show whether training converged; `--max-steps` raises the budget. No observation noise
   by default (`--obs-noise` adds it).
 """.strip()
+
+
+DAGGER_PROTOCOL = """* **DAgger** (`--protocol dagger`, `tnd.apps.pong.dagger`): after the behaviour cloning above
+  (iteration 0), `{dagger_iterations}` iterations; in iteration i the model plays `{dagger_rounds}`
+  rounds closed loop (greedy, state reset at each serve; a step executes the expert's action with
+  probability `{dagger_beta}`^i), the expert labels every visited observation from the true state,
+  the rounds' windows (at most `{demo_steps_per_round}` steps per round, stride T/2) are added to all
+  windows so far, and the model retrains from its weights (`{dagger_steps}` gradient steps at most,
+  same optimiser settings and early stopping on the same validation windows). The learner's serves
+  (20 000 000 + ...) and the closed-loop validation serves after each iteration (`{dagger_val_rounds}`
+  rounds, 15 000 000 + j) are disjoint from the demonstration and evaluation serves. The model of
+  the last iteration is evaluated.
+"""
+
+
+def protocol_text(cfg: PongConfig) -> str:
+    """The protocol section of the report for ``cfg``."""
+    d = dataclasses.asdict(cfg)
+    dagger = DAGGER_PROTOCOL.format(**d, dagger_steps=cfg.dagger_max_steps or cfg.max_steps) \
+        if cfg.protocol == "dagger" else ""
+    return PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -183,6 +210,9 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     say("evaluating reference policies ...")
     refs = evaluate_references(cfg)
     models = {m: report.aggregate_model(m, [results_cells[(m, s)] for s in cfg.seeds]) for m in cfg.models}
+    if cfg.protocol == "dagger":
+        for m in cfg.models:
+            models[m]["dagger_iterations"] = [results_cells[(m, s)]["dagger"]["iterations"] for s in cfg.seeds]
     results: dict[str, Any] = {
         "format": "tnd.pong.results/1",
         "command": command_line(cfg),
@@ -200,6 +230,12 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
              "Distribution of consecutive catches": "catch_distribution.png"}
     report.plot_bars(results, out / "bars.png")
     report.plot_learning_curves(results, out / "learning_curves.png")
+    if cfg.protocol == "dagger":
+        from .dagger import plot_dagger_curves
+
+        plots = {**dict(list(plots.items())[:2]), "DAgger iterations": "dagger_curves.png",
+                 **dict(list(plots.items())[2:])}
+        plot_dagger_curves(results, out / "dagger_curves.png")
     report.plot_catch_distribution(results, out / "catch_distribution.png")
     player = "tnd" if "tnd" in cfg.models else cfg.models[0]
     frames, steps, info = record_frames(load_cell_model(out, player, cfg.seeds[0]), env_kwargs=env_kwargs(cfg),
@@ -210,7 +246,7 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     plots[f"{player} playing (frame strip)"] = "frames.png"
     results["plots"] = list(plots.values())
     results["wall_time_s"] = time.perf_counter() - t_start
-    protocol = PROTOCOL.format(**cfg_dict, val_pct=100 * cfg.val_fraction)
+    protocol = protocol_text(cfg)
     results["protocol"] = protocol
     report.write_results_json(out / "results.json", results)
     report.write_report_md(out / "report.md", results, protocol, plots)
@@ -228,6 +264,9 @@ def write_partial(cfg: PongConfig, out: Path, results_cells: dict[tuple[str, int
         got = [results_cells[(m, s)] for s in cfg.seeds if (m, s) in results_cells]
         if got:
             models[m] = report.aggregate_model(m, got)
+            if cfg.protocol == "dagger":
+                got.sort(key=lambda c: c["seed"])
+                models[m]["dagger_iterations"] = [c["dagger"]["iterations"] for c in got]
     n = len(results_cells)
     results: dict[str, Any] = {
         "format": "tnd.pong.results/1",
@@ -239,7 +278,7 @@ def write_partial(cfg: PongConfig, out: Path, results_cells: dict[tuple[str, int
         "partial": {"finished_cells": n, "planned_cells": planned, "resume": resume_command(cfg)},
         "wall_time_s": time.perf_counter() - t_start,
     }
-    protocol = PROTOCOL.format(**dataclasses.asdict(cfg), val_pct=100 * cfg.val_fraction)
+    protocol = protocol_text(cfg)
     results["protocol"] = protocol
     report.write_results_json(out / "results.json", results)
     report.write_report_md(out / "report.md", results, protocol, {})

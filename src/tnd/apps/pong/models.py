@@ -30,11 +30,13 @@ from ..baselines import count_parameters, hidden_size_for_budget, make_baseline,
 from tnd.checks import check_positive_int
 from tnd.graph import NeuronGraph
 from tnd.model import TND
+from .references import REFERENCE_NAMES, make_reference, reference_hidden_for_budget, reference_kwargs
 
 __all__ = [
     "MODEL_NAMES",
     "TND_NAMES",
     "BASELINE_NAMES",
+    "REFERENCE_NAMES",
     "TND_DEFAULTS",
     "build_model",
     "model_from_spec",
@@ -46,7 +48,7 @@ __all__ = [
 
 TND_NAMES = ("tnd", "tnd_shared")
 BASELINE_NAMES = ("rnn", "sparse_rnn", "lstm", "cfc", "transformer", "mamba", "lru")
-MODEL_NAMES = TND_NAMES + BASELINE_NAMES
+MODEL_NAMES = TND_NAMES + BASELINE_NAMES + REFERENCE_NAMES  # references: non-recurrent MLPs (.references)
 
 #: the default TND architecture (why: docs/PONG.md, section 4)
 TND_DEFAULTS: dict[str, Any] = {
@@ -122,7 +124,7 @@ class ScaledInput(nn.Module):
 def build_model(name: str, input_size: int, output_size: int, param_budget: int, *, window: int = 64,
                 graph_seed: int = 0, tnd_overrides: dict[str, Any] | None = None,
                 cfc_backbone_units: int = 32, input_center: float = 0.0,
-                input_scale: float = 1.0) -> tuple[nn.Module, dict[str, Any]]:
+                input_scale: float = 1.0, mlp_frames: int = 4) -> tuple[nn.Module, dict[str, Any]]:
     """Build model ``name`` (one of ``MODEL_NAMES``) matched to ``param_budget`` parameters.
 
     Uses the global torch RNG for the initial weights (seed it first). ``window`` is the
@@ -149,6 +151,10 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
         n = int(fixed_n) if fixed_n is not None else num_neurons_for_budget(input_size, output_size, param_budget,
                                                                               cfg, graph_seed)
         spec.update(kind="tnd", num_neurons=n, tnd=cfg)
+    elif name in REFERENCE_NAMES:  # mlp_frames: mlp_k's k
+        kw = reference_kwargs(name, mlp_frames)
+        hidden = reference_hidden_for_budget(input_size, output_size, param_budget, **kw)
+        spec.update(kind="reference", hidden_size=int(hidden), kwargs=kw)
     else:
         # the sparse RNN copies the density of the default TND graph at the same budget
         tcfg = dict(cfg, per_neuron=True)
@@ -176,6 +182,8 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture described by ``spec`` (weights drawn from the global RNG)."""
     if spec["kind"] == "tnd":
         m = _tnd_from(spec["num_neurons"], spec["input_size"], spec["output_size"], spec["tnd"], spec["graph_seed"])
+    elif spec["kind"] == "reference":
+        m = make_reference(spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
     else:
         m = make_baseline(spec["name"], spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
     center, scale = spec.get("input_center", 0.0), spec.get("input_scale", 1.0)

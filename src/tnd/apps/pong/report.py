@@ -36,6 +36,7 @@ __all__ = [
     "reference_entry",
     "write_results_json",
     "write_report_md",
+    "dagger_table",
     "plot_bars",
     "plot_learning_curves",
     "plot_catch_distribution",
@@ -201,6 +202,34 @@ def results_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _dagger_curves(models: dict[str, Any]) -> dict[str, list[list[dict[str, Any]]]]:
+    return {n: m["dagger_iterations"] for n, m in models.items() if m.get("dagger_iterations")}
+
+
+def dagger_table(results: dict[str, Any]) -> str:
+    """Per model and iteration, the means over seeds: validation loss and accuracy, closed-loop
+    validation catches, learner rollout steps and agreement with the expert (Markdown)."""
+    lines = ["| model | iteration | beta | val. loss | val. acc. | val. mean catches (closed loop) | learner steps "
+             "added | learner = expert | train windows |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return float(np.mean(xs)) if xs else float("nan")
+
+    for name, per_seed in _dagger_curves(results["models"]).items():
+        for i in range(min(len(s) for s in per_seed)):
+            rs = [s[i] for s in per_seed]
+            ro = [r["rollout"] for r in rs]
+            beta = "-" if ro[0] is None else f"{ro[0]['beta']:.3g}"
+            steps = "-" if ro[0] is None else f"{mean([o['steps'] for o in ro]):.0f}"
+            agree = "-" if ro[0] is None else f"{mean([o['learner_agreement'] for o in ro]):.3f}"
+            lines.append(f"| {name} | {i} | {beta} | {mean([r['val_loss'] for r in rs]):.3f} | "
+                         f"{mean([r['val_accuracy'] for r in rs]):.3f} | "
+                         f"{mean([r['val_closed_loop']['mean_catches'] for r in rs]):.2f} | {steps} | {agree} | "
+                         f"{mean([r['train_windows'] for r in rs]):.0f} |")
+    return "\n".join(lines)
+
+
 def per_seed_table(results: dict[str, Any]) -> str:
     lines = ["| model | seed | params | catch rate | mean catches | median | at cap | offline acc. | best step / steps | train s | eval s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
@@ -245,6 +274,10 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
                       f"{format_number(best_base['mean_consecutive_catches'], 2)} (ratio {format_number(ratio, 2)}x)")
             lines += ["", s + "."]
         lines += [""]
+    if any(m.get("dagger_iterations") for m in models.values()):
+        lines += ["## DAgger iterations", "", "Means over training seeds; iteration 0 is behaviour cloning. "
+                  "Validation: the demonstration validation windows (offline) and closed-loop validation serves.",
+                  "", dagger_table(results), ""]
     lines += ["## Plots", ""]
     for title, fn in plots.items():
         lines += [f"### {title}", "", f"![{title}]({fn})", ""]
