@@ -11,6 +11,7 @@ saved PNG is ``round(width * dpi) x round(height * dpi)`` pixels.
 from __future__ import annotations
 
 import io
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -128,13 +129,36 @@ def check_ax(ax: Any) -> None:
 
 
 # ------------------------------------------------------------------------ figures
-def plain_log_ticks(axis: Any) -> None:
-    """Tick labels of a log-scaled axis as plain numbers (``2``, ``10``, ``300``), not ``2x10^0``;
-    minor ticks are labelled only when the axis spans about two decades or less."""
-    from matplotlib.ticker import LogFormatter
+def log_tick_values(lo: float, hi: float, max_ticks: int = 8) -> list[float]:
+    """Round tick values (1-2-5, else 1-3, else powers of ten) inside ``[lo, hi]`` of a log axis."""
+    if not (lo > 0 and hi > lo and math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    for mantissas in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+                 for m in mantissas]
+        ticks = [v for v in ticks if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+        if len(ticks) <= max_ticks:
+            return ticks
+    step = math.ceil(len(ticks) / max_ticks)  # many decades: every step-th power of ten
+    return ticks[::step]
 
-    axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+def plain_log_ticks(axis: Any) -> None:
+    """Tick labels of a log-scaled axis as plain round numbers (``0.3``, ``1``, ``2``, ``10``), at
+    most eight of them, placed from the axis' range when it is drawn; minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, Locator, NullFormatter
+
+    class PlainLogLocator(Locator):
+        def __call__(self):
+            lo, hi = sorted(self.axis.get_view_interval())
+            return log_tick_values(lo, hi)
+
+        def tick_values(self, vmin, vmax):
+            return log_tick_values(*sorted((vmin, vmax)))
+
+    axis.set_major_locator(PlainLogLocator())
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def new_figure(size: tuple[float, float], *, constrained: bool = True) -> Figure:
