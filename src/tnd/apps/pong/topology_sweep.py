@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import FolderOptions, Interrupted, note
-from ..settings import add_options, command_args, from_args, setting
+from ..settings import UsageError, add_options, command_args, from_args, setting
 from .cells import cell_done, run_cells, start_run
 from .config import QUICK, RESUME_MAY_CHANGE, PongConfig
 
@@ -56,10 +56,17 @@ class TopologyConfig(PongConfig):
     """learnable topology: regrowth rule, gradient (RigL: largest |dL/dw|, grown at weight 0) or
     sensitivity (most negative dL/dmask, grown at the latent weight)"""
 
+    def check(self) -> None:
+        """The Pong checks, and the learnable topology's: it trains by behaviour cloning only."""
+        super().check()
+        if self.learned and self.protocol == "dagger":
+            raise UsageError("--protocol dagger: the learnable topology trains by behaviour cloning only; "
+                             "add --no-learned or use --protocol bc")
+
 
 QUICK_TOPOLOGY: dict[str, Any] = {**QUICK, "families": ("random", "ring"), "degrees": (2.0,), "learn_every": 4}
 #: the Pong settings a sweep does not use (it trains TND variants only and draws no frames)
-NOT_OPTIONS = ("models", "frame_steps")
+NOT_OPTIONS = ("models", "frame_steps", "mlp_frames")
 
 
 def variants(cfg: TopologyConfig) -> list[dict[str, Any]]:
