@@ -177,3 +177,17 @@ def test_parallel_workers_give_the_same_numbers(tmp_path):
     for m in ("rnn", "sparse_rnn"):
         assert runs["1"][m]["per_round_catches"] == runs["2"][m]["per_round_catches"]
         assert runs["1"][m]["learning_curves"] == runs["2"][m]["learning_curves"]
+
+
+def test_report_says_first_whether_the_frame_stacking_mlp_beats_the_sequence_models():
+    from tnd.apps.pong.report import memory_headline
+
+    def models(**scores):
+        return {n: {"mean_consecutive_catches": s} for n, s in scores.items()}
+
+    lines = [x for x in memory_headline(models(tnd=0.6, transformer=1.3, mlp=0.6, mlp_k=2.5)) if x]
+    assert "beats every sequence model" in lines[0] and "last k observations" in lines[0] and "transformer" in lines[0]
+    assert lines[1].startswith("The best sequence model, transformer")
+    lines = [x for x in memory_headline(models(tnd=3.0, lstm=1.0, mlp=0.6, mlp_k=2.5)) if x]
+    assert all("beats every sequence model" not in x for x in lines) and "tnd (3.00" in lines[0]
+    assert memory_headline(models(tnd=1.0, lstm=2.0)) == []  # no references: nothing to say

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tnd.io import atomic_write_text
+from .references import REFERENCE_NAMES
 from .plots import plot_bars, plot_catch_distribution, plot_learning_curves, save_frame_strip
 
 __all__ = [
@@ -244,6 +245,28 @@ def per_seed_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def memory_headline(models: dict[str, Any]) -> list[str]:
+    """Report lines saying what the task demanded of memory: whether the best sequence model beat
+    the memoryless MLP and the k-frame MLP (said first, whichever way it goes)."""
+    score = {n: m.get("mean_consecutive_catches") for n, m in models.items()}
+    seq = {n: s for n, s in score.items() if n not in REFERENCE_NAMES and s is not None}
+    if not seq or not any(score.get(r) is not None for r in REFERENCE_NAMES):
+        return []
+    best = max(seq, key=seq.get)
+    out = []
+    for ref, what in (("mlp_k", "the MLP on the last k observations (no recurrence)"),
+                      ("mlp", "the MLP on the current observation alone (no memory)")):
+        if score.get(ref) is None:
+            continue
+        r, b = format_number(score[ref], 2), format_number(seq[best], 2)
+        if score[ref] > seq[best]:
+            out.append(f"**{what[0].upper() + what[1:]} beats every sequence model**: {r} mean consecutive "
+                       f"catches against {b} for the best sequence model, {best} (means over seeds; CIs below).")
+        else:
+            out.append(f"The best sequence model, {best} ({b} mean consecutive catches), beats {what} ({r}).")
+    return [line for o in out for line in (o, "")]
+
+
 def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str, plots: dict[str, str]) -> None:
     """Write the Markdown report: table, paper comparison, per-seed table, protocol, plots."""
     cfg = results["config"]
@@ -255,12 +278,13 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
               f"{len(cfg['seeds'])} training seed(s) per model, {cfg['eval_rounds']} evaluation rounds per trained "
               f"model, cap {cfg['max_catches']} consecutive catches" + (" (**--quick**: a smoke-test budget, the "
               "numbers mean nothing)" if cfg.get("quick") else "") + ".", ""]
+    lines += memory_headline(models)
     lines += ["## Results", "", results_table(results), ""]
     lines += ["Catch rate is pooled over all rounds of all seeds; the 95 % CIs are percentile bootstraps over "
               "training seeds. Rounds that reach the cap end without a miss.", ""]
     # the paper's claim beside ours
     if models:
-        best_base = max((m for n, m in models.items() if not n.startswith("tnd")),
+        best_base = max((m for n, m in models.items() if not n.startswith("tnd") and n not in REFERENCE_NAMES),
                         key=lambda m: m["mean_consecutive_catches"] or -1, default=None)
         lines += ["## Beside the paper's claim", ""]
         lines += ["The paper reports TND at **17.47 mean consecutive catches per round**, more than **3x** the "
