@@ -200,6 +200,11 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
                    for m, s in order], cfg.workers, done, start)
     except KeyboardInterrupt as e:
         bar.close()
+        for key in todo:  # a worker may have finished a cell whose result had not reached us yet
+            if key not in results_cells:
+                found = cell_done(cfg, out, *key)
+                if found is not None:
+                    results_cells[key] = found
         n = write_partial(cfg, out, results_cells, len(cells), data_path, t_start, len(cells) - len(todo))
         if isinstance(e, Interrupted):
             e.partial = (f"{n} of {len(cells)} cells finished and kept in {out} (partial results: "
