@@ -168,7 +168,7 @@ def probe(model, kind: str, x: torch.Tensor, loss_of, horizon_info: int) -> dict
         with torch.no_grad():
             y_ref, _ = m(x.detach())
         err = float((y.detach() - y_ref).abs().max())
-    if err > 1e-4:
+    if err > 1e-3:  # float32 rounding over 1,000 steps (fused kernel vs this loop) stays far below
         raise RuntimeError(f"probe unroll differs from the model's forward by {err}")
     gen = torch.Generator().manual_seed(123)
     v = torch.randn(y.shape[-1], generator=gen)
@@ -287,7 +287,7 @@ def task_losses(kind: str, k: int = 0):
 
 
 def run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_info, updates, batch, cfg,
-               constant, results, log):
+               constant, results, log, checkpoint=None):
     gen = torch.Generator().manual_seed(7)
     pidx = torch.randperm(len(xte), generator=gen)[:cfg["probe_batch"]]
     xp, yp = xte[pidx], yte[pidx]
@@ -312,10 +312,14 @@ def run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_inf
             f"grad_info {rec['trained']['grad_ratio_info']:.1e} mem_info {rec['trained']['memory_ratio_info']:.1e} "
             f"[{rec['seconds']:.0f}s]")
     results[label] = entry
+    if checkpoint is not None:
+        checkpoint(results)
 
 
-def memory_study(cfg, results, log):
+def memory_study(cfg, results, log, save=None):
     for kind, length, updates, batch in cfg["memory"]:
+        if f"{kind}_{length}" in results:  # done by an earlier, interrupted run (same settings)
+            continue
         short = length <= 100
         kw = {} if short else {"n_train": cfg["n_train_long"]}
         task = load_task(kind, seed=0, length=length, n_test=cfg["n_test"], n_val=16, **kw)
@@ -338,10 +342,10 @@ def memory_study(cfg, results, log):
         builders = {n: (lambda n=n: memory_tnd(n, c, o, cfg["budget"], t_all, seed=0)) for n in names}
         builders["lstm"] = lambda: lstm_for(c, o, cfg["budget"])
         run_models(f"{kind}_{length}", builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_info,
-                   updates, batch, cfg, constant, results, log)
+                   updates, batch, cfg, constant, results, log, save)
 
 
-def pong_study(cfg, results, log, work: Path):
+def pong_study(cfg, results, log, work: Path, save=None):
     from tnd.apps.pong.experiment import PongConfig, load_windows, prepare_data
     from tnd.apps.pong.models import build_model
 
@@ -365,7 +369,7 @@ def pong_study(cfg, results, log, work: Path):
     builders = {n: (lambda n=n: build(n)) for n in cfg["pong_variants"]}
     builders["lstm"] = lambda: build("lstm")
     run_models("pong", builders, xtr, ytr, xva, yva, loss_of, acc_of, p["window"] // 2, p["updates"], p["batch"],
-               cfg, constant, results, log)
+               cfg, constant, results, log, save)
 
 
 def pong_all_input_tnd(c: int, budget: int) -> TND:
@@ -454,36 +458,113 @@ def figures(results: dict, out: Path) -> list[str]:
     return written
 
 
+def tables(doc: dict) -> str:
+    """The markdown tables of docs/DIAGNOSIS.md from a diagnosis.json document."""
+    lines = []
+    for label, entry in doc["results"].items():
+        t_all, const = entry["T"], entry["constant"]
+        lines += [f"### {label} (T = {t_all}, {entry['updates']} updates of batch {entry['batch']}; "
+                  f"constant predictor: loss {const['loss']:.4f}"
+                  + (f", accuracy {const['accuracy']:.3f}" if "accuracy" in const else "") + ")", "",
+                  "| model | params | test loss | / constant | accuracy | grad at info step / max (init -> trained) "
+                  "| memory at info step / max (init -> trained) | memory horizon, steps (init -> trained) "
+                  "| tau median, max (init -> trained) | tau >= T/4 (trained) | targets \|c\|>0.95 (trained) "
+                  "| mean \|pre-act.\| (trained) |",
+                  "|---|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|"]
+        for name, r in entry["models"].items():
+            i, t = r["init"], r["trained"]
+            acc = r["test"].get("accuracy")
+            if "tau" in t:
+                tau = (f"{i['tau']['median']:.1f}, {i['tau']['max']:.0f} -> {t['tau']['median']:.1f}, "
+                       f"{t['tau']['max']:.0f}")
+                far = f"{np.mean(np.asarray(t['tau']['values']) >= t_all / 4):.2f}"
+                sat = f"{t['saturation']['frac_target_gt_0.95']:.3f}"
+                pre = f"{t['saturation'].get('mean_abs_preact', float('nan')):.2f}"
+            else:
+                tau, far = "-", "-"
+                sat = f"{t['saturation']['frac_candidate_gt_0.95']:.3f} (cand.)"
+                pre = f"forget gate {t['saturation']['mean_forget_gate']:.2f}"
+            lines.append(
+                f"| {name} | {r['params']} | {r['test']['loss']:.4f} | {r['test_over_constant']:.3f} | "
+                f"{'-' if acc is None else f'{acc:.3f}'} | {i['grad_ratio_info']:.1e} -> {t['grad_ratio_info']:.1e} | "
+                f"{i['memory_ratio_info']:.1e} -> {t['memory_ratio_info']:.1e} | "
+                f"{i['memory_horizon_1e-3']} -> {t['memory_horizon_1e-3']} | {tau} | {far} | {sat} | {pre} |")
+        lines += ["", "| model | N | edges | inputs (fraction) | outputs | in/out overlap | hops input -> output neurons |",
+                  "|---|---:|---:|---|---:|---:|---|"]
+        for name, r in entry["models"].items():
+            g = r["graph"]
+            if g is None:
+                continue
+            hops = ", ".join(f"{k}: {v}" for k, v in g["hops_input_to_output"].items())
+            lines.append(f"| {name} | {g['num_neurons']} | {g['num_edges']} | {g['num_inputs']} "
+                         f"({g['input_fraction']:.2f}) | {g['num_outputs']} | {g['io_overlap']} | {hops} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merge(paths: list[str], out: Path) -> dict:
+    """One diagnosis.json (and the figures) from several runs' files: every model is seeded on its
+    own (weights, batches, probe batch), so a label's numbers do not depend on what else ran."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    results: dict = {}
+    for d in docs:
+        results.update(d["results"])
+    order = ["adding_100", "copy_100", "adding_1000", "copy_1000", "pong"]
+    results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
+    doc = {"settings": docs[0]["settings"], "quick": docs[0]["quick"],
+           "seconds": sum(d["seconds"] for d in docs), "torch": docs[0]["torch"], "results": results}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "diagnosis.json", json.dumps(doc, indent=1))
+    figures(results, out)
+    return doc
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny run in seconds (smoke test)")
     ap.add_argument("--out", default=None, help="folder for diagnosis.json and the figures "
                     "(default: docs/figures, or a temporary folder with --quick)")
     ap.add_argument("--only", default=None, help="comma-separated labels to run (e.g. pong,adding_100)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="merge the results of earlier (--only) runs into --out and draw the figures; runs nothing")
+    ap.add_argument("--table", default=None, metavar="JSON", help="print the markdown tables of a diagnosis.json")
     args = ap.parse_args(argv)
+    if args.table:
+        print(tables(json.loads(Path(args.table).read_text())))
+        return {}
+    if args.merge:
+        return merge(args.merge, Path(args.out) if args.out else ROOT / "docs" / "figures")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = QUICK if args.quick else FULL
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="diagnose-")) if args.quick
                                            else ROOT / "docs" / "figures")
     out.mkdir(parents=True, exist_ok=True)
+    path = out / "diagnosis.json"
     results: dict = {}
+    if path.is_file() and not args.quick:  # resume: keep the labels an earlier run with these settings finished
+        prev = json.loads(path.read_text())
+        if prev.get("settings") == json.loads(json.dumps(cfg)) and not prev.get("quick"):
+            results = prev["results"]
     t0 = time.time()
 
     def log(msg):
         print(msg, flush=True)
 
+    def save(res):
+        doc = {"settings": QUICK if args.quick else FULL, "quick": bool(args.quick), "seconds": time.time() - t0,
+               "torch": torch.__version__, "results": res}
+        atomic_write_text(path, json.dumps(doc, indent=1))
+        return doc
+
     only = set(args.only.split(",")) if args.only else None
     if only:
         cfg = dict(cfg, memory=[m for m in cfg["memory"] if f"{m[0]}_{m[1]}" in only])
-    memory_study(cfg, results, log)
-    if only is None or "pong" in only:
+    memory_study(cfg, results, log, save)
+    if (only is None or "pong" in only) and "pong" not in results:
         with tempfile.TemporaryDirectory(prefix="diagnose-pong-") as work:
-            pong_study(cfg, results, log, Path(work))
-    doc = {"settings": {k: v for k, v in cfg.items()}, "quick": bool(args.quick), "seconds": time.time() - t0,
-           "torch": torch.__version__, "results": results}
-    path = out / "diagnosis.json"
-    atomic_write_text(path, json.dumps(doc, indent=1))
+            pong_study(cfg, results, log, Path(work), save)
+    doc = save(results)
     written = figures(results, out)
     log(f"wrote {path} and {', '.join(written)} in {time.time() - t0:.0f}s")
     return doc
