@@ -51,12 +51,12 @@ FULL = {"quick": False, "budget": 2000, "lr": 5e-3, "clip": 1.0, "n_test": 1000,
         "memory": [("adding", 100, 1500, 64), ("copy", 100, 1500, 64), ("adding", 1000, 400, 32), ("copy", 1000, 400, 32)],
         "variants_short": ["tnd", "tnd_tau_span", "tnd_all_input", "tnd_span_all_input", "tnd_gated_span", "tnd_io_overlap"],
         "variants_long": ["tnd", "tnd_tau_span", "tnd_span_all_input", "tnd_gated_span"],
-        "pong": {"demo_rounds": 600, "updates": 1500, "batch": 64, "window": 32},
+        "pong": {"demo_rounds": 600, "updates": 1500, "batch": 64, "window": 32, "play_rounds": 100},
         "pong_variants": ["tnd", "tnd_all_input"], "n_train_long": 4000}
 QUICK = {"quick": True, "budget": 400, "lr": 5e-3, "clip": 1.0, "n_test": 64, "probe_batch": 8,
          "memory": [("adding", 30, 15, 16), ("copy", 20, 15, 16)],
          "variants_short": ["tnd", "tnd_tau_span"], "variants_long": [],
-         "pong": {"demo_rounds": 12, "updates": 10, "batch": 16, "window": 16},
+         "pong": {"demo_rounds": 12, "updates": 10, "batch": 16, "window": 16, "play_rounds": 4},
          "pong_variants": ["tnd"], "n_train_long": 256}
 
 
@@ -287,7 +287,7 @@ def task_losses(kind: str, k: int = 0):
 
 
 def run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_info, updates, batch, cfg,
-               constant, results, log, checkpoint=None):
+               constant, results, log, checkpoint=None, after=None):
     gen = torch.Generator().manual_seed(7)
     pidx = torch.randperm(len(xte), generator=gen)[:cfg["probe_batch"]]
     xp, yp = xte[pidx], yte[pidx]
@@ -305,6 +305,8 @@ def run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_inf
         rec["test_over_constant"] = rec["test"]["loss"] / constant["loss"]
         model.zero_grad()
         rec["trained"] = probe(model, label, xp, lambda out: loss_of(out, yp), horizon_info)
+        if after is not None:
+            rec.update(after(model))
         rec["seconds"] = time.time() - t0
         entry["models"][name] = rec
         log(f"  {label:12s} {name:20s} params {rec['params']:6d} test {rec['test']['loss']:.4f} "
@@ -347,6 +349,7 @@ def memory_study(cfg, results, log, save=None):
 
 def pong_study(cfg, results, log, work: Path, save=None):
     from tnd.apps.pong.experiment import PongConfig, load_windows, prepare_data
+    from tnd.apps.pong.evaluate import play_rounds
     from tnd.apps.pong.models import build_model
 
     p = cfg["pong"]
@@ -366,10 +369,15 @@ def pong_study(cfg, results, log, work: Path, save=None):
             return pong_all_input_tnd(xtr.shape[-1], cfg["budget"])
         return build_model(name, xtr.shape[-1], 3, cfg["budget"], window=p["window"])[0]
 
+    def play(model) -> dict:  # closed loop: the behaviour the offline loss stands in for
+        ev = play_rounds(model, p["play_rounds"], env_kwargs={"max_catches": 3 if cfg["quick"] else 100,
+                                                             "obs_noise": 0.0})
+        return {"play": {k: v for k, v in ev.items() if not isinstance(v, (list, dict))}}
+
     builders = {n: (lambda n=n: build(n)) for n in cfg["pong_variants"]}
     builders["lstm"] = lambda: build("lstm")
     run_models("pong", builders, xtr, ytr, xva, yva, loss_of, acc_of, p["window"] // 2, p["updates"], p["batch"],
-               cfg, constant, results, log, save)
+               cfg, constant, results, log, save, after=play)
 
 
 def pong_all_input_tnd(c: int, budget: int) -> TND:
@@ -398,7 +406,7 @@ def figures(results: dict, out: Path) -> list[str]:
                "tnd_gated_span": "#ff7f0e", "tnd_all_input": "#8c564b", "tnd_io_overlap": "#7f7f7f"}
     for key, ylabel, fname in (("grad_state", "||dL/ds_t|| (mean over batch)", "diagnosis_gradients.png"),
                                ("memory", "||v . dy_T/dx_t|| (mean over batch)", "diagnosis_memory.png")):
-        fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 4.2), squeeze=False)
         for ax, lab in zip(axes[0], labels):
             for name, rec in results[lab]["models"].items():
                 if name not in ("tnd", "lstm", "tnd_tau_span", "tnd_span_all_input", "tnd_gated_span", "tnd_all_input"):
@@ -412,8 +420,8 @@ def figures(results: dict, out: Path) -> list[str]:
             ax.set_xlabel("t (input step)")
             ax.set_ylim(bottom=1e-12)
         axes[0][0].set_ylabel(ylabel)
-        fig.legend(loc="lower center", ncol=6, fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.2, 1, 1))
         fig.savefig(out / fname, dpi=90)
         plt.close(fig)
         written.append(fname)
