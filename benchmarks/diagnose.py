@@ -394,6 +394,12 @@ def pong_all_input_tnd(c: int, budget: int) -> TND:
 
 
 # ----------------------------------------------------------------------------- figures
+def grid(plt, n: int, height: float):
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    return plt.subplots(rows, cols, figsize=(4.6 * cols, height * rows), squeeze=False)
+
+
 def figures(results: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -406,8 +412,8 @@ def figures(results: dict, out: Path) -> list[str]:
                "tnd_gated_span": "#ff7f0e", "tnd_all_input": "#8c564b", "tnd_io_overlap": "#7f7f7f"}
     for key, ylabel, fname in (("grad_state", "||dL/ds_t|| (mean over batch)", "diagnosis_gradients.png"),
                                ("memory", "||v . dy_T/dx_t|| (mean over batch)", "diagnosis_memory.png")):
-        fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 4.2), squeeze=False)
-        for ax, lab in zip(axes[0], labels):
+        fig, axes = grid(plt, len(labels), 4.6)
+        for ax, lab in zip(axes.flat, labels):
             for name, rec in results[lab]["models"].items():
                 if name not in ("tnd", "lstm", "tnd_tau_span", "tnd_span_all_input", "tnd_gated_span", "tnd_all_input"):
                     continue
@@ -419,15 +425,20 @@ def figures(results: dict, out: Path) -> list[str]:
             ax.set_title(lab)
             ax.set_xlabel("t (input step)")
             ax.set_ylim(bottom=1e-12)
-        axes[0][0].set_ylabel(ylabel)
-        fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
-        fig.tight_layout(rect=(0, 0.2, 1, 1))
+        for row in axes:
+            row[0].set_ylabel(ylabel)
+        for ax in axes.flat[len(labels):]:
+            ax.axis("off")
+        fig.legend(loc="lower right", bbox_to_anchor=(0.98, 0.08), ncol=2, fontsize=8, frameon=False)
+        fig.tight_layout()
         fig.savefig(out / fname, dpi=90)
         plt.close(fig)
         written.append(fname)
     # time constants: default TND and the span variant, init vs trained, with the horizon
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.4), squeeze=False)
-    for ax, lab in zip(axes[0], labels):
+    fig, axes = grid(plt, len(labels), 3.8)
+    for ax in axes.flat[len(labels):]:
+        ax.axis("off")
+    for ax, lab in zip(axes.flat, labels):
         t_all = results[lab]["T"]
         for name in ("tnd", "tnd_tau_span"):
             rec = results[lab]["models"].get(name)
@@ -457,13 +468,25 @@ def figures(results: dict, out: Path) -> list[str]:
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2)
     ax.set_xticklabels(labels)
-    ax.set_ylabel("test loss / constant predictor's")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_yscale("log")
+    ax.set_ylabel("test loss / constant predictor's (log)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(out / "diagnosis_loss.png", dpi=90)
     plt.close(fig)
     written.append("diagnosis_loss.png")
     return written
+
+
+def compact(v):
+    """Floats to 5 significant digits (the probes are not more precise than that) for a small JSON."""
+    if isinstance(v, float):
+        return float(f"{v:.5g}") if math.isfinite(v) else v
+    if isinstance(v, dict):
+        return {k: compact(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [compact(x) for x in v]
+    return v
 
 
 def tables(doc: dict) -> str:
@@ -497,6 +520,13 @@ def tables(doc: dict) -> str:
                 f"{'-' if acc is None else f'{acc:.3f}'} | {i['grad_ratio_info']:.1e} -> {t['grad_ratio_info']:.1e} | "
                 f"{i['memory_ratio_info']:.1e} -> {t['memory_ratio_info']:.1e} | "
                 f"{i['memory_horizon_1e-3']} -> {t['memory_horizon_1e-3']} | {tau} | {far} | {sat} | {pre} |")
+        if any("play" in r for r in entry["models"].values()):
+            lines += ["", "| model | closed-loop catch rate | mean consecutive catches | median | rounds |",
+                      "|---|---:|---:|---:|---:|"]
+            for name, r in entry["models"].items():
+                pl = r["play"]
+                lines.append(f"| {name} | {pl['catch_rate']:.3f} | {pl['mean_catches']:.2f} | "
+                             f"{pl['median_catches']:.0f} | {pl['rounds']} |")
         lines += ["", "| model | N | edges | inputs (fraction) | outputs | in/out overlap | hops input -> output neurons |",
                   "|---|---:|---:|---|---:|---:|---|"]
         for name, r in entry["models"].items():
@@ -519,10 +549,10 @@ def merge(paths: list[str], out: Path) -> dict:
         results.update(d["results"])
     order = ["adding_100", "copy_100", "adding_1000", "copy_1000", "pong"]
     results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
-    doc = {"settings": docs[0]["settings"], "quick": docs[0]["quick"],
+    doc = {"settings": QUICK if docs[0]["quick"] else FULL, "quick": docs[0]["quick"],
            "seconds": sum(d["seconds"] for d in docs), "torch": docs[0]["torch"], "results": results}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "diagnosis.json", json.dumps(doc, indent=1))
+    atomic_write_text(out / "diagnosis.json", json.dumps(compact(doc), separators=(",", ":")))
     figures(results, out)
     return doc
 
@@ -562,7 +592,7 @@ def main(argv=None) -> dict:
     def save(res):
         doc = {"settings": QUICK if args.quick else FULL, "quick": bool(args.quick), "seconds": time.time() - t0,
                "torch": torch.__version__, "results": res}
-        atomic_write_text(path, json.dumps(doc, indent=1))
+        atomic_write_text(path, json.dumps(compact(doc), separators=(",", ":")))
         return doc
 
     only = set(args.only.split(",")) if args.only else None
