@@ -48,14 +48,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DENSITY = 0.1  # the random graph of the "user default" TND
 
 FULL = {"quick": False, "budget": 2000, "lr": 5e-3, "clip": 1.0, "n_test": 1000, "probe_batch": 32,
-        "memory": [("adding", 100, 1500, 64), ("copy", 100, 1500, 64), ("adding", 1000, 400, 32), ("copy", 1000, 400, 32)],
+        "memory": [("adding", 100, 1500, 64), ("copy", 100, 1500, 64), ("adding", 1000, 400, 32), ("copy", 1000, 400, 32),
+                   ("adding", 100, 1500, 64, 1)],
+        "variants_seed": ["tnd", "tnd_all_input", "tnd_gated_span", "tnd_io_overlap"],
         "variants_short": ["tnd", "tnd_tau_span", "tnd_all_input", "tnd_span_all_input", "tnd_gated_span", "tnd_io_overlap"],
         "variants_long": ["tnd", "tnd_tau_span", "tnd_span_all_input", "tnd_gated_span"],
         "pong": {"demo_rounds": 600, "updates": 1500, "batch": 64, "window": 32, "play_rounds": 100},
         "pong_variants": ["tnd", "tnd_all_input"], "n_train_long": 4000}
 QUICK = {"quick": True, "budget": 400, "lr": 5e-3, "clip": 1.0, "n_test": 64, "probe_batch": 8,
          "memory": [("adding", 30, 15, 16), ("copy", 20, 15, 16)],
-         "variants_short": ["tnd", "tnd_tau_span"], "variants_long": [],
+         "variants_short": ["tnd", "tnd_tau_span"], "variants_long": [], "variants_seed": [],
          "pong": {"demo_rounds": 12, "updates": 10, "batch": 16, "window": 16, "play_rounds": 4},
          "pong_variants": ["tnd"], "n_train_long": 256}
 
@@ -287,20 +289,20 @@ def task_losses(kind: str, k: int = 0):
 
 
 def run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_info, updates, batch, cfg,
-               constant, results, log, checkpoint=None, after=None):
+               constant, results, log, checkpoint=None, after=None, seed=0):
     gen = torch.Generator().manual_seed(7)
     pidx = torch.randperm(len(xte), generator=gen)[:cfg["probe_batch"]]
     xp, yp = xte[pidx], yte[pidx]
     entry = {"constant": constant, "updates": updates, "batch": batch, "T": int(xtr.shape[1]), "models": {}}
     for name, build in builders.items():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = build()
         t0 = time.time()
         rec = {"params": count_parameters(core(model)), "graph": graph_stats(model)}
         rec["init"] = probe(model, label, xp, lambda out: loss_of(out, yp), horizon_info)
         rec["init_test"] = evaluate(model, xte, yte, loss_of, acc_of)
         model.zero_grad()
-        rec["curve"] = train(model, xtr, ytr, loss_of, updates, batch, cfg["lr"], cfg["clip"], seed=0)
+        rec["curve"] = train(model, xtr, ytr, loss_of, updates, batch, cfg["lr"], cfg["clip"], seed=seed)
         rec["test"] = evaluate(model, xte, yte, loss_of, acc_of)
         rec["test_over_constant"] = rec["test"]["loss"] / constant["loss"]
         model.zero_grad()
@@ -319,8 +321,10 @@ def run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_inf
 
 
 def memory_study(cfg, results, log, save=None):
-    for kind, length, updates, batch in cfg["memory"]:
-        if f"{kind}_{length}" in results:  # done by an earlier, interrupted run (same settings)
+    for kind, length, updates, batch, *rest in cfg["memory"]:
+        seed = rest[0] if rest else 0  # a second seed: weights, batch order and graph
+        label = f"{kind}_{length}" + (f"_seed{seed}" if seed else "")
+        if label in results:  # done by an earlier, interrupted run (same settings)
             continue
         short = length <= 100
         kw = {} if short else {"n_train": cfg["n_train_long"]}
@@ -340,11 +344,11 @@ def memory_study(cfg, results, log, save=None):
             constant = {"loss": float(task.metadata["baseline_mse_test"]), "what": "predict 1.0"}
         else:
             constant = {"loss": math.log(task.num_classes), "accuracy": 1.0 / task.num_classes, "what": "uniform"}
-        names = cfg["variants_short"] if short else cfg["variants_long"]
-        builders = {n: (lambda n=n: memory_tnd(n, c, o, cfg["budget"], t_all, seed=0)) for n in names}
+        names = cfg["variants_seed"] if seed else cfg["variants_short"] if short else cfg["variants_long"]
+        builders = {n: (lambda n=n: memory_tnd(n, c, o, cfg["budget"], t_all, seed=seed)) for n in names}
         builders["lstm"] = lambda: lstm_for(c, o, cfg["budget"])
-        run_models(f"{kind}_{length}", builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_info,
-                   updates, batch, cfg, constant, results, log, save)
+        run_models(label, builders, xtr, ytr, xte, yte, loss_of, acc_of, horizon_info,
+                   updates, batch, cfg, constant, results, log, save, seed=seed)
 
 
 def pong_study(cfg, results, log, work: Path, save=None):
@@ -547,7 +551,7 @@ def merge(paths: list[str], out: Path) -> dict:
     results: dict = {}
     for d in docs:
         results.update(d["results"])
-    order = ["adding_100", "copy_100", "adding_1000", "copy_1000", "pong"]
+    order = ["adding_100", "adding_100_seed1", "copy_100", "adding_1000", "copy_1000", "pong"]
     results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
     doc = {"settings": QUICK if docs[0]["quick"] else FULL, "quick": docs[0]["quick"],
            "seconds": sum(d["seconds"] for d in docs), "torch": docs[0]["torch"], "results": results}
@@ -597,7 +601,7 @@ def main(argv=None) -> dict:
 
     only = set(args.only.split(",")) if args.only else None
     if only:
-        cfg = dict(cfg, memory=[m for m in cfg["memory"] if f"{m[0]}_{m[1]}" in only])
+        cfg = dict(cfg, memory=[m for m in cfg["memory"] if f"{m[0]}_{m[1]}" + (f"_seed{m[4]}" if len(m) > 4 else "") in only])
     memory_study(cfg, results, log, save)
     if (only is None or "pong" in only) and "pong" not in results:
         with tempfile.TemporaryDirectory(prefix="diagnose-pong-") as work:
