@@ -49,7 +49,7 @@ DENSITY = 0.1  # the random graph of the "user default" TND
 
 FULL = {"quick": False, "budget": 2000, "lr": 5e-3, "clip": 1.0, "n_test": 1000, "probe_batch": 32,
         "memory": [("adding", 100, 1500, 64), ("copy", 100, 1500, 64), ("adding", 1000, 400, 32), ("copy", 1000, 400, 32),
-                   ("adding", 100, 1500, 64, 1)],
+                   ("adding", 100, 1500, 64, 1), ("adding", 100, 1500, 64, 2)],
         "variants_seed": ["tnd", "tnd_all_input", "tnd_gated_span", "tnd_io_overlap"],
         "variants_short": ["tnd", "tnd_tau_span", "tnd_all_input", "tnd_span_all_input", "tnd_gated_span", "tnd_io_overlap"],
         "variants_long": ["tnd", "tnd_tau_span", "tnd_span_all_input", "tnd_gated_span"],
@@ -410,7 +410,8 @@ def figures(results: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(results)
+    everything = list(results)
+    labels = [lab for lab in results if "_seed" not in lab]  # seed checks: in the loss figure only
     written = []
     colours = {"tnd": "#d62728", "lstm": "#1f77b4", "tnd_tau_span": "#2ca02c", "tnd_span_all_input": "#9467bd",
                "tnd_gated_span": "#ff7f0e", "tnd_all_input": "#8c564b", "tnd_io_overlap": "#7f7f7f"}
@@ -462,6 +463,7 @@ def figures(results: dict, out: Path) -> list[str]:
     plt.close(fig)
     written.append("diagnosis_tau.png")
     # test loss / constant predictor
+    labels = everything
     fig, ax = plt.subplots(figsize=(1.6 * len(labels) + 4, 3.6))
     names = sorted({n for lab in labels for n in results[lab]["models"]}, key=lambda n: (n != "tnd", n != "lstm", n))
     width = 0.8 / len(names)
@@ -471,7 +473,7 @@ def figures(results: dict, out: Path) -> list[str]:
         ax.bar(np.arange(len(labels)) + i * width, vals, width, color=colours.get(name, "k"), label=name)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2)
-    ax.set_xticklabels(labels)
+    ax.set_xticklabels(labels, rotation=15, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("test loss / constant predictor's (log)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -503,8 +505,8 @@ def tables(doc: dict) -> str:
                   + (f", accuracy {const['accuracy']:.3f}" if "accuracy" in const else "") + ")", "",
                   "| model | params | test loss | / constant | accuracy | grad at info step / max (init -> trained) "
                   "| memory at info step / max (init -> trained) | memory horizon, steps (init -> trained) "
-                  "| tau median, max (init -> trained) | tau >= T/4 (trained) | targets \|c\|>0.95 (trained) "
-                  "| mean \|pre-act.\| (trained) |",
+                  "| tau median, max (init -> trained) | tau >= T/4 (trained) | targets \\|c\\|>0.95 (trained) "
+                  "| mean \\|pre-act.\\| (trained) |",
                   "|---|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|"]
         for name, r in entry["models"].items():
             i, t = r["init"], r["trained"]
@@ -551,7 +553,7 @@ def merge(paths: list[str], out: Path) -> dict:
     results: dict = {}
     for d in docs:
         results.update(d["results"])
-    order = ["adding_100", "adding_100_seed1", "copy_100", "adding_1000", "copy_1000", "pong"]
+    order = ["adding_100", "adding_100_seed1", "adding_100_seed2", "copy_100", "adding_1000", "copy_1000", "pong"]
     results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
     doc = {"settings": QUICK if docs[0]["quick"] else FULL, "quick": docs[0]["quick"],
            "seconds": sum(d["seconds"] for d in docs), "torch": docs[0]["torch"], "results": results}
