@@ -275,3 +275,15 @@ def test_absurd_sizes_refused_before_allocating(kw, needle):
     args.update(kw)
     with pytest.raises(ValueError, match=needle):
         TND(**args)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_step_refuses_a_state_outside_the_bound_on_every_path(grad):
+    """The lean C step (no grad) and the general step (grad) refuse the same h, as forward does."""
+    g = NeuronGraph.random(16, 0.25, seed=0, num_inputs=4, num_outputs=4)
+    m = TND(3, g, 2)
+    x = torch.randn(2, 3)
+    with torch.set_grad_enabled(grad):
+        m.step(x, torch.full((2, 16), 1.0))  # on the bound: fine
+        with pytest.raises(ValueError, match=r"h holds values up to 1\.5.*\|state\| <= 1"):
+            m.step(x, torch.full((2, 16), 1.5))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 
 #: must equal TND_ABI_VERSION in csrc/tnd_loop.cpp
-ABI_VERSION = 4
+ABI_VERSION = 5
 
 _CTYPES = {"i": ctypes.c_int64, "d": ctypes.c_double, "f": ctypes.c_void_p, "l": ctypes.c_void_p,
            "n": ctypes.c_void_p}

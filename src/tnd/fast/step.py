@@ -63,7 +63,7 @@ def _install_hooks() -> None:
 #: the call's own (B .. y, set per call; a Stepper is not meant to be called from two threads at once)
 StepArgs = abi.struct("step", """
     i:M i:C i:n_in i:n_out i:O i:sparse i:act i:readout l:in_idx l:out_idx f:Win f:bin f:W l:rowptr n:src f:w
-    f:r f:decay f:bias f:Wout f:bout i:rounds i:B f:x f:s f:dt i:dt_stride d:dt_scalar i:has_dt f:s_out f:y""")
+    f:r f:decay f:bias f:Wout f:bout i:rounds d:s_bound i:B f:x f:s f:dt i:dt_stride d:dt_scalar i:has_dt f:s_out f:y""")
 
 
 def _tensors(model) -> list:
@@ -120,6 +120,8 @@ class Stepper:
         with torch.no_grad():
             W, r, bias = (t.detach().contiguous() for t in LEAKY.prepare(inter, dyn, idx, n, d, sparse))
             rounds = cell.propagation_steps
+            bound = cell.state_bound()  # an h outside it is refused by the kernel (flag 8)
+            s_bound = 0.0 if bound is None else bound * (1 + 1e-4)  # the tolerance of checks.check_state_bound
             # each round's decay without dt: exp(-r / K), as the reference's h = 1 / K
             decay = (torch.exp(-r) if rounds == 1 else torch.exp(-r * (1.0 / rounds))).contiguous()
             win = cell.input_proj.weight.detach().contiguous()
@@ -137,7 +139,8 @@ class Stepper:
             act=0 if dyn.activation == "tanh" else 1, readout=0 if identity else 1, in_idx=ptr(idx["in_idx"]),
             out_idx=ptr(idx["out_idx"]), Win=ptr(win), bin=ptr(bin_), W=None if sparse else ptr(W),
             rowptr=ptr(idx["rowptr"]), src=ptr(idx["src32"]), w=ptr(W) if sparse else None, r=ptr(r),
-            decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout), rounds=rounds)
+            decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout), rounds=rounds,
+            s_bound=s_bound)
         self._cfg_ref = ctypes.byref(self._cfg)
 
     # ---------------------------------------------------------------------- call
@@ -164,7 +167,6 @@ class Stepper:
             h = h.contiguous()
             if tensor_problem("h", h, self.dtype, h.shape):
                 return self.general(x, h, dt)
-            self.model.cell.check_state("h", h)  # the same bound as forward's hx
         dt_ptr, dt_stride, dt_val, has_dt = None, 0, 1.0, 0
         if dt is not None:
             has_dt = 1
@@ -189,12 +191,13 @@ class Stepper:
             self._raise(rc, x, h, dt)
         return y, s_out
 
-    @staticmethod
-    def _raise(rc: int, x, h, dt) -> None:
+    def _raise(self, rc: int, x, h, dt) -> None:
         if rc & 1:
             checks.check_finite("x", x)
         if rc & 2:
             checks.check_finite("h", h)
+        if rc & 8:  # the same bound and message as forward's hx
+            self.model.cell.check_state("h", h)
         checks.as_times("dt", dt, x.dtype, x.device)
         raise ValueError("dt must be finite and > 0")  # pragma: no cover - as_times raised already
 

@@ -78,7 +78,10 @@ class Interaction(nn.Module):
             raise ValueError(f"edge_mask must have shape ({self.num_edges},) (one entry per edge), got {tuple(mask.shape)}")
         if not (mask.dtype.is_floating_point or mask.dtype == torch.bool):
             raise TypeError(f"edge_mask must be a float (or bool) tensor, got dtype {mask.dtype}")
-        check_finite("edge_mask", mask)
+        key = (id(mask), mask._version, mask.data_ptr() if not mask.is_meta else 0)
+        if getattr(self, "_mask_checked", None) != key:  # scan the values only when they may have changed
+            check_finite("edge_mask", mask)
+            self._mask_checked = key
         return mask
 
     # ------------------------------------------------------------------ helpers

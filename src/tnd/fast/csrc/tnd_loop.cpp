@@ -32,7 +32,7 @@ typedef int32_t i32;
 // fields into the family's typed Args struct, whose members have the same names) and, once per
 // library, tnd_layout_<family>() ("kind:name " per field), which tnd.fast.abi compares with its
 // ctypes.Structure at load, together with tnd_abi_version().
-#define TND_ABI_VERSION 4
+#define TND_ABI_VERSION 5
 #define TND_RAW_i(n) i64 n;
 #define TND_RAW_d(n) double n;
 #define TND_RAW_f(n) void* n;

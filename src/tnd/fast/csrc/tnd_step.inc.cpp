@@ -8,7 +8,8 @@
 // holds exp(-r / K)) from the state the previous round left, the projected input held; y reads
 // the state after the last round. K = 1 is the one update above, unchanged.
 // Inputs are checked on the way (x, s finite; dt finite and > 0) with bit tests, which -ffast-math
-// cannot fold away; a non-zero return (1: x, 2: s, 4: dt) means nothing valid was written.
+// cannot fold away, and s against the state bound s_bound (> 0; 0: none); a non-zero return
+// (1: x, 2: s not finite, 4: dt, 8: s outside the bound) means nothing valid was written.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -18,7 +19,7 @@
 #define TND_STEP_FIELDS(X)                                                                                \
     X(i, M) X(i, C) X(i, n_in) X(i, n_out) X(i, O) X(i, sparse) X(i, act) X(i, readout) X(l, in_idx)     \
     X(l, out_idx) X(f, Win) X(f, bin) X(f, W) X(l, rowptr) X(n, src) X(f, w) X(f, r) X(f, decay)         \
-    X(f, bias) X(f, Wout) X(f, bout) X(i, rounds) X(i, B) X(f, x) X(f, s) X(f, dt) X(i, dt_stride) X(d, dt_scalar)    \
+    X(f, bias) X(f, Wout) X(f, bout) X(i, rounds) X(d, s_bound) X(i, B) X(f, x) X(f, s) X(f, dt) X(i, dt_stride) X(d, dt_scalar)    \
     X(i, has_dt) X(f, s_out) X(f, y)
 TND_DEFINE_ABI(step, TND_STEP_FIELDS)
 
@@ -54,6 +55,11 @@ static int tnd_step(const step_raw& c) {
     int flags = 0;
     if (any_nonfinite(x, (i64)B * C)) flags |= 1;
     if (s && any_nonfinite(s, (i64)B * M)) flags |= 2;
+    if (s && !(flags & 2) && c.s_bound > 0.0) {
+        const T lim = (T)c.s_bound;
+        for (i64 i = 0, n = (i64)B * M; i < n; ++i)
+            if (s[i] > lim || s[i] < -lim) { flags |= 8; break; }
+    }
     if (has_dt) {
         if (dt) {
             for (int b = 0; b < B; ++b) {
