@@ -160,20 +160,27 @@ def call_kernel(args: type[ctypes.Structure], name: str, dtype: torch.dtype, siz
     if sizes.get("T_", 1) < 1:
         raise ValueError(f"the fused kernels need at least one time step, got T = {sizes['T_']}")
     fn = abi.entry(library(), f"{name}_{suffix(dtype)}", args)
-    a = args()
-    kinds = args.kinds
-    for k, v in sizes.items():
-        if kinds.get(k) not in ("i", "d"):
-            raise KeyError(f"{args.family} has no integer or double field {k!r}")
-        setattr(a, k, v)
+    plan_key = (args, tuple(sizes), tuple(tensors))
+    plan = _PLANS.get(plan_key)
+    if plan is None:  # the field names are checked once per call shape, not per call
+        kinds = args.kinds
+        for k in sizes:
+            if kinds.get(k) not in ("i", "d"):
+                raise KeyError(f"{args.family} has no integer or double field {k!r}")
+        for k in tensors:
+            if kinds.get(k) not in ("f", "l", "n"):
+                raise KeyError(f"{args.family} has no pointer field {k!r}")
+        plan = _PLANS[plan_key] = {k: _DTYPES.get(kinds[k]) for k in tensors}  # None: the call's dtype
+    ptrs = {}
     for k, (t, shape) in tensors.items():
-        kind = kinds.get(k)
-        if kind not in ("f", "l", "n"):
-            raise KeyError(f"{args.family} has no pointer field {k!r}")
         if t is not None:
-            check_tensor(k, t, dtype if kind == "f" else _DTYPES[kind], shape)
-            setattr(a, k, t.data_ptr())
-    fn(ctypes.byref(a))
+            check_tensor(k, t, plan[k] or dtype, shape)
+            ptrs[k] = t.data_ptr()
+    fn(ctypes.byref(args(**sizes, **ptrs)))
+
+
+#: (struct, size fields, tensor fields) -> each tensor field's index dtype (None: float), checked
+_PLANS: dict = {}
 
 
 # --------------------------------------------------------------------- index data
