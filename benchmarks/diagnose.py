@@ -352,7 +352,8 @@ def memory_study(cfg, results, log, save=None):
 
 
 def pong_study(cfg, results, log, work: Path, save=None):
-    from tnd.apps.pong.experiment import PongConfig, load_windows, prepare_data
+    from tnd.apps.pong.cells import load_windows, prepare_data
+    from tnd.apps.pong.config import PongConfig
     from tnd.apps.pong.evaluate import play_rounds
     from tnd.apps.pong.models import build_model
 
