@@ -48,7 +48,7 @@ from .config import DAGGER_SEED_BASE, DAGGER_VAL_SEED_BASE, PongConfig
 from .data import (ROUND_END_CAP, ROUND_END_MISS, ROUND_END_RECORDING_CUT, ROUND_END_STEP_LIMIT, load_dataset,
                    make_windows, save_dataset)
 from .env import SinglePlayerPong
-from .evaluate import play_rounds
+from .evaluate import play_rounds, step_function
 from .policies import ExpertPolicy
 
 __all__ = ["rollout_seed", "beta_at", "train_seed", "collect_rollouts", "rollout_windows", "aggregate",
@@ -70,28 +70,6 @@ def beta_at(beta: float, iteration: int) -> float:
 def train_seed(seed: int, iteration: int) -> int:
     """The training seed of ``iteration`` (0: behaviour cloning, with the cell's seed itself)."""
     return int(seed) + int(iteration) * ITER_SEED_STRIDE
-
-
-def _step_fn(model: nn.Module) -> Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]:
-    """``step(x, h) -> (logits, h)`` for one observation per round: a TND steps through
-    :meth:`tnd.TND.stepper` (the lean control-loop call evaluate.py plays with), any other model is
-    called on a one-step sequence."""
-    from tnd.model import TND
-    from .models import ScaledInput
-
-    inner = model.inner if isinstance(model, ScaledInput) else model
-    if isinstance(inner, TND):
-        stepper = inner.stepper()
-        if inner is model:
-            return stepper
-        center, scale = model.center, model.scale
-        return lambda x, h: stepper((x - center) * scale, h)
-
-    def step(x: torch.Tensor, h: Any):
-        logits, h = model(x.unsqueeze(1), h)
-        return logits[:, -1], h
-
-    return step
 
 
 @torch.inference_mode()
@@ -123,7 +101,7 @@ def collect_rollouts(model: nn.Module, rounds: int, *, seed: int, beta: float = 
     active = list(range(rounds))
     h: Any = None
     dtype = next(model.parameters()).dtype
-    step = _step_fn(model)
+    step = step_function(model)
     while active:
         logits, h = step(torch.from_numpy(obs[active]).to(dtype), h)
         learner = logits.argmax(-1).tolist()

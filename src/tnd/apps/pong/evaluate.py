@@ -44,7 +44,7 @@ def _select(h: Any, keep: torch.Tensor) -> Any:
     return map_state(h, lambda t: t.index_select(0, keep))
 
 
-def _step_fn(model: nn.Module) -> Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]:
+def step_function(model: nn.Module) -> Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]:
     """``step(x, h) -> (logits, h)`` for one observation per sequence, ``x`` ``(B, C)``.
 
     A TND (bare or inside ``ScaledInput``) steps through :meth:`tnd.TND.step`, the lean
@@ -93,7 +93,7 @@ def play_rounds(
     active = list(range(rounds))
     h: Any = None
     dtype = next(model.parameters()).dtype
-    step = _step_fn(model)
+    step = step_function(model)
     while active:
         x = torch.from_numpy(obs[active]).to(dtype)  # (A, C): one observation per active round
         logits, h = step(x, h)
@@ -143,7 +143,7 @@ def record_frames(
     h: Any = None
     was_training = model.training
     model.eval()
-    step = _step_fn(model)
+    step = step_function(model)
     for t in range(1, max_steps + 1):
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).to(dtype).reshape(1, -1)
         logits, h = step(x, h)
