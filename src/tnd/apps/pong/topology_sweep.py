@@ -243,7 +243,7 @@ def plot_sweep(results: dict[str, Any], path: Path) -> None:
 
     from ..viz import save_figure
 
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(8.5, 4.5))
     ax = fig.add_subplot()
     rows = results["variants"]
     fams = [f for f in dict.fromkeys(r["family"] for r in rows) if f != "learned"]
@@ -261,10 +261,13 @@ def plot_sweep(results: dict[str, Any], path: Path) -> None:
             ax.errorbar([r["degree"]], [y], yerr=[[y - ci[0]], [ci[1] - y]], marker="*", markersize=14, color="k",
                         capsize=3, linestyle="none", label=f"learned ({r['compared_with']} budget)")
     ax.set_xscale("log", base=2)
+    degrees = sorted({float(r["degree"]) for r in rows})
+    ax.set_xticks(degrees, [f"{d:g}" for d in degrees])  # the swept degrees, as plain numbers
+    ax.minorticks_off()
     ax.set_xlabel("mean out-degree (matched parameter budget)")
     ax.set_ylabel("mean consecutive catches per round")
     ax.set_title("TND on Pong: sensitivity to the graph")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # outside the data
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 
