@@ -23,7 +23,6 @@ import ast
 import dataclasses
 import inspect
 import math
-import sys
 import textwrap
 import typing
 from pathlib import Path
@@ -400,6 +399,3 @@ def command_args(obj: Any, base: Any, skip: tuple[str, ...] = ()) -> list[str]:
             parts += [f.option, _show(v)]
     return parts
 
-
-def print_error(command: str, message: str) -> None:
-    print(f"tnd {command}: error: {message}", file=sys.stderr, flush=True)

@@ -86,14 +86,6 @@ def incoming_grads(spec: LoopSpec, S: torch.Tensor, g_outs, g_last):
     return T1 - 1, B, M, g_outs.contiguous(), None if g_last is None else g_last.contiguous()
 
 
-def graph_grads(spec: LoopSpec, W: torch.Tensor):
-    """The kernel's view of the coupling: ``(W, WT, w, E)`` for a backward call (dense: its
-    transpose ``WT``; sparse: the CSR-ordered edge weights ``w`` and their number ``E``)."""
-    if spec.sparse:
-        return None, None, W, W.shape[0]
-    return W, W.t().contiguous(), None, 0
-
-
 # ------------------------------------------------------------------------- the C road
 _DTYPES = {"l": torch.int64, "n": torch.int32}
 

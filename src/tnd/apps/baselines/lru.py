@@ -31,7 +31,7 @@ tensor (``torch.view_as_real``), so it is batch first and real like every baseli
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
