@@ -133,12 +133,16 @@ def check_param_dtype(name: str, value: torch.Tensor, module: torch.nn.Module) -
                          f"move {name} (e.g. {name}.to({str(p.device)!r})) or the model")
 
 
+#: relative slack of the state bound, for rounding (:func:`check_state_bound` and the C step kernel)
+STATE_BOUND_RTOL = 1e-4
+
+
 def check_state_bound(name: str, value: torch.Tensor, bound: float | None, what: str) -> None:
-    """``|value| <= bound`` (with a relative tolerance of 1e-4 for rounding), ``bound`` None: no bound."""
+    """``|value| <= bound * (1 + STATE_BOUND_RTOL)``, ``bound`` None: no bound."""
     if bound is None or value.is_meta or value.numel() == 0:
         return
     worst = float(value.detach().abs().max())
-    if worst > bound * (1 + 1e-4):
+    if worst > bound * (1 + STATE_BOUND_RTOL):
         raise ValueError(f"{name} holds values up to {worst:.4g} in magnitude, outside the bound |state| <= {bound:.6g} "
                          f"that {what} keeps every state within (docs/STABILITY.md); pass a state inside it "
                          f"(e.g. {name}.clamp(-{bound:.6g}, {bound:.6g}), or clamp_hx=True)")

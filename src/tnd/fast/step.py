@@ -121,7 +121,7 @@ class Stepper:
             W, r, bias = (t.detach().contiguous() for t in LEAKY.prepare(inter, dyn, idx, n, d, sparse))
             rounds = cell.propagation_steps
             bound = cell.state_bound()  # an h outside it is refused by the kernel (flag 8)
-            s_bound = 0.0 if bound is None else bound * (1 + 1e-4)  # the tolerance of checks.check_state_bound
+            s_bound = 0.0 if bound is None else bound * (1 + checks.STATE_BOUND_RTOL)
             # each round's decay without dt: exp(-r / K), as the reference's h = 1 / K
             decay = (torch.exp(-r) if rounds == 1 else torch.exp(-r * (1.0 / rounds))).contiguous()
             win = cell.input_proj.weight.detach().contiguous()
