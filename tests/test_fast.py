@@ -13,6 +13,7 @@ import tnd.fast as fast
 from tnd import TND
 from tnd.fast import cbuild
 from tnd.fast.gated import GatedLoop
+from path_spy import PathSpy
 from tnd.fast.loop import FusedLoop, LoopSpec
 from tnd.graph import NeuronGraph
 
@@ -38,37 +39,6 @@ def make_model(n=9, c=3, impl="dense", signed=False, per_neuron=True, d=1, seq=T
         m.cell.dynamics.bias.normal_(0, 0.3)
         m.cell.dynamics.tau_raw.normal_(0, 1.0)
     return m
-
-
-class PathSpy:
-    """Counts which time loop a model call ran: the fused ``tnd.fast.run`` or the reference loop,
-    and which backend the fused path chose (so a test knows the path it compares)."""
-
-    def __init__(self, m):
-        self.m, self.fast_calls, self.ref_calls, self.backends = m, 0, 0, []
-
-    def __enter__(self):
-        self.run, self.choose, ref = fast.run, fast.choose_backend, self.m.run_reference
-
-        def run(*a, **k):
-            self.fast_calls += 1
-            return self.run(*a, **k)
-
-        def choose(*a, **k):
-            b = self.choose(*a, **k)
-            self.backends.append(b)
-            return b
-
-        def reference(*a, **k):
-            self.ref_calls += 1
-            return ref(*a, **k)
-
-        fast.run, fast.choose_backend, self.m.run_reference = run, choose, reference
-        return self
-
-    def __exit__(self, *exc):
-        fast.run, fast.choose_backend = self.run, self.choose
-        del self.m.run_reference  # the instance attribute: the class method shows again
 
 
 def run_both(m, x, hx=None, ts=None, grad=True):

@@ -5,6 +5,7 @@ import torch
 
 from tnd import TND, NeuronGraph
 from tnd.apps.lesions import edge_ids, find_tnd, lesioned
+from path_spy import PathSpy
 
 
 def _model(readout="linear", impl="dense", d=1, dynamics="leaky"):
@@ -17,19 +18,12 @@ def _model(readout="linear", impl="dense", d=1, dynamics="leaky"):
 def _run(model, h0, fast=True):
     """The model on a fixed input from ``h0``, through the fused loop (``fast``) or the reference
     loop; asserts that the asked-for loop is the one that ran (lesions must reach both)."""
-    import tnd.fast
-
     model.use_fast_path = fast
     x = torch.randn(1, 15, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    calls = []
-    real_run = tnd.fast.run
-    tnd.fast.run = lambda *a, **k: calls.append("fast") or real_run(*a, **k)
-    try:
-        with torch.no_grad():
-            out = model(x, h0)
-    finally:
-        tnd.fast.run = real_run
-    assert calls == (["fast"] if fast else []), f"asked for {'the fused' if fast else 'the reference'} loop, ran {calls}"
+    with PathSpy(model) as spy, torch.no_grad():
+        out = model(x, h0)
+    ran = (spy.fast_calls, spy.ref_calls)
+    assert ran == ((1, 0) if fast else (0, 1)), f"asked for {'the fused' if fast else 'the reference'} loop, ran {ran}"
     return out
 
 
