@@ -171,13 +171,7 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     cfg, out, say, data_path = start_run(cfg, "pong", resume_command, force)
     cells = [(m, s) for m in cfg.models for s in cfg.seeds]
     results_cells: dict[tuple[str, int], dict[str, Any]] = {}
-    todo = []
-    for m, s in cells:
-        done = cell_done(cfg, out, m, s) if cfg.resume else None
-        if done is not None:
-            results_cells[(m, s)] = done
-        else:
-            todo.append((m, s))
+    todo = collect_finished(cfg, out, cells, results_cells) if cfg.resume else list(cells)
     if cfg.resume:  # shown with --no-progress too
         print(f"tnd pong: resume: {len(results_cells)} finished cell(s) kept, {len(todo)} to run", file=sys.stderr,
               flush=True)
@@ -200,11 +194,8 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
                    for m, s in order], cfg.workers, done, start)
     except KeyboardInterrupt as e:
         bar.close()
-        for key in todo:  # a worker may have finished a cell whose result had not reached us yet
-            if key not in results_cells:
-                found = cell_done(cfg, out, *key)
-                if found is not None:
-                    results_cells[key] = found
+        # a worker may have finished a cell whose result had not reached us yet
+        collect_finished(cfg, out, [k for k in todo if k not in results_cells], results_cells)
         n = write_partial(cfg, out, results_cells, len(cells), data_path, t_start, len(cells) - len(todo))
         if isinstance(e, Interrupted):
             e.partial = (f"{n} of {len(cells)} cells finished and kept in {out} (partial results: "
@@ -256,6 +247,20 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     report.write_results_json(out / "results.json", results)
     report.write_report_md(out / "report.md", results, protocol, plots)
     return results
+
+
+def collect_finished(cfg: PongConfig, out: Path, keys: list[tuple[str, int]],
+                     results: dict[tuple[str, int], dict[str, Any]]) -> list[tuple[str, int]]:
+    """Put the (model, seed) cells of ``keys`` that are finished on disk (with the current
+    settings) into ``results``; returns the others, in order."""
+    left = []
+    for key in keys:
+        done = cell_done(cfg, out, *key)
+        if done is not None:
+            results[key] = done
+        else:
+            left.append(key)
+    return left
 
 
 def write_partial(cfg: PongConfig, out: Path, results_cells: dict[tuple[str, int], dict[str, Any]], planned: int,
