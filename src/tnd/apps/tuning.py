@@ -1,0 +1,505 @@
+"""Equal-budget hyper-parameter search, shared by every experiment: search spaces, seeded trials,
+and a resumable runner on Ray Tune (or in this process).
+
+Fairness is the point: every model gets the **same number of trials** over its **own documented
+search space**, scored on validation data only. A space is a :class:`SearchSpace`, one
+:class:`Domain` per knob (:func:`choice`, :func:`loguniform`, :func:`uniform`, :func:`randint`),
+JSON-able and printable as a table (``describe``). :func:`sample_trials` draws the trial list by
+random search with a fixed seed: trial 0 is the space's default configuration (the search cannot
+end below the defaults on validation), trials 1, 2, ... are random draws from a stream seeded by
+``(seed, model)``, so the list is reproducible, and a longer search extends a shorter one.
+
+:func:`run_search` evaluates ``objective(model, config, index, context) -> {"score": float, ...}``
+for every (model, trial) and writes, in the run folder:
+
+* ``trials/<model>/trial-<i>.json``: one finished trial (config, result, its key), written
+  atomically by the driver as soon as the trial ends. A rerun skips every trial whose file exists
+  with the same key (our own resume, whatever state Ray kept); a failed trial is retried.
+* ``tuning.json``: every trial's config and score, the best per model, failed trials;
+  ``tuning.md``: the same as tables.
+
+The best trial of a model is the highest score (``mode="max"``) or the lowest (``"min"``);
+ties go to the lowest trial index; a trial whose score is None or not finite (e.g. infeasible)
+never wins. Backends: ``local`` runs the trials one after another in this process (no Ray; used
+in tests); ``ray`` runs them through ``ray.tune.Tuner``, one trial per CPU, on a local Ray
+started (and shut down) here with ``num_cpus`` or, with ``ray_address``, on an existing cluster;
+``auto`` picks ``ray`` when it is importable. The objective must be a module-level function (the
+workers import it) and ``context`` JSON-able. ``import tnd.apps.tuning`` never imports Ray.
+
+Ctrl-C / SIGTERM: the handlers of :func:`tnd.apps.runs.on_signals` stay in place (Ray Tune's own
+SIGINT handler is disabled), so the interrupt reaches the runner at once; finished trials are on
+disk, the summary of those is written, and the exception propagates (the command exits
+128 + the signal number).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tnd.io import atomic_write_text
+
+__all__ = ["Domain", "Choice", "LogUniform", "Uniform", "RandInt", "choice", "loguniform", "uniform", "randint",
+           "SearchSpace", "sample_trials", "trial_key", "run_search", "summarize", "write_summary", "summary_markdown",
+           "BACKENDS",
+           "MODES", "resolve_backend"]
+
+BACKENDS = ("auto", "ray", "local")
+MODES = ("max", "min")
+FORMAT = "tnd.tuning/1"
+
+
+# ----------------------------------------------------------------------------- search spaces
+class Domain:
+    """The values one knob may take."""
+
+    kind = "domain"
+
+    def sample(self, rng: random.Random) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def contains(self, value: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _sig(v: float) -> float:
+    """4 significant digits: readable configs, exactly reproducible from their JSON."""
+    return float(f"{v:.4g}")
+
+
+def _number(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Choice(Domain):
+    """One of ``values`` (JSON values; lists for pairs), uniformly."""
+
+    values: tuple
+    kind = "choice"
+
+    def __post_init__(self) -> None:
+        vals = tuple(list(v) if isinstance(v, tuple) else v for v in self.values)
+        if not vals:
+            raise ValueError("choice: expected at least one value, got none")
+        try:
+            shown = [json.dumps(v, sort_keys=True) for v in vals]
+        except TypeError:
+            raise ValueError(f"choice: expected JSON values, got {self.values!r}") from None
+        if len(set(shown)) != len(shown):
+            raise ValueError(f"choice: values must be distinct, got {self.values!r}")
+        object.__setattr__(self, "values", vals)
+
+    def sample(self, rng: random.Random) -> Any:
+        return json.loads(json.dumps(self.values[rng.randrange(len(self.values))]))  # a copy
+
+    def contains(self, value: Any) -> bool:
+        return any(json.dumps(value, sort_keys=True) == json.dumps(v, sort_keys=True) for v in self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "values": list(self.values)}
+
+    def describe(self) -> str:
+        return "{" + ", ".join(json.dumps(v) for v in self.values) + "}"
+
+
+@dataclass(frozen=True)
+class LogUniform(Domain):
+    """A real number whose logarithm is uniform in ``[log low, log high]``."""
+
+    low: float
+    high: float
+    kind = "loguniform"
+
+    def __post_init__(self) -> None:
+        lo, hi = _number("loguniform low", self.low), _number("loguniform high", self.high)
+        if not 0.0 < lo < hi:
+            raise ValueError(f"loguniform: expected 0 < low < high, got low={self.low}, high={self.high}")
+
+    def sample(self, rng: random.Random) -> float:
+        v = _sig(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return min(max(v, float(self.low)), float(self.high))
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "low": self.low, "high": self.high}
+
+    def describe(self) -> str:
+        return f"log-uniform [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Uniform(LogUniform):
+    """A real number uniform in ``[low, high]``."""
+
+    kind = "uniform"
+
+    def __post_init__(self) -> None:
+        lo, hi = _number("uniform low", self.low), _number("uniform high", self.high)
+        if not lo < hi:
+            raise ValueError(f"uniform: expected low < high, got low={self.low}, high={self.high}")
+
+    def sample(self, rng: random.Random) -> float:
+        return min(max(_sig(rng.uniform(self.low, self.high)), float(self.low)), float(self.high))
+
+    def describe(self) -> str:
+        return f"uniform [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class RandInt(Domain):
+    """An integer uniform in ``[low, high]`` (both included)."""
+
+    low: int
+    high: int
+    kind = "randint"
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high)) \
+                or self.low > self.high:
+            raise ValueError(f"randint: expected integers low <= high, got low={self.low!r}, high={self.high!r}")
+
+    def sample(self, rng: random.Random) -> int:
+        return rng.randint(self.low, self.high)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "low": self.low, "high": self.high}
+
+    def describe(self) -> str:
+        return f"integer [{self.low}, {self.high}]"
+
+
+def choice(values) -> Choice:
+    return Choice(tuple(values))
+
+
+def loguniform(low: float, high: float) -> LogUniform:
+    return LogUniform(low, high)
+
+
+def uniform(low: float, high: float) -> Uniform:
+    return Uniform(low, high)
+
+
+def randint(low: int, high: int) -> RandInt:
+    return RandInt(low, high)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """One model's search space: a domain per knob, the default configuration (trial 0; must lie
+    in the space) and what each knob means (``doc``: knob -> text, for the docs table)."""
+
+    knobs: dict[str, Domain]
+    default: dict[str, Any]
+    doc: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.knobs:
+            raise ValueError("SearchSpace: expected at least one knob, got none")
+        self.check(self.default, "default")
+
+    def check(self, config: dict[str, Any], what: str = "config") -> None:
+        """``config`` sets every knob to a value of its domain, and nothing else (ValueError)."""
+        if not isinstance(config, dict) or set(config) != set(self.knobs):
+            got = sorted(config) if isinstance(config, dict) else type(config).__name__
+            raise ValueError(f"{what}: expected the knobs {sorted(self.knobs)}, got {got}")
+        for k, dom in self.knobs.items():
+            if not dom.contains(config[k]):
+                raise ValueError(f"{what}: {k} = {config[k]!r} lies outside its domain {dom.describe()}")
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        return {k: dom.sample(rng) for k, dom in self.knobs.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"knobs": {k: d.to_dict() for k, d in self.knobs.items()}, "default": self.default, "doc": self.doc}
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """``(knob, domain, meaning)`` rows."""
+        return [(k, d.describe(), self.doc.get(k, "")) for k, d in self.knobs.items()]
+
+
+def sample_trials(spaces: dict[str, SearchSpace], trials: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """``trials`` configurations per model (the same number for every model): trial 0 the default,
+    the others random draws seeded by ``(seed, model)``; ``trials = n`` is a prefix of ``n + 1``."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"trials: expected an integer >= 1, got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    out = {}
+    for model, space in spaces.items():
+        rng = random.Random(f"tnd.tuning:{seed}:{model}")  # str seeds hash with SHA-512: stable everywhere
+        out[model] = [json.loads(json.dumps(space.default))] + [space.sample(rng) for _ in range(trials - 1)]
+    return out
+
+
+def trial_key(model: str, index: int, config: dict[str, Any], fingerprint: dict[str, Any]) -> str:
+    """Hash of what a trial's result depends on (the caller's ``fingerprint``: its settings)."""
+    d = {"model": model, "index": int(index), "config": config, "fingerprint": fingerprint}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- trial files
+def _trial_path(out: Path, model: str, index: int) -> Path:
+    return out / "trials" / model / f"trial-{index}.json"
+
+
+def _finished(out: Path, job: dict[str, Any]) -> dict[str, Any] | None:
+    p = _trial_path(out, job["model"], job["index"])
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and d.get("key") == job["key"] and isinstance(d.get("result"), dict) else None
+
+
+def _write_trial(out: Path, job: dict[str, Any], result: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    rec = {"format": FORMAT, **job, "result": result, "wall_time_s": wall_s}
+    p = _trial_path(out, job["model"], job["index"])
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, json.dumps(rec, indent=1))
+    return rec
+
+
+def _check_result(result: Any) -> dict[str, Any]:
+    if not isinstance(result, dict) or "score" not in result:
+        raise TypeError(f"objective: expected a dict with a 'score', got {type(result).__name__} {result!r:.80}")
+    return json.loads(json.dumps(result))
+
+
+def _score(rec: dict[str, Any]) -> float | None:
+    s = rec["result"].get("score")
+    return float(s) if isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) else None
+
+
+# ----------------------------------------------------------------------------- the runner
+def resolve_backend(backend: str) -> str:
+    """``auto`` -> ``ray`` when Ray is importable, else ``local``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    return "ray" if importlib.util.find_spec("ray") is not None else "local"
+
+
+def run_search(objective: Callable[..., dict[str, Any]], trials: dict[str, list[dict[str, Any]]], out: str | Path,
+               *, context: dict[str, Any] | None = None, fingerprint: dict[str, Any] | None = None,
+               mode: str = "max", backend: str = "auto", ray_address: str | None = None,
+               num_cpus: int | None = None, progress: bool = True, spaces: dict[str, SearchSpace] | None = None,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every (model, trial) of ``trials`` not finished in ``out``; returns the summary (also
+    written to ``out/tuning.json`` and ``out/tuning.md``, see :func:`summarize`).
+
+    ``context``: JSON-able settings handed to every objective call; ``fingerprint``: the settings
+    the results depend on (a trial file with another fingerprint is run again); ``spaces``: shown in
+    the summary. On KeyboardInterrupt (Ctrl-C, SIGTERM under ``tnd``) the summary of the finished
+    trials is written and the exception, given a ``partial`` line, propagates."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    backend = resolve_backend(backend)
+    out = Path(out).resolve()
+    log = log or (lambda msg: None)
+    fp = json.loads(json.dumps(fingerprint or {}))
+    jobs = [{"model": m, "index": i, "config": c, "key": trial_key(m, i, c, fp)}
+            for m, cs in trials.items() for i, c in enumerate(cs)]
+    done = {(j["model"], j["index"]): r for j in jobs if (r := _finished(out, j)) is not None}
+    todo = [j for j in jobs if (j["model"], j["index"]) not in done]
+    log(f"tuning: {len(done)} finished trial(s) kept, {len(todo)} to run ({backend})")
+    errors: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    def finish(job: dict[str, Any], result: Any, wall_s: float) -> None:
+        done[(job["model"], job["index"])] = _write_trial(out, job, _check_result(result), wall_s)
+
+    def fail(job: dict[str, Any], error: str) -> None:
+        errors.append({"model": job["model"], "index": job["index"], "config": job["config"], "error": error})
+        log(f"tuning: {job['model']} trial {job['index']} failed: {error.strip().splitlines()[-1]}")
+
+    try:
+        if todo:
+            runner = _run_ray if backend == "ray" else _run_local
+            runner(objective, todo, out, context or {}, finish, fail, progress=progress, ray_address=ray_address,
+                   num_cpus=num_cpus)
+    except KeyboardInterrupt as e:
+        summary = write_summary(out, trials, done, errors, mode=mode, spaces=spaces, backend=backend,
+                                wall_time_s=time.perf_counter() - t0, fingerprint=fp)
+        e.partial = (f"{summary['finished']} of {summary['planned']} trials finished and kept in {out} "
+                     f"(partial summary: {out / 'tuning.md'})")
+        raise
+    return write_summary(out, trials, done, errors, mode=mode, spaces=spaces, backend=backend,
+                         wall_time_s=time.perf_counter() - t0, fingerprint=fp)
+
+
+def _bar(total: int, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True)
+
+
+def _run_local(objective, jobs, out, context, finish, fail, *, progress: bool, **_: Any) -> None:
+    bar = _bar(len(jobs), progress, "trials (local)")
+    try:
+        for job in jobs:
+            bar.set_postfix_str(f"{job['model']} #{job['index']}")
+            t = time.perf_counter()
+            try:
+                result = objective(job["model"], job["config"], job["index"], context)
+            except Exception:  # noqa: BLE001 - recorded, retried by the next run
+                fail(job, traceback.format_exc())
+            else:
+                finish(job, result, time.perf_counter() - t)
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def _ray_trial(config: dict[str, Any], objective=None, jobs=None, context=None) -> None:
+    """One Ray Tune trial: ``config["job"]`` indexes ``jobs``; reports the result as JSON (Ray
+    flattens nested metrics)."""
+    from ray import tune
+
+    job = jobs[config["job"]]
+    t = time.perf_counter()
+    result = _check_result(objective(job["model"], job["config"], job["index"], context))
+    tune.report({"score_reported": float(result["score"]) if _score({"result": result}) is not None else float("nan"),
+                 "result_json": json.dumps(result), "wall_s": time.perf_counter() - t})
+
+
+def _run_ray(objective, jobs, out, context, finish, fail, *, progress: bool, ray_address: str | None = None,
+             num_cpus: int | None = None) -> None:
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # keep tnd's handlers (runs.on_signals)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+    from ray import tune
+
+    started = False
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        started = True
+    bar = _bar(len(jobs), progress, "trials (ray)")
+
+    class Persist(tune.Callback):
+        """In the driver: each trial's file as soon as it reports (workers need no shared disk)."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            job = jobs[trial.config["job"]]
+            finish(job, json.loads(result["result_json"]), float(result.get("wall_s", 0.0)))
+            bar.set_postfix_str(f"{job['model']} #{job['index']}")
+            bar.update(1)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            fail(jobs[trial.config["job"]], str(getattr(trial, "error_msg", None) or "the Ray trial failed"))
+            bar.update(1)
+
+    name = f"tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+    try:
+        trainable = tune.with_resources(tune.with_parameters(_ray_trial, objective=objective, jobs=jobs,
+                                                             context=context), {"cpu": 1})
+        tuner = tune.Tuner(
+            trainable, param_space={"job": tune.grid_search(list(range(len(jobs))))},
+            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=False),
+            run_config=tune.RunConfig(name=name, storage_path=str(out / "ray"), verbose=0, callbacks=[Persist()],
+                                      failure_config=tune.FailureConfig(max_failures=0)))
+        tuner.fit()
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
+# ----------------------------------------------------------------------------- the summary
+def summarize(trials: dict[str, list[dict[str, Any]]], done: dict[tuple[str, int], dict[str, Any]],
+              mode: str = "max") -> dict[str, Any]:
+    """Per model: every trial (config, score, result; None when unfinished) and the best one."""
+    models = {}
+    for m, cs in trials.items():
+        rows = []
+        for i, c in enumerate(cs):
+            rec = done.get((m, i))
+            rows.append({"index": i, "config": c, "score": None if rec is None else _score(rec),
+                         "result": None if rec is None else rec["result"], "finished": rec is not None})
+        scored = [r for r in rows if r["score"] is not None]
+        sign = 1.0 if mode == "max" else -1.0
+        best = min(scored, key=lambda r: (-sign * r["score"], r["index"])) if scored else None
+        models[m] = {"trials": rows, "finished": sum(r["finished"] for r in rows), "planned": len(rows),
+                     "best": None if best is None else {"index": best["index"], "config": best["config"],
+                                                        "score": best["score"]}}
+    return models
+
+
+def write_summary(out: Path, trials, done, errors, *, mode: str, spaces=None, backend: str = "",
+                  wall_time_s: float = 0.0, fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``tuning.json`` and ``tuning.md`` in ``out``; returns the summary."""
+    models = summarize(trials, done, mode)
+    summary = {"format": FORMAT, "mode": mode, "backend": backend, "wall_time_s": wall_time_s,
+               "trials_per_model": max((len(c) for c in trials.values()), default=0),
+               "finished": sum(v["finished"] for v in models.values()),
+               "planned": sum(v["planned"] for v in models.values()),
+               "models": models, "errors": errors, "fingerprint": fingerprint or {},
+               "spaces": {m: s.to_dict() for m, s in (spaces or {}).items()}}
+    atomic_write_text(out / "tuning.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "tuning.md", summary_markdown(summary))
+    return summary
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as markdown: the best trial per model, then every trial of each model."""
+    mode = summary["mode"]
+    lines = [f"# Tuning ({summary['finished']} of {summary['planned']} trials finished; "
+             f"{summary['trials_per_model']} per model; best = {'highest' if mode == 'max' else 'lowest'} "
+             "validation score, ties to the lowest trial)", "",
+             "| model | best trial | score | configuration |", "|---|---|---|---|"]
+    for m, v in summary["models"].items():
+        b = v["best"]
+        lines.append(f"| {m} | {'-' if b is None else b['index']} | {_cell(None if b is None else b['score'])} | "
+                     f"{'-' if b is None else ', '.join(f'{k}={_cell(x)}' for k, x in b['config'].items())} |")
+    for m, v in summary["models"].items():
+        knobs = list(v["trials"][0]["config"]) if v["trials"] else []
+        extra = sorted({k for r in v["trials"] if r["result"] for k, x in r["result"].items()
+                        if k != "score" and isinstance(x, (int, float)) and not isinstance(x, bool)})
+        lines += ["", f"## {m} ({v['finished']} of {v['planned']} trials)", "",
+                  "| trial | score | " + " | ".join(knobs + extra) + " |",
+                  "|" + "---|" * (2 + len(knobs) + len(extra))]
+        for r in v["trials"]:
+            res = r["result"] or {}
+            lines.append(f"| {r['index']} | {_cell(r['score']) if r['finished'] else 'not run'} | "
+                         + " | ".join([_cell(r["config"][k]) for k in knobs] + [_cell(res.get(k)) for k in extra])
+                         + " |")
+    if summary["errors"]:
+        lines += ["", "## Failed trials (retried by the next run)", ""]
+        lines += [f"* {e['model']} trial {e['index']}: {e['error'].strip().splitlines()[-1]}" for e in summary["errors"]]
+    return "\n".join(lines) + "\n"
