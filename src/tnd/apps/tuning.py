@@ -50,7 +50,7 @@ from tnd.io import atomic_write_text
 __all__ = ["Domain", "Choice", "LogUniform", "Uniform", "RandInt", "choice", "loguniform", "uniform", "randint",
            "SearchSpace", "sample_trials", "trial_key", "run_search", "summarize", "write_summary", "summary_markdown",
            "BACKENDS",
-           "MODES", "resolve_backend"]
+           "MODES", "resolve_backend", "ray_tune_missing"]
 
 BACKENDS = ("auto", "ray", "local")
 MODES = ("max", "min")
@@ -294,15 +294,26 @@ def _score(rec: dict[str, Any]) -> float | None:
 
 
 # ----------------------------------------------------------------------------- the runner
+def ray_tune_missing() -> str | None:
+    """Why Ray Tune cannot be imported (``ray[tune]`` needs pyarrow, pandas, fsspec), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'ray[tune]')"
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError as e:
+        return f"Ray Tune cannot be imported ({e.__cause__ or e}; pip install 'ray[tune]')"
+    return None
+
+
 def resolve_backend(backend: str) -> str:
-    """``auto`` -> ``ray`` when Ray is importable, else ``local``."""
+    """``auto`` -> ``ray`` when Ray Tune is importable, else ``local``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend != "auto":
         return backend
-    import importlib.util
-
-    return "ray" if importlib.util.find_spec("ray") is not None else "local"
+    return "ray" if ray_tune_missing() is None else "local"
 
 
 def run_search(objective: Callable[..., dict[str, Any]], trials: dict[str, list[dict[str, Any]]], out: str | Path,
@@ -319,9 +330,11 @@ def run_search(objective: Callable[..., dict[str, Any]], trials: dict[str, list[
     trials is written and the exception, given a ``partial`` line, propagates."""
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    log = log or (lambda msg: None)
+    if backend == "auto" and resolve_backend(backend) == "local":
+        log(f"tuning: --backend auto: {ray_tune_missing()}: the trials run in this process")
     backend = resolve_backend(backend)
     out = Path(out).resolve()
-    log = log or (lambda msg: None)
     fp = json.loads(json.dumps(fingerprint or {}))
     jobs = [{"model": m, "index": i, "config": c, "key": trial_key(m, i, c, fp)}
             for m, cs in trials.items() for i, c in enumerate(cs)]
@@ -341,7 +354,7 @@ def run_search(objective: Callable[..., dict[str, Any]], trials: dict[str, list[
     try:
         if todo:
             runner = _run_ray if backend == "ray" else _run_local
-            runner(objective, todo, out, context or {}, finish, fail, progress=progress, ray_address=ray_address,
+            runner(objective, todo, out, {} if context is None else context, finish, fail, progress=progress, ray_address=ray_address,
                    num_cpus=num_cpus)
     except KeyboardInterrupt as e:
         summary = write_summary(out, trials, done, errors, mode=mode, spaces=spaces, backend=backend,
@@ -366,7 +379,7 @@ def _run_local(objective, jobs, out, context, finish, fail, *, progress: bool, *
             bar.set_postfix_str(f"{job['model']} #{job['index']}")
             t = time.perf_counter()
             try:
-                result = objective(job["model"], job["config"], job["index"], context)
+                result = _check_result(objective(job["model"], job["config"], job["index"], context))
             except Exception:  # noqa: BLE001 - recorded, retried by the next run
                 fail(job, traceback.format_exc())
             else:
@@ -414,7 +427,11 @@ def _run_ray(objective, jobs, out, context, finish, fail, *, progress: bool, ray
             bar.update(1)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            fail(jobs[trial.config["job"]], str(getattr(trial, "error_msg", None) or "the Ray trial failed"))
+            try:
+                error = trial.get_error()
+            except Exception:  # noqa: BLE001 - the error text is a courtesy
+                error = None
+            fail(jobs[trial.config["job"]], str(error or "the Ray trial failed"))
             bar.update(1)
 
     name = f"tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
@@ -489,8 +506,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                      f"{'-' if b is None else ', '.join(f'{k}={_cell(x)}' for k, x in b['config'].items())} |")
     for m, v in summary["models"].items():
         knobs = list(v["trials"][0]["config"]) if v["trials"] else []
-        extra = sorted({k for r in v["trials"] if r["result"] for k, x in r["result"].items()
-                        if k != "score" and isinstance(x, (int, float)) and not isinstance(x, bool)})
+        results = [r["result"] for r in v["trials"] if r["result"]]
+        extra = sorted({k for res in results for k, x in res.items()
+                        if k != "score" and isinstance(x, (int, float)) and not isinstance(x, bool)
+                        and (len(results) < 2 or len({json.dumps(q.get(k)) for q in results}) > 1)})
         lines += ["", f"## {m} ({v['finished']} of {v['planned']} trials)", "",
                   "| trial | score | " + " | ".join(knobs + extra) + " |",
                   "|" + "---|" * (2 + len(knobs) + len(extra))]

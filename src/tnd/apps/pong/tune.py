@@ -36,7 +36,7 @@ from typing import Any
 
 from ..runs import FolderOptions, Interrupted, note
 from ..settings import UsageError, add_options, command_args, from_args, setting
-from ..tuning import BACKENDS, resolve_backend, run_search, sample_trials
+from ..tuning import BACKENDS, ray_tune_missing, run_search, sample_trials
 from .models import MODEL_NAMES
 from .config import DAGGER_SEED_BASE, DAGGER_VAL_SEED_BASE, QUICK, RESUME_MAY_CHANGE, PongConfig
 
@@ -164,8 +164,9 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
     from .cells import start_run
     from .tuning_spaces import SPACES
 
-    if cfg.backend == "ray" and resolve_backend("auto") != "ray":
-        raise UsageError("--backend ray: Ray is not installed (pip install 'ray[tune]'), or use --backend local")
+    missing = ray_tune_missing() if cfg.backend == "ray" else None
+    if missing:
+        raise UsageError(f"--backend ray: {missing}; or use --backend local")
     if cfg.out is None:
         cfg = dataclasses.replace(cfg, out=f"runs/pong-tune-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}")
     cfg, out, say, _ = start_run(cfg, "pong tune", resume_command, force, may_change=TUNE_MAY_CHANGE)
