@@ -87,6 +87,17 @@ def _number(name: str, v: Any) -> float:
     return float(v)
 
 
+def _numbers_as_floats(v: Any) -> Any:
+    """``[1, 100]`` and ``[1.0, 100.0]`` are the same value (JSON written by hand or by us)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_numbers_as_floats(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _numbers_as_floats(x) for k, x in v.items()}
+    return v
+
+
 @dataclass(frozen=True)
 class Choice(Domain):
     """One of ``values`` (JSON values; lists for pairs), uniformly."""
@@ -110,7 +121,11 @@ class Choice(Domain):
         return json.loads(json.dumps(self.values[rng.randrange(len(self.values))]))  # a copy
 
     def contains(self, value: Any) -> bool:
-        return any(json.dumps(value, sort_keys=True) == json.dumps(v, sort_keys=True) for v in self.values)
+        try:
+            return any(json.dumps(_numbers_as_floats(value), sort_keys=True)
+                       == json.dumps(_numbers_as_floats(v), sort_keys=True) for v in self.values)
+        except TypeError:
+            return False
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "values": list(self.values)}
