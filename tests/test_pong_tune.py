@@ -126,6 +126,29 @@ def test_tune_local_end_to_end_validation_serves_only_and_resume(tmp_path, monke
     assert rc == 2 and "--max-steps" in err  # settings that change a trial's result must match
 
 
+def test_an_interrupted_search_keeps_its_finished_trials_and_names_the_resume_command(tmp_path, monkeypatch):
+    from tnd.apps.runs import Interrupted
+
+    objective, n = pong_tune.pong_objective, []
+
+    def interrupted_second(model, config, index, context):
+        n.append(index)
+        if len(n) == 2:
+            raise Interrupted()  # what the SIGINT handler raises (tnd.apps.runs.on_signals)
+        return objective(model, config, index, context)
+
+    monkeypatch.setattr(pong_tune, "pong_objective", interrupted_second)
+    out = tmp_path / "tune"
+    rc, _, err = _run(["pong", "tune", *TINY, "--models", "rnn", "--trials", "3", "--out", str(out)])
+    assert rc == 130, err
+    assert "1 of 3 trials finished and kept" in err and "--resume" in err
+    assert [p.name for p in (out / "trials" / "rnn").iterdir()] == ["trial-0.json"]
+    assert json.loads((out / "tuning.json").read_text())["finished"] == 1
+    monkeypatch.setattr(pong_tune, "pong_objective", objective)
+    rc, _, err = _run(["pong", "tune", *TINY, "--models", "rnn", "--trials", "3", "--out", str(out), "--resume"])
+    assert rc == 0 and "1 finished trial(s) kept, 2 to run" in err, err
+
+
 def test_tuned_configurations_reach_the_cell_and_its_key(tmp_path, monkeypatch):
     best = {"format": "tnd.pong.tuned/1", "models": {"rnn": {"config": {"lr": 0.0123, "num_layers": 2}}}}
     path = tmp_path / "best.json"
