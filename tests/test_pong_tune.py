@@ -150,7 +150,8 @@ def test_an_interrupted_search_keeps_its_finished_trials_and_names_the_resume_co
 
 
 def test_tuned_configurations_reach_the_cell_and_its_key(tmp_path, monkeypatch):
-    best = {"format": "tnd.pong.tuned/1", "models": {"rnn": {"config": {"lr": 0.0123, "num_layers": 2}}}}
+    best = {"format": "tnd.pong.tuned/1", "param_budget": 2000,
+            "models": {"rnn": {"config": {"lr": 0.0123, "num_layers": 2}}}}
     path = tmp_path / "best.json"
     path.write_text(json.dumps(best))
     lrs = []
@@ -167,6 +168,7 @@ def test_tuned_configurations_reach_the_cell_and_its_key(tmp_path, monkeypatch):
             "--out", str(out), "--tuned", str(path)]
     rc, _, err = _run(argv)
     assert rc == 0, err
+    assert "chosen at --param-budget 2000; this run is --param-budget 400" in err  # --quick's budget
     m = json.loads((out / "cells" / "rnn" / "seed-0" / "metrics.json").read_text())
     assert m["spec"]["kwargs"]["num_layers"] == 2 and m["tuned"] == {"lr": 0.0123, "num_layers": 2}
     assert sorted(lrs) == [PongConfig().lr, 0.0123]  # lstm: untuned, the default lr
@@ -197,6 +199,19 @@ def test_a_bad_tuned_file_is_refused_naming_the_option(tmp_path, content, match)
         load_tuned(path)
     rc, _, err = _run(["pong", "--quick", "--models", "rnn", "--out", str(tmp_path / "r"), "--tuned", str(path)])
     assert rc == 2 and "--tuned" in err and not (tmp_path / "r").exists()  # refused before the folder opens
+
+
+def test_the_committed_tuned_file_is_the_default_and_none_turns_it_off(tmp_path, monkeypatch):
+    from tnd.apps.pong import tuning_spaces
+
+    committed = tmp_path / "tuned.json"
+    monkeypatch.setattr(tuning_spaces, "DEFAULT_TUNED", committed)
+    assert tuning_spaces.tuned_variants(None, ["rnn"]) == {}  # no committed file: the defaults
+    committed.write_text(json.dumps({"format": "tnd.pong.tuned/1",
+                                     "models": {"rnn": {"config": {"lr": 0.02, "num_layers": 2}}}}))
+    v = tuning_spaces.tuned_variants(None, ["rnn", "lstm"])
+    assert list(v) == ["rnn"] and v["rnn"]["lr"] == 0.02 and v["rnn"]["model_kw"] == {"num_layers": 2}
+    assert tuning_spaces.tuned_variants("none", ["rnn"]) == {}
 
 
 @pytest.mark.parametrize("argv, starts", [

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runs import FolderOptions, Interrupted
+from ..runs import FolderOptions, Interrupted, note
 from ..settings import add_options, command_args, from_args
 from .cells import (cell_done, cell_key, env_kwargs, load_cell_model, prepare_data, run_cell, run_cells,
                     start_run)
@@ -177,12 +177,16 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     from .evaluate import record_frames
 
     t_start = time.perf_counter()
-    from .tuning_spaces import tuned_variants
+    from .tuning_spaces import tuned_budget, tuned_variants
 
     tuned = tuned_variants(cfg.tuned, cfg.models)  # before the folder opens: a bad --tuned file changes nothing
     cfg, out, say, data_path = start_run(cfg, "pong", resume_command, force)
     if tuned:
         say(f"tuned configurations for {', '.join(tuned)} (--tuned)")
+        budget = tuned_budget(cfg.tuned)
+        if budget is not None and budget != cfg.param_budget:
+            note(f"tnd pong: note: the --tuned configurations were chosen at --param-budget {budget}; this run "
+                 f"is --param-budget {cfg.param_budget} (the sizes are matched again, the choices may not carry over)")
     cells = [(m, s) for m in cfg.models for s in cfg.seeds]
     results_cells: dict[tuple[str, int], dict[str, Any]] = {}
     todo = collect_finished(cfg, out, cells, results_cells, tuned) if cfg.resume else list(cells)

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import UsageError
-from ..tuning import SearchSpace, choice, loguniform
+from ..search_space import SearchSpace, choice, loguniform
 from .models import MODEL_NAMES, TND_NAMES
 
 __all__ = ["SPACES", "LR", "BUDGET_TOLERANCE", "TUNED_FORMAT", "DEFAULT_TUNED", "space_for", "build_options",
-           "load_tuned", "tuned_variants", "resolve_tuned_path"]
+           "load_tuned", "tuned_variants", "tuned_budget", "resolve_tuned_path"]
 
 #: a trial's model must have |params - budget| <= this fraction of the budget (the tests' tolerance)
 BUDGET_TOLERANCE = 0.25
@@ -153,6 +153,18 @@ def load_tuned(path: str | Path) -> dict[str, dict[str, Any]]:
             raise UsageError(f"--tuned: {path}: {e}") from None
         out[m] = cfg
     return out
+
+
+def tuned_budget(tuned: str | None) -> int | None:
+    """The ``--param-budget`` the chosen configurations of ``--tuned`` were searched at (None: unknown)."""
+    path = resolve_tuned_path(tuned)
+    if path is None:
+        return None
+    try:
+        b = json.loads(path.read_text()).get("param_budget")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return b if isinstance(b, int) and not isinstance(b, bool) else None
 
 
 def tuned_variants(tuned: str | None, models) -> dict[str, dict[str, Any]]:
