@@ -25,6 +25,8 @@ from pathlib import Path
 COMMANDS = {
     "demo": ("tnd.apps.demo", "train TND on a small built-in sequence task and print its metrics"),
     "pong": ("tnd.apps.pong.experiment", "the paper's experiment: Pong behaviour cloning against five baselines"),
+    "pong tune": ("tnd.apps.pong.tune", "equal-budget hyper-parameter search of every Pong model on validation "
+                                        "serves, on Ray Tune; writes best_configs.json for tnd pong --tuned"),
     "bench": ("tnd.apps.bench", "speed and memory benchmark of TND against its peers"),
     "topology": ("tnd.apps.pong.topology_sweep", "Pong across graph families and densities at matched parameters, and a learned graph"),
     "inspect": ("tnd.apps.pong.inspection", "figures and an HTML report of a finished Pong or topology run: graph, timescales, "
@@ -32,7 +34,16 @@ COMMANDS = {
     "suite": ("tnd.apps.suite.cli", "benchmarks beyond Pong: multi-timescale, irregular, real data, memory; sweeps on Ray"),
 }
 
-RUN_FOLDER_COMMANDS = ("pong", "topology", "suite")  # the commands that resume a run folder
+RUN_FOLDER_COMMANDS = ("pong", "pong tune", "topology", "suite")  # the commands that resume a run folder
+
+
+def _join_command(argv: list[str]) -> list[str]:
+    """``tnd pong tune ...`` -> the command ``"pong tune"`` (a command of two words, such as
+    ``"pong tune"`` in COMMANDS, is one sub-parser; its prog reads ``tnd pong tune``)."""
+    i = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is not None and i + 1 < len(argv) and f"{argv[i]} {argv[i + 1]}" in COMMANDS:
+        return argv[:i] + [f"{argv[i]} {argv[i + 1]}"] + argv[i + 2:]
+    return argv
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runs import note, on_signals
     from .settings import UsageError
 
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _join_command(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(argv)
     try:  # a refused command line (or --help) returns its exit code instead of raising SystemExit
         args, extra = parser.parse_known_args(argv)

@@ -25,7 +25,7 @@ from ..runs import open_run_folder, run_calls, set_resume_command
 from .config import ADDED_FIELDS, DAGGER_FIELDS, RESUME_MAY_CHANGE, PongConfig
 
 __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
-           "run_cell", "load_cell_model", "run_cells", "start_run"]
+           "run_cell", "train_cell", "load_cell_model", "run_cells", "start_run"]
 
 
 def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
@@ -113,86 +113,26 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
              show_progress: bool = False, variant: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one (model, seed) cell and write its files; returns its metrics.
 
-    ``variant`` (topology sweeps): ``{"label": folder name of the cell, "tnd": build_model's
-    tnd_overrides, "learn": optional PruneRegrow settings (a learnable topology; see
-    :mod:`tnd.apps.pong.topology_sweep`)}``.
-
-    Single-threaded torch for the duration (restored afterwards), so the numbers are a
-    function of the settings and the seed only."""
+    ``variant``: see :func:`train_cell`. Single-threaded torch for the duration (restored
+    afterwards), so the numbers are a function of the settings and the seed only."""
     import torch
 
     from tnd.io import atomic_write_text, save_tensors
     from .evaluate import play_rounds
-    from .models import build_model
-    from .train import train_model
 
     cfg = PongConfig(**cfg_dict)
     cpu0 = time.process_time()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        Xt, Yt, Xv, Yv = load_windows(cfg, Path(data_path))
-        torch.manual_seed(seed)
-        variant = variant or {}
-        label = variant.get("label", model_name)
-        model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
-                                  graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"),
-                                  mlp_frames=cfg.mlp_frames)
-        dagger = cfg.protocol == "dagger"
-        if dagger and variant.get("learn"):
-            raise ValueError("--protocol dagger: a learnable topology is trained by behaviour cloning only")
-        learner = None
-        if variant.get("learn"):
-            from .learner import attach_learner
-
-            learner = attach_learner(model, variant["learn"], seed)
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            total = cfg.max_steps + (cfg.dagger_iterations * (cfg.dagger_max_steps or cfg.max_steps) if dagger else 0)
-            bar = tqdm(total=total, desc=f"  train {model_name} s{seed}", leave=False, dynamic_ncols=True)
-
-        def progress(step: int, info: dict[str, Any]) -> None:
-            bar.update(1)
-            if "val_loss" in info:
-                bar.set_postfix(val_loss=f"{info['val_loss']:.3f}", acc=f"{info['val_acc']:.3f}")
-
-        ckpt_dir = None
-        if cfg.checkpoint_every and cfg.checkpoint_every > 0:
-            ckpt_dir = cell_dir(Path(out), label, seed) / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}"
-        dag = None
-        if dagger:
-            from .dagger import run_dagger, train_seed
-
-            def train_iteration(X, Y, i: int) -> dict[str, Any]:
-                steps = (cfg.dagger_max_steps or cfg.max_steps) if i else cfg.max_steps
-                return train_model(model, X, Y, Xv, Yv, max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                   eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip,
-                                   seed=train_seed(seed, i), progress=progress if bar is not None else None,
-                                   checkpoint_dir=None if ckpt_dir is None else ckpt_dir / f"iter-{i}",
-                                   checkpoint_every=max(1, int(cfg.checkpoint_every)), resume=bool(cfg.resume))
-
-            work = cell_dir(Path(out), label, seed) / f"dagger-{cell_key(cfg, label, seed, variant or None)}"
-            tr, dag = run_dagger(model, cfg, Xt, Yt, seed, work, train_iteration, resume=bool(cfg.resume),
-                                 env_kwargs=env_kwargs(cfg))
-        else:
-            tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                             eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
-                             progress=progress if bar is not None else None,
-                             checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
-                             resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
-        if learner is not None:
-            from .learner import finish_learner
-
-            model, spec = finish_learner(model, spec, learner)
-        if bar is not None:
-            bar.close()
+        model, spec, tr, dag = train_cell(cfg, model_name, seed, Path(data_path), Path(out), show_progress, variant)
         t0 = time.perf_counter()
         ev = play_rounds(model, cfg.eval_rounds, env_kwargs=env_kwargs(cfg))
         eval_time = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
+    variant = variant or {}
+    label = variant.get("label", model_name)
     d = cell_dir(Path(out), label, seed)
     d.mkdir(parents=True, exist_ok=True)
     save_tensors(d / "model.safetensors", model.state_dict(), metadata={"model": label, "seed": str(seed)})
@@ -200,14 +140,93 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
                                                          "spec": spec}, indent=1))
     metrics = {"model": label, "seed": seed, "cell_key": cell_key(cfg, label, seed, variant or None), "spec": spec,
                "train": tr, "eval": ev, "eval_time_s": eval_time, "cpu_time_s": time.process_time() - cpu0}
+    if "tuned" in variant:  # --tuned: the chosen configuration of this model
+        metrics["tuned"] = variant["tuned"]
     if dag is not None:
         metrics["dagger"] = dag
     atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
-    if ckpt_dir is not None:
+    if cfg.checkpoint_every and cfg.checkpoint_every > 0:
         import shutil
 
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(d / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}", ignore_errors=True)
     return metrics
+
+
+def train_cell(cfg: PongConfig, model_name: str, seed: int, data_path: Path, out: Path, show_progress: bool = False,
+               variant: dict[str, Any] | None = None):
+    """Build and train one cell's model (behaviour cloning, then DAgger with ``--protocol dagger``);
+    returns ``(model, spec, training record, DAgger record or None)``. Writes only the training
+    checkpoints (``--checkpoint-every``) and DAgger's iterations under the cell's folder; the
+    evaluation is the caller's (:func:`run_cell`; tuning plays validation serves instead).
+
+    ``variant``: ``{"label": folder name of the cell, "tnd": build_model's tnd_overrides,
+    "model_kw": build_model's model_kw, "lr": the learning rate instead of ``cfg.lr``, "learn":
+    optional PruneRegrow settings (a learnable topology; see :mod:`tnd.apps.pong.topology_sweep`)}``;
+    tuned cells (``--tuned``) and tuning trials use ``tnd`` / ``model_kw`` / ``lr``."""
+    import torch
+
+    from .models import build_model
+    from .train import train_model
+
+    Xt, Yt, Xv, Yv = load_windows(cfg, data_path)
+    torch.manual_seed(seed)
+    variant = variant or {}
+    label = variant.get("label", model_name)
+    lr = float(variant.get("lr", cfg.lr))
+    model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
+                              graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"),
+                              mlp_frames=cfg.mlp_frames, model_kw=variant.get("model_kw"))
+    dagger = cfg.protocol == "dagger"
+    if dagger and variant.get("learn"):
+        raise ValueError("--protocol dagger: a learnable topology is trained by behaviour cloning only")
+    learner = None
+    if variant.get("learn"):
+        from .learner import attach_learner
+
+        learner = attach_learner(model, variant["learn"], seed)
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        total = cfg.max_steps + (cfg.dagger_iterations * (cfg.dagger_max_steps or cfg.max_steps) if dagger else 0)
+        bar = tqdm(total=total, desc=f"  train {label} s{seed}", leave=False, dynamic_ncols=True)
+
+    def progress(step: int, info: dict[str, Any]) -> None:
+        bar.update(1)
+        if "val_loss" in info:
+            bar.set_postfix(val_loss=f"{info['val_loss']:.3f}", acc=f"{info['val_acc']:.3f}")
+
+    ckpt_dir = None
+    if cfg.checkpoint_every and cfg.checkpoint_every > 0:
+        ckpt_dir = cell_dir(out, label, seed) / f"train-ckpt-{cell_key(cfg, label, seed, variant or None)}"
+    dag = None
+    if dagger:
+        from .dagger import run_dagger, train_seed
+
+        def train_iteration(X, Y, i: int) -> dict[str, Any]:
+            steps = (cfg.dagger_max_steps or cfg.max_steps) if i else cfg.max_steps
+            return train_model(model, X, Y, Xv, Yv, max_steps=steps, batch_size=cfg.batch_size, lr=lr,
+                               eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip,
+                               seed=train_seed(seed, i), progress=progress if bar is not None else None,
+                               checkpoint_dir=None if ckpt_dir is None else ckpt_dir / f"iter-{i}",
+                               checkpoint_every=max(1, int(cfg.checkpoint_every)), resume=bool(cfg.resume))
+
+        work = cell_dir(out, label, seed) / f"dagger-{cell_key(cfg, label, seed, variant or None)}"
+        tr, dag = run_dagger(model, cfg, Xt, Yt, seed, work, train_iteration, resume=bool(cfg.resume),
+                             env_kwargs=env_kwargs(cfg))
+    else:
+        tr = train_model(model, Xt, Yt, Xv, Yv, max_steps=cfg.max_steps, batch_size=cfg.batch_size, lr=lr,
+                         eval_every=cfg.eval_every, patience=cfg.patience, grad_clip=cfg.grad_clip, seed=seed,
+                         progress=progress if bar is not None else None,
+                         checkpoint_dir=ckpt_dir, checkpoint_every=max(1, int(cfg.checkpoint_every)),
+                         resume=bool(cfg.resume), step_hook=learner.after_step if learner is not None else None)
+    if learner is not None:
+        from .learner import finish_learner
+
+        model, spec = finish_learner(model, spec, learner)
+    if bar is not None:
+        bar.close()
+    return model, spec, tr, dag
 
 
 def load_cell_model(out: str | Path, model: str, seed: int):

@@ -110,6 +110,10 @@ class PongConfig:
     from the evaluation serves)"""
     mlp_frames: int = setting(4, low=1, high=256, high_open=False)
     """k, the observations the mlp_k reference sees (the current one and the k - 1 before it)"""
+    tuned: str | None = setting(None, kind="file", example="--tuned runs/pong-tune/best_configs.json")
+    """chosen configurations (best_configs.json of tnd pong tune): each model listed there trains with
+    its chosen learning rate and options, the others with the defaults; none: no file (default: the
+    committed src/tnd/apps/pong/tuned.json when there is one, else none)"""
 
     def check(self) -> None:
         """The options that are valid alone but not together (UsageError)."""
@@ -118,6 +122,9 @@ class PongConfig:
                              f"< {self.window}")
         if self.resume and self.out is not None and not Path(self.out).is_dir():
             raise UsageError(f"--resume: the run folder --out {self.out} does not exist (start it without --resume)")
+        if self.tuned not in (None, "none") and not Path(self.tuned).is_file():
+            raise UsageError(f"--tuned: expected a chosen-configurations file (best_configs.json of tnd pong tune) "
+                             f"or none, got {self.tuned!r}, which does not exist")
         if self.protocol == "dagger":
             top = DAGGER_VAL_SEED_BASE - EVAL_SEED_BASE
             if self.eval_rounds > top:  # the evaluation serves must stay below the DAgger serves
@@ -140,7 +147,7 @@ QUICK: dict[str, Any] = {
 
 #: fields added after run folders were first written: --resume reads a config.json without them
 #: with this run's values (they change no cell of such a run), except protocol, which was bc
-ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames")
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames", "tuned")
 
 #: settings a resumed run may change: which cells run and how, not what a cell computes
 RESUME_MAY_CHANGE = ("out", "models", "seeds", "quick", "resume", "checkpoint_every", "workers", "progress",

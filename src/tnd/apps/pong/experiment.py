@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..runs import FolderOptions, Interrupted
+from ..runs import FolderOptions, Interrupted, note
 from ..settings import add_options, command_args, from_args
 from .cells import (cell_done, cell_key, env_kwargs, load_cell_model, prepare_data, run_cell, run_cells,
                     start_run)
@@ -122,7 +122,16 @@ def protocol_text(cfg: PongConfig) -> str:
     d = dataclasses.asdict(cfg)
     dagger = DAGGER_PROTOCOL.format(**d, dagger_steps=cfg.dagger_max_steps or cfg.max_steps) \
         if cfg.protocol == "dagger" else ""
-    return PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger)
+    text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger)
+    from .tuning_spaces import tuned_variants
+
+    tuned = tuned_variants(cfg.tuned, cfg.models)
+    if tuned:  # the chosen configurations replace the defaults above for these models
+        rows = "; ".join(f"{m}: " + ", ".join(f"{k}={json.dumps(x)}" for k, x in v["tuned"].items())
+                         for m, v in tuned.items())
+        text += (f"\n* **Tuned configurations** (`--tuned`, chosen by `tnd pong tune` on validation serves; "
+                 f"docs/PONG.md, Tuning) replace the defaults above for: {rows}.")
+    return text
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -168,10 +177,19 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     from .evaluate import record_frames
 
     t_start = time.perf_counter()
+    from .tuning_spaces import tuned_budget, tuned_variants
+
+    tuned = tuned_variants(cfg.tuned, cfg.models)  # before the folder opens: a bad --tuned file changes nothing
     cfg, out, say, data_path = start_run(cfg, "pong", resume_command, force)
+    if tuned:
+        say(f"tuned configurations for {', '.join(tuned)} (--tuned)")
+        budget = tuned_budget(cfg.tuned)
+        if budget is not None and budget != cfg.param_budget:
+            note(f"tnd pong: note: the --tuned configurations were chosen at --param-budget {budget}; this run "
+                 f"is --param-budget {cfg.param_budget} (the sizes are matched again, the choices may not carry over)")
     cells = [(m, s) for m in cfg.models for s in cfg.seeds]
     results_cells: dict[tuple[str, int], dict[str, Any]] = {}
-    todo = collect_finished(cfg, out, cells, results_cells) if cfg.resume else list(cells)
+    todo = collect_finished(cfg, out, cells, results_cells, tuned) if cfg.resume else list(cells)
     if cfg.resume:  # shown with --no-progress too
         print(f"tnd pong: resume: {len(results_cells)} finished cell(s) kept, {len(todo)} to run", file=sys.stderr,
               flush=True)
@@ -190,12 +208,12 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
         bar.set_description(f"cells: {key[0]} s{key[1]}")
 
     try:
-        run_cells([((m, s), (cfg_dict, m, s, str(data_path), str(out), cfg.progress and cfg.workers <= 1))
-                   for m, s in order], cfg.workers, done, start)
+        run_cells([((m, s), (cfg_dict, m, s, str(data_path), str(out), cfg.progress and cfg.workers <= 1,
+                             tuned.get(m))) for m, s in order], cfg.workers, done, start)
     except KeyboardInterrupt as e:
         bar.close()
         # a worker may have finished a cell whose result had not reached us yet
-        collect_finished(cfg, out, [k for k in todo if k not in results_cells], results_cells)
+        collect_finished(cfg, out, [k for k in todo if k not in results_cells], results_cells, tuned)
         n = write_partial(cfg, out, results_cells, len(cells), data_path, t_start, len(cells) - len(todo))
         if isinstance(e, Interrupted):
             e.partial = (f"{n} of {len(cells)} cells finished and kept in {out} (partial results: "
@@ -250,12 +268,14 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
 
 
 def collect_finished(cfg: PongConfig, out: Path, keys: list[tuple[str, int]],
-                     results: dict[tuple[str, int], dict[str, Any]]) -> list[tuple[str, int]]:
+                     results: dict[tuple[str, int], dict[str, Any]],
+                     tuned: dict[str, dict[str, Any]] | None = None) -> list[tuple[str, int]]:
     """Put the (model, seed) cells of ``keys`` that are finished on disk (with the current
-    settings) into ``results``; returns the others, in order."""
+    settings; ``tuned``: the models' cell variants from --tuned) into ``results``; returns the
+    others, in order."""
     left = []
     for key in keys:
-        done = cell_done(cfg, out, *key)
+        done = cell_done(cfg, out, *key, (tuned or {}).get(key[0]))
         if done is not None:
             results[key] = done
         else:

@@ -74,9 +74,17 @@ def _tnd_from(num_neurons: int, input_size: int, output_size: int, cfg: dict[str
         if g.num_neurons != num_neurons:
             raise ValueError(f"spec: num_neurons {num_neurons} differs from the stored graph's {g.num_neurons}")
     else:
-        g = tnd_graph(num_neurons, cfg["graph"], cfg.get("graph_kw"), seed)
+        graph_kw = dict(cfg.get("graph_kw") or {})
+        frac = cfg.get("input_fraction")  # the input neurons as a fraction of the neurons (the size varies)
+        if frac is not None:
+            if not (isinstance(frac, (int, float)) and 0.0 < float(frac) <= 1.0):
+                raise ValueError(f"input_fraction: expected a number in (0, 1], got {frac!r}")
+            graph_kw["num_inputs"] = max(1, round(float(frac) * int(num_neurons)))
+        g = tnd_graph(num_neurons, cfg["graph"], graph_kw, seed)
+    # keys added later (tuning) are optional, so specs saved before them load unchanged
     return TND(input_size, g, output_size, state_size=cfg["state_size"], interaction=cfg["interaction"],
-               dynamics=cfg["dynamics"], per_neuron=cfg["per_neuron"], mode=cfg["mode"])
+               dynamics=cfg["dynamics"], per_neuron=cfg["per_neuron"], mode=cfg["mode"],
+               dynamics_kw=cfg.get("dynamics_kw"), propagation_steps=int(cfg.get("propagation_steps", 1)))
 
 
 def num_neurons_for_budget(input_size: int, output_size: int, param_budget: int, cfg: dict[str, Any],
@@ -124,14 +132,18 @@ class ScaledInput(nn.Module):
 def build_model(name: str, input_size: int, output_size: int, param_budget: int, *, window: int = 64,
                 graph_seed: int = 0, tnd_overrides: dict[str, Any] | None = None,
                 cfc_backbone_units: int = 32, input_center: float = 0.0,
-                input_scale: float = 1.0, mlp_frames: int = 4) -> tuple[nn.Module, dict[str, Any]]:
+                input_scale: float = 1.0, mlp_frames: int = 4,
+                model_kw: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Build model ``name`` (one of ``MODEL_NAMES``) matched to ``param_budget`` parameters.
 
     Uses the global torch RNG for the initial weights (seed it first). ``window`` is the
     training window (the Transformer's context); ``tnd_overrides`` changes ``TND_DEFAULTS``
     keys (e.g. ``{"graph": "random", "graph_kw": {"mean_degree": 4}}``; ``"num_neurons"`` fixes the
     size instead of matching the budget; ``{"graph": "explicit", "graph_dict": g.to_dict()}`` uses a
-    stored graph). Returns
+    stored graph; also ``propagation_steps``, ``dynamics_kw`` (e.g. ``{"tau_init": [1, 100]}``) and
+    ``input_fraction``, the input neurons as a fraction of the neurons). ``model_kw`` changes the
+    constructor options of a baseline or reference (e.g. ``{"num_layers": 2}``; the hidden size is
+    still matched to the budget); TND takes ``tnd_overrides`` instead. Returns
     ``(model, spec)``; ``spec`` holds ``params`` (the trainable-parameter count) and whatever
     :func:`model_from_spec` needs.
     """
@@ -143,6 +155,8 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
     spec: dict[str, Any] = {"name": name, "input_size": int(input_size), "output_size": int(output_size),
                             "param_budget": int(param_budget), "graph_seed": int(graph_seed),
                             "input_center": float(input_center), "input_scale": float(input_scale)}
+    if model_kw and name in TND_NAMES:
+        raise ValueError(f"model_kw: {name} takes its options through tnd_overrides, got model_kw={model_kw!r}")
     if name in TND_NAMES:
         cfg["per_neuron"] = name == "tnd"
         fixed_n = cfg.pop("num_neurons", None)
@@ -152,7 +166,7 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
                                                                               cfg, graph_seed)
         spec.update(kind="tnd", num_neurons=n, tnd=cfg)
     elif name in REFERENCE_NAMES:  # mlp_frames: mlp_k's k
-        kw = reference_kwargs(name, mlp_frames)
+        kw = {**reference_kwargs(name, mlp_frames), **dict(model_kw or {})}
         hidden = reference_hidden_for_budget(input_size, output_size, param_budget, **kw)
         spec.update(kind="reference", hidden_size=int(hidden), kwargs=kw)
     else:
@@ -163,6 +177,7 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
                             tcfg["graph"], tcfg.get("graph_kw"), graph_seed).density
         kw = _baseline_kwargs(name, window=window, density=density, graph_seed=graph_seed,
                               cfc_backbone_units=cfc_backbone_units)
+        kw.update(model_kw or {})
         # the sparse RNN is matched on its effective (unmasked) parameters: masked weights never train
         hidden = hidden_size_for_budget(name, input_size, output_size, param_budget,
                                         effective=name == "sparse_rnn", **kw)

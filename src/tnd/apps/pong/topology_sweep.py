@@ -65,8 +65,8 @@ class TopologyConfig(PongConfig):
 
 
 QUICK_TOPOLOGY: dict[str, Any] = {**QUICK, "families": ("random", "ring"), "degrees": (2.0,), "learn_every": 4}
-#: the Pong settings a sweep does not use (it trains TND variants only and draws no frames)
-NOT_OPTIONS = ("models", "frame_steps", "mlp_frames")
+#: the Pong settings a sweep does not use (it trains TND variants only, untuned, and draws no frames)
+NOT_OPTIONS = ("models", "frame_steps", "mlp_frames", "tuned")
 
 
 def variants(cfg: TopologyConfig) -> list[dict[str, Any]]:
