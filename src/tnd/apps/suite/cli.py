@@ -2,7 +2,7 @@
 
 Examples::
 
-    tnd suite                                   # the default suite: 8 tasks, 7 models, seeds 0..4 (2 cores)
+    tnd suite                                   # the default suite: 8 tasks, 5 models, seeds 0..4 (2 cores)
     tnd suite --full --ray-address auto         # every task and model, on an existing Ray cluster
     tnd suite --tasks multiscale --models tnd lstm --seeds 0 1 2
     tnd suite --quick --out runs/smoke          # tiny budget, a smoke test
