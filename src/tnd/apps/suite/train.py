@@ -10,7 +10,8 @@ Protocol (the same for every model of a task)
   epoch), for at most ``max_updates`` optimiser steps (a cap: the budget is set by convergence).
 * Every ``eval_every`` updates (and after the last) the model is scored on the validation split
   (its first ``max_val`` sequences); the best state is kept (higher accuracy / lower MSE, ties to
-  the earlier one) and training stops early after ``patience`` evaluations without improvement.
+  the earlier one) and training stops early after ``patience`` evaluations without improvement
+  (by more than ``min_rel_delta`` of the best score's magnitude).
   The best state is restored and scored once on the test split (its first ``max_test``
   sequences).
 * Losses and readouts:
@@ -67,6 +68,7 @@ class TrainConfig:
     clip: float = 1.0
     eval_every: int = 25
     patience: int = 4
+    min_rel_delta: float = 0.0
     max_train: int | None = None
     max_val: int | None = 256
     max_test: int | None = None
@@ -252,7 +254,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     r = train_loop(model, batches=batches, loss_fn=loss_fn, validate=lambda m: evaluate(m, task, val, cfg.eval_batch),
                    max_steps=cfg.max_updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
                    early_stopping=EarlyStopping(monitor=mname, mode="max" if better_high else "min",
-                                                patience=cfg.patience, replace_nonfinite_best=True),
+                                                patience=cfg.patience, replace_nonfinite_best=True,
+                                                min_rel_delta=cfg.min_rel_delta),
                    record=record, on_update=on_update, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint,
                    name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state)
