@@ -8,7 +8,7 @@ For every cell of the plan (the default suite, or ``--full``; one seed, one topo
 the task at full size and trains ``--updates`` updates of the task's batch size through the
 suite's own code path (:func:`tnd.apps.suite.sweep.run_cell`), then validates once on the task's
 validation cap. From these two numbers and the task's budget (``max_updates``, ``eval_every``,
-``patience``) it bounds the cell's time: at least ``patience * eval_every`` updates (training
+``patience``) it bounds the cell's time: at least ``(patience + 1) * eval_every`` updates (training
 stops early at the earliest), at most ``max_updates`` (the cap), plus the cell's fixed cost
 (loading the data, building the model: measured) and its test (a validation's time scaled to the
 test sequences), and sums the bounds over the seeds of the plan. ``--from`` measures nothing:
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         for c in cells:
             r = dict(saved[(c.task, c.model)])
             s = c.settings
-            lo_updates = min(s["max_updates"], s["patience"] * s["eval_every"])
+            lo_updates = min(s["max_updates"], (s["patience"] + 1) * s["eval_every"])
             extra = r.get("fixed_s", 0.0) + r.get("test_s", 0.0)
             r.update({k: s[k] for k in ("max_updates", "eval_every", "patience")},
                      **{key: u * r["sec_per_update"] + (u // s["eval_every"]) * r["sec_per_validation"] + extra
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         n_test = load_task(c.task).sizes()["test"]
         n_test = n_test if c.settings["max_test"] is None else min(n_test, int(c.settings["max_test"]))
         test = per_val * n_test / max(int(r["n_val"]), 1)
-        lo_updates = min(budget["max_updates"], budget["patience"] * budget["eval_every"])
+        lo_updates = min(budget["max_updates"], (budget["patience"] + 1) * budget["eval_every"])
         cost = {u: u * per_update + (u // budget["eval_every"]) * per_val + fixed + test
                 for u in (lo_updates, budget["max_updates"])}
         rows.append({"task": c.task, "model": c.model, "sec_per_update": per_update, "sec_per_validation": per_val,
