@@ -227,11 +227,11 @@ def test_suite_and_pong_registries_match_the_budget_and_keep_defaults():
     from tnd.apps.suite.models import MODEL_NAMES as SUITE_NAMES
     from tnd.apps.suite.models import build_model as suite_build
     from tnd.apps.suite.models import model_from_spec
-    from tnd.apps.suite.sweep import DEFAULT_MODELS
+    from tnd.apps.suite.sweep import DEFAULT_MODELS, FULL_MODELS
 
     for name in NAMES:
         assert name in PONG_NAMES and name in SUITE_NAMES
-        assert name not in PongConfig().models and name not in DEFAULT_MODELS
+        assert name not in PongConfig().models and name not in DEFAULT_MODELS and name in FULL_MODELS
         torch.manual_seed(0)
         model, spec = suite_build(name, 2, 5, 3000, seq_len=32)
         assert spec["kind"] == "baseline" and not spec["timespans"]

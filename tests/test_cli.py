@@ -66,7 +66,7 @@ def test_defaults_print_as_typed():
     topo = " ".join(_subparser("topology").format_help().split())
     assert "(default: 2 4 8)" in topo and "(default: 0.75)" in topo and "--no-learned" in topo and "--models" not in topo
     suite = " ".join(_subparser("suite").format_help().split())
-    assert "--seeds SEED [SEED ...]" in suite and "(default: 0 1 2)" in suite and "--seed-offset" not in suite
+    assert "--seeds SEED [SEED ...]" in suite and "(default: 0 1 2 3 4)" in suite and "--seed-offset" not in suite
 
 
 def test_an_option_without_a_docstring_is_refused():
@@ -182,14 +182,14 @@ def test_topology_refuses_a_folder_that_holds_a_run(tmp_path):
 def test_suite_run_folder_is_never_overwritten_silently(tmp_path):
     out = tmp_path / "suite"
     argv = ["suite", "--tasks", "italy_power_demand", "--models", "lstm", "--seeds", "0", "--quick",
-            "--backend", "local", "--no-progress", "--updates", "2", "--out", str(out)]
+            "--backend", "local", "--no-progress", "--max-updates", "2", "--out", str(out)]
     rc, _, err = _run(argv)
     assert rc == 0, err
     before = _snapshot(out)
     rc, _, err = _run(argv)
     assert rc == 2 and "--resume" in err and "--force" in err, err
-    rc, _, err = _run([*argv[:-4], "--updates", "3", "--out", str(out), "--resume"])
-    assert rc == 2 and "--updates 2 in the run, --updates 3 now" in err, err
+    rc, _, err = _run([*argv[:-4], "--max-updates", "3", "--out", str(out), "--resume"])
+    assert rc == 2 and "--max-updates 2 in the run, --max-updates 3 now" in err, err
     assert _snapshot(out) == before
     rc, stdout, err = _run([*argv, "--resume", "--seeds", "0", "1"])  # more seeds: a resumed sweep may grow
     assert rc == 0 and "1 already done" in stdout, (stdout, err)

@@ -199,10 +199,10 @@ SUITE_VALID = {"--tasks": st.sampled_from(["multiscale", "all", "adding_100,copy
                "--models": st.sampled_from(["tnd,lstm", "all", ["tnd", "lstm"]]),
                "--seeds": st.sampled_from([["0"], ["1", "2"], "0,1,2"]),
                "--quick": st.none(), "--no-progress": st.none(), "--list": st.none(),
-               "--backend": st.just("local"), "--updates": good_count(), "--threads": good_count(2)}
+               "--backend": st.just("local"), "--max-updates": good_count(), "--threads": good_count(2)}
 SUITE_INVALID = {
     "--seeds": PONG_INVALID["--seeds"], "--num-cpus": bad_count(1), "--threads": bad_count(1),
-    "--updates": bad_count(1), "--param-budget": bad_count(1), "--batch-size": bad_count(1),
+    "--max-updates": bad_count(1), "--param-budget": bad_count(1), "--batch-size": bad_count(1),
     "--checkpoint-every": bad_count(0),
     "--tasks": st.sampled_from(["bogus", "multiscale,nope", ",", "ALL"]).map(lambda t: (["--tasks", t], ["--tasks"])),
     "--models": st.sampled_from(["bogus", "tnd,LSTM", ",", "tnd;lstm"]).map(lambda m: (["--models", m], ["--models"])),

@@ -122,7 +122,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
 def test_suite_interrupt_writes_a_partial_report(tmp_path):
     out = tmp_path / "suite"
     argv = ["suite", "--quick", "--tasks", "italy_power_demand", "--models", "lstm", "tnd", "--seeds", "0,1",
-            "--backend", "local", "--no-progress", "--updates", "2", "--out", str(out)]
+            "--backend", "local", "--no-progress", "--max-updates", "2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "tnd.apps.cli", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     try:

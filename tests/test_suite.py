@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from tnd.apps.suite import ODERNN, SweepSpec, build_model, plan, run_cell, run_sweep
-from tnd.apps.suite.sweep import DEFAULT_TASKS, load_cells, skip_reason, task_settings
-from tnd.apps.suite.train import TrainConfig, train_and_evaluate
+from tnd.apps.suite.sweep import (DEFAULT_MODELS, DEFAULT_SEEDS, DEFAULT_TASKS, FULL_MODELS, FULL_TASKS, TASK_OVERRIDES,
+                                  load_cells, skip_reason, task_settings)
+from tnd.apps.suite.train import ConstantPredictor, TrainConfig, reference_score, score, train_and_evaluate
 
 pytest.importorskip("aeon")
 pytest.importorskip("pmdarima")
 
-TINY = {"updates": 2, "eval_every": 1, "patience": 1, "param_budget": 200}
+TINY = {"max_updates": 2, "eval_every": 1, "patience": 1, "param_budget": 200}
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +66,7 @@ def test_odernn_uses_timespans():
     assert torch.allclose(yb[:1], y0, atol=1e-6)
 
 
-@pytest.mark.parametrize("task", DEFAULT_TASKS)
+@pytest.mark.parametrize("task", FULL_TASKS)
 def test_every_task_trains_tnd_and_lstm(task):
     for model in ("tnd", "lstm"):
         cell = {"task": task, "model": model, "topology": "small_world" if model == "tnd" else "na", "seed": 0,
@@ -80,7 +81,70 @@ def test_every_task_trains_tnd_and_lstm(task):
         assert not math.isnan(v) and v >= 0  # finite (not NaN), non-negative
         if metric == "accuracy":
             assert v <= 1
-        assert 1 <= r["updates"] <= TINY["updates"]
+        assert 1 <= r["updates"] <= TINY["max_updates"]
+        assert r["hit_cap"] == (not r["stopped_early"]) and r["max_updates"] == TINY["max_updates"]
+        ref = r["reference"]
+        assert isinstance(ref["test_reference"], float) and ref["test_reference_name"]
+
+
+def test_budgets_are_set_by_convergence():
+    """Every task has its cap, validation interval and patience; the cap leaves room to stop early
+    several times over, and --quick stays tiny."""
+    assert set(TASK_OVERRIDES) == set(FULL_TASKS) and set(DEFAULT_TASKS) < set(FULL_TASKS)
+    assert {"adding_100", "adding_1000", "copy_100", "copy_1000"} <= set(DEFAULT_TASKS)
+    assert {f"{k}_{n}" for k in ("adding", "copy") for n in (100, 500, 1000)} <= set(FULL_TASKS)
+    assert set(DEFAULT_MODELS) < set(FULL_MODELS) and {"mamba", "lru"} <= set(FULL_MODELS)
+    assert DEFAULT_SEEDS == (0, 1, 2, 3, 4)
+    for task in FULL_TASKS:
+        s = task_settings(task)
+        assert s["max_updates"] >= 4 * s["patience"] * s["eval_every"], task
+        q = task_settings(task, quick=True)
+        assert q["max_updates"] <= 3 and q["max_val"] <= 8 and q["small"]
+
+
+def test_zero_residual_scores_exactly_the_seasonal_naive_forecast():
+    """Forecasts are residuals on the seasonal-naive forecast: a model whose output is zero scores its
+    error, which the task computes independently (float64 numpy) from the raw series."""
+    from tnd.apps.tasks import load_task
+
+    task = load_task("electricity")
+    base = task.base_forecast("test")
+    # the base is the value one week earlier: with a one-week input window, the window's first 48 steps
+    assert torch.equal(base, task.x_test[:, :48, 0])
+    ref = reference_score(task, TrainConfig(max_test=None))
+    assert ref["name"] == "seasonal naive"
+    assert ref["value"] == pytest.approx(task.metadata["seasonal_naive_mse"], rel=1e-6)
+    val = score(ConstantPredictor(torch.zeros(task.output_size)), task, "val")
+    assert val["mse"] == pytest.approx(task.metadata["seasonal_naive_mse_val"], rel=1e-6)
+    # a real model whose output is zero gets the base the same way, in evaluation and in training
+    torch.manual_seed(0)
+    model, _ = build_model("lstm", task.input_size, task.output_size, 500, seq_len=task.seq_len)
+    with torch.no_grad():
+        model.readout.weight.zero_()
+        model.readout.bias.zero_()
+    got = score(model, task, "test", 64)["mse"]
+    assert got == pytest.approx(float(((task.y_test[:64] - base[:64]) ** 2).mean()), rel=1e-6)
+    assert got == pytest.approx(reference_score(task, TrainConfig(max_test=64))["value"], rel=1e-6)
+    cfg = TrainConfig(max_updates=1, batch_size=64, eval_every=1, max_train=64, max_val=8, max_test=8)
+    r = train_and_evaluate(model, task, cfg, seed=0)
+    want = float(((task.y_train[:64] - task.base_forecast("train")[:64]) ** 2).mean())
+    assert r["history"][0]["train_loss"] == pytest.approx(want, rel=1e-5)  # one batch: the whole permutation
+
+
+def test_references_are_scored_on_the_models_test_sequences():
+    import numpy as np
+
+    from tnd.apps.tasks import load_task
+
+    copy = load_task("copy_100", small=True)
+    r = reference_score(copy, TrainConfig(max_test=None))
+    majority = np.bincount(copy.y_train.numpy().ravel()).argmax()
+    assert r["name"].startswith("chance") and r["value"] == pytest.approx(float((copy.y_test.numpy() == majority).mean()))
+    adding = load_task("adding_100", small=True)
+    r = reference_score(adding, TrainConfig(max_test=8))
+    mean = adding.y_train.numpy().mean()
+    assert r["name"].startswith("constant")
+    assert r["value"] == pytest.approx(float(((adding.y_test.numpy()[:8] - mean) ** 2).mean()), rel=1e-5)
 
 
 def test_odernn_and_tnd_get_timespans_on_irregular_task():
@@ -98,7 +162,7 @@ def test_training_is_seeded_and_restores_best():
     from tnd.apps.tasks import load_task
 
     task = load_task("italy_power_demand", small=True)
-    cfg = TrainConfig(updates=6, batch_size=8, eval_every=2, patience=10, max_val=8, max_test=8)
+    cfg = TrainConfig(max_updates=6, batch_size=8, eval_every=2, patience=10, max_val=8, max_test=8)
     res = []
     for _ in range(2):
         torch.manual_seed(3)
@@ -170,7 +234,7 @@ def test_sweep_local_runs_and_resumes(tmp_path):
     assert "## Summary" in (out / "report.md").read_text()
     # changed settings invalidate the cells (no stale results are reused)
     s4 = run_sweep(_spec(tasks=["italy_power_demand"], models=["lstm"], seeds=[0],
-                         overrides=dict(TINY, updates=3)), out, backend="local", progress=False,
+                         overrides=dict(TINY, max_updates=3)), out, backend="local", progress=False,
                    log=lambda *_: None)
     assert s4["ran"] == 1
 
@@ -198,7 +262,7 @@ def test_cli_quick_runs_one_task(tmp_path):
 
     out = tmp_path / "cli"
     rc = main(["suite", "--tasks", "italy_power_demand", "--models", "tnd,lstm", "--seeds", "0", "1", "2", "--quick",
-               "--backend", "local", "--no-progress", "--updates", "2", "--out", str(out)])
+               "--backend", "local", "--no-progress", "--max-updates", "2", "--out", str(out)])
     assert rc == 0
     assert len(list((out / "cells").glob("*.json"))) == 6
     assert (out / "report.md").exists() and (out / "results.json").exists()
@@ -217,7 +281,7 @@ ckdir, out, resume, sleep = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(
 task = load_task("multiscale", small=True)
 torch.manual_seed(0)
 model, _ = build_model("tnd", task.input_size, task.output_size, 200, seq_len=task.seq_len)
-cfg = TrainConfig(updates=16, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8)
+cfg = TrainConfig(max_updates=16, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8)
 res = train_and_evaluate(model, task, cfg, seed=3, checkpoint_dir=None if ckdir == "-" else ckdir,
                          checkpoint_every=2, resume=resume, on_update=lambda u: time.sleep(sleep))
 save_tensors(out + "/model.safetensors", model.state_dict())
@@ -253,7 +317,7 @@ def test_suite_training_sigkilled_mid_run_resumes_bit_identical(tmp_path, monkey
 
 def test_killed_sweep_resumes_mid_cell(tmp_path, die_after_checkpoint):
     spec = _spec(tasks=["multiscale"], models=["tnd"], seeds=[0], topologies=["small_world"],
-                 overrides=dict(TINY, updates=6, eval_every=2, patience=5))
+                 overrides=dict(TINY, max_updates=6, eval_every=2, patience=5))
     quiet = {"backend": "local", "progress": False, "log": lambda *_: None}
     ref = run_sweep(spec, tmp_path / "ref", **quiet)
     spec.checkpoint_every = 1
@@ -289,8 +353,61 @@ def test_non_finite_loss_stops_suite_training_naming_the_update(tmp_path):
         return y
 
     model.forward = poisoned
-    cfg = TrainConfig(updates=8, batch_size=8, eval_every=100, patience=10, max_val=8, max_test=8)
+    cfg = TrainConfig(max_updates=8, batch_size=8, eval_every=100, patience=10, max_val=8, max_test=8)
     with pytest.raises(NonFiniteError, match="at update 5") as e:
         train_and_evaluate(model, task, cfg, seed=0, checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
     assert e.value.step == 5
     assert json.loads((tmp_path / "ck" / MANIFEST_NAME).read_text())["step"] == 4  # the last good one is kept
+
+
+def test_plan_of_the_default_suite_and_of_full(capsys):
+    from tnd.apps.cli import main
+
+    assert main(["suite", "--list"]) == 0
+    default = capsys.readouterr().out.split("\n")
+    cells = [c for c in default if "__seed" in c]
+    assert {c.split("__")[0] for c in cells} == set(DEFAULT_TASKS)
+    assert {c.split("__")[1] for c in cells} == set(DEFAULT_MODELS)
+    assert {c.rsplit("seed", 1)[1] for c in cells} == {"0", "1", "2", "3", "4"}
+    assert main(["suite", "--list", "--full", "--seeds", "0"]) == 0
+    full = [c for c in capsys.readouterr().out.split("\n") if "__seed" in c]
+    assert {c.split("__")[0] for c in full} == set(FULL_TASKS)
+    assert {c.split("__")[1] for c in full} == set(FULL_MODELS)
+    assert main(["suite", "--list", "--tasks", "all", "--models", "lstm", "--seeds", "0"]) == 0
+    assert len([c for c in capsys.readouterr().out.split("\n") if "__seed" in c]) == len(FULL_TASKS)
+    assert main(["suite", "--list", "--full", "--tasks", "adding_500", "--models", "tnd,mamba", "--seeds", "0"]) == 0
+    assert [c for c in capsys.readouterr().out.split("\n") if "__seed" in c] == [
+        "adding_500__tnd__small_world__seed0", "adding_500__mamba__na__seed0"]
+    assert main(["suite", "--list", "--tasks", "all", "multiscale"]) == 2
+    assert "--tasks" in capsys.readouterr().err
+
+
+def _fake_cell(task, model, seed, value, updates, stopped, metric="mse"):
+    return {"task": task, "model": model, "topology": "na", "seed": seed, "metric": metric,
+            "higher_is_better": metric == "accuracy", f"test_{metric}": value, "spec": {"params": 100, "hidden_size": 4},
+            "wall_time_s": 1.0, "sec_per_update": 0.01, "updates": updates, "stopped_early": stopped,
+            "hit_cap": not stopped, "best_update": updates // 2, "seq_len": 100, "status": "ok",
+            "reference": {"test_reference": 0.16, "test_reference_name": "constant (mean target)",
+                          "baseline_mse": 1 / 6}}
+
+
+def test_report_rows_hold_ci_stopping_step_cap_hits_and_the_reference(tmp_path):
+    from tnd.apps.suite.figures import mean_ci95
+    from tnd.apps.suite.sweep import aggregate, write_report
+
+    cells = [_fake_cell("adding_100", "lstm", s, v, u, st)
+             for s, v, u, st in ((0, 0.10, 800, True), (1, 0.12, 5000, False), (2, 0.20, 1200, True))]
+    agg = aggregate(cells)["adding_100"]["lstm"]
+    _, lo, hi = mean_ci95([0.10, 0.12, 0.20])
+    assert agg["ci95"] == [lo, hi] and lo < agg["mean"] < hi
+    assert hi - agg["mean"] == pytest.approx(4.30265 * agg["std"] / math.sqrt(3))
+    assert agg["updates"] == [800, 5000, 1200] and agg["cap_hits"] == 1
+    spec = SweepSpec(tasks=["adding_100"], models=["lstm"], seeds=[0, 1, 2], quick=False)
+    md = write_report(tmp_path, spec, cells, [], wall_time_s=1.0, backend="local", planned=3)
+    row = next(line for line in md.splitlines() if line.startswith("| 1 | lstm"))
+    assert "[" in row and "| 2333 (800-5000) | 1/3 |" in row, row
+    assert "| - | *reference: constant (mean target)* | 0 | - | 0.1600 |" in md
+    assert "capped at 5000 updates" in md and "after 8 validations without improvement" in md
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["aggregate"]["adding_100"]["lstm"]["cap_hits"] == 1
+    assert {c["seed"]: c["hit_cap"] for c in saved["cells"]} == {0: False, 1: True, 2: False}

@@ -18,7 +18,7 @@ from tnd.apps.suite.figures import (
     task_group,
     write_group_figures,
 )
-from tnd.apps.suite.sweep import DEFAULT_TASKS, reference_value
+from tnd.apps.suite.sweep import FULL_TASKS, reference_value
 
 
 def _row(model, metric, values, topo="na", reference=None, seq_len=20):
@@ -42,7 +42,7 @@ def _agg():
 
 
 def test_every_default_task_has_a_named_group():
-    groups = {t: task_group(t) for t in DEFAULT_TASKS}
+    groups = {t: task_group(t) for t in FULL_TASKS}
     assert "other" not in groups.values()
     assert set(groups.values()) == {"memory", "classification", "irregular", "forecasting"}
     assert groups["adding_500"] == groups["copy_1000"] == groups["multiscale"] == "memory"
@@ -120,7 +120,7 @@ def test_sweep_writes_group_figures_and_prints_the_headline(tmp_path):
     from tnd.apps.suite import SweepSpec, run_sweep
 
     spec = SweepSpec(tasks=["italy_power_demand"], models=["lstm"], seeds=[0, 1], topologies=["small_world"],
-                     quick=True, overrides={"updates": 2, "eval_every": 1, "patience": 1, "param_budget": 200})
+                     quick=True, overrides={"max_updates": 2, "eval_every": 1, "patience": 1, "param_budget": 200})
     said = []
     run_sweep(spec, tmp_path, backend="local", progress=False, log=said.append)
     assert (tmp_path / "suite_classification.png").is_file()

@@ -216,3 +216,23 @@ def test_electricity_windows():
     full = load_task("electricity")
     assert full.x_train.shape[1:] == (336, 1) and full.y_train.shape[1] == 48
     torch.testing.assert_close(full.y_train[0, :1], full.x_train[1, -1:, 0])
+
+
+def test_base_forecast_is_checked():
+    """A base forecast (residual forecasting) belongs to forecast tasks, on every split, shaped like y."""
+    x, y = torch.zeros(4, 5, 1), torch.zeros(4, 3)
+    kw = dict(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y, output_size=3)
+    ok = SequenceTask(name="f", kind="forecast", base_forecast_train=y + 1, base_forecast_val=y, base_forecast_test=y,
+                      **kw)
+    assert torch.equal(ok.base_forecast("train"), y + 1) and ok.base_forecast("test") is not None
+    assert SequenceTask(name="f", kind="forecast", **kw).base_forecast("val") is None
+    with pytest.raises(ValueError, match="forecast tasks"):
+        SequenceTask(name="r", kind="regression", base_forecast_train=y, base_forecast_val=y, base_forecast_test=y,
+                     **kw)
+    with pytest.raises(ValueError, match="base_forecast_val"):
+        SequenceTask(name="f", kind="forecast", base_forecast_train=y, base_forecast_test=y, **kw)
+    with pytest.raises(ValueError, match="base_forecast_test"):
+        SequenceTask(name="f", kind="forecast", base_forecast_train=y, base_forecast_val=y,
+                     base_forecast_test=torch.zeros(4, 2), **kw)
+    with pytest.raises(ValueError, match="split"):
+        ok.base_forecast("holdout")

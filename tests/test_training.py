@@ -6,6 +6,7 @@ batch sources draw every index once per epoch, in a seeded order."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -252,6 +253,19 @@ def test_bad_early_stopping_refused():
         EarlyStopping(mode="lowest")
     with pytest.raises(ValueError, match="patience"):
         EarlyStopping(patience=-1)
+    for bad in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(ValueError, match="min_rel_delta"):
+            EarlyStopping(min_rel_delta=bad)
+
+
+def test_min_rel_delta_ignores_small_improvements():
+    """An improvement must beat the best by more than min_rel_delta of its magnitude; 0 keeps any."""
+    es = EarlyStopping(mode="min", min_rel_delta=0.01)
+    assert es.improved(0.98, 1.0) and not es.improved(0.995, 1.0) and not es.improved(-0.995, -1.0)
+    assert es.improved(5.0, math.inf)  # the first validation always counts
+    up = EarlyStopping(mode="max", min_rel_delta=0.01)
+    assert up.improved(1.02, 1.0) and not up.improved(1.005, 1.0)
+    assert EarlyStopping(mode="min").improved(0.9999, 1.0) and not EarlyStopping(mode="min").improved(1.0, 1.0)
     with pytest.raises(TypeError, match="early_stopping"):
         train_loop(_model(), batches=TorchPermutationBatches(N, 6, seed=0), loss_fn=None, validate=None,
                    max_steps=1, eval_every=1, early_stopping={"patience": 2})
@@ -308,7 +322,7 @@ def test_suite_checkpoint_of_the_former_loop_resumes_bit_identical(tmp_path, die
     from tnd.apps.tasks import load_task
 
     task = load_task("multiscale", small=True)
-    cfg = TrainConfig(updates=12, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8)
+    cfg = TrainConfig(max_updates=12, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8)
 
     def run(ck):
         torch.manual_seed(0)

@@ -65,12 +65,16 @@ class EarlyStopping:
     ``monitor``: key of the ``validate`` dict; ``mode``: ``"min"`` or ``"max"``; a strictly
     better score is an improvement (ties keep the earlier weights); ``patience``: stop after this
     many validations in a row without one. ``replace_nonfinite_best``: a best score that is not
-    finite (before the first validation, or a NaN score) is replaced by the next one whatever it is."""
+    finite (before the first validation, or a NaN score) is replaced by the next one whatever it is.
+    ``min_rel_delta``: an improvement must beat the best by more than this fraction of its
+    magnitude (0: any strictly better score), so a noisy plateau does not reset the patience by
+    ever smaller steps."""
 
     monitor: str = "loss"
     mode: str = "min"
     patience: int = 5
     replace_nonfinite_best: bool = False
+    min_rel_delta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -78,12 +82,16 @@ class EarlyStopping:
         if not isinstance(self.monitor, str):
             raise TypeError(f"EarlyStopping.monitor must be a str, got {type(self.monitor).__name__}")
         _count("EarlyStopping.patience", self.patience, 0)
+        d = self.min_rel_delta
+        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
+            raise ValueError(f"EarlyStopping.min_rel_delta must be a number in [0, 1), got {d!r}")
 
     def initial(self) -> float:
         return math.inf if self.mode == "min" else -math.inf
 
     def improved(self, score: float, best: float) -> bool:
-        better = (score > best) if self.mode == "max" else (score < best)
+        margin = self.min_rel_delta * abs(best) if math.isfinite(best) else 0.0
+        better = (score > best + margin) if self.mode == "max" else (score < best - margin)
         return better or (self.replace_nonfinite_best and not math.isfinite(best))
 
 

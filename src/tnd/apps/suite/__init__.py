@@ -10,12 +10,16 @@ Importing this package needs neither Ray nor the real-data packages (aeon, pmdar
 """
 
 from .models import MODEL_NAMES, ODERNN, TND_NAMES, TOPOLOGIES, build_model
-from .sweep import DEFAULT_MODELS, DEFAULT_TASKS, SweepSpec, plan, run_cell, run_sweep
+from .sweep import (DEFAULT_MODELS, DEFAULT_SEEDS, DEFAULT_TASKS, FULL_MODELS, FULL_TASKS, SweepSpec, plan, run_cell,
+                    run_sweep)
 from .train import TrainConfig, train_and_evaluate
 
 __all__ = [
     "DEFAULT_MODELS",
+    "DEFAULT_SEEDS",
     "DEFAULT_TASKS",
+    "FULL_MODELS",
+    "FULL_TASKS",
     "MODEL_NAMES",
     "ODERNN",
     "TND_NAMES",

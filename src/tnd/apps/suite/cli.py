@@ -2,10 +2,10 @@
 
 Examples::
 
-    tnd suite                                   # every task, every model, seeds 0 1 2 (~1 h on 2 cores)
+    tnd suite                                   # the default suite: 8 tasks, 5 models, seeds 0..4 (2 cores)
+    tnd suite --full --ray-address auto         # every task and model, on an existing Ray cluster
     tnd suite --tasks multiscale --models tnd lstm --seeds 0 1 2
     tnd suite --quick --out runs/smoke          # tiny budget, a smoke test
-    tnd suite --backend ray --ray-address auto  # on an existing Ray cluster
     tnd suite --topologies small_world,random,ring --models tnd,tnd_shared --tasks multiscale
 
 Lists take space- or comma-separated values, like every ``tnd`` command (``--seeds 0 1 2``, the
@@ -30,7 +30,7 @@ from ..runs import FolderOptions, Interrupted, open_run_folder, set_resume_comma
 from ..settings import UsageError, add_options, command_args, from_args, setting
 from ..tasks import TASKS
 from .models import MODEL_NAMES, TOPOLOGIES
-from .sweep import DEFAULT_MODELS, DEFAULT_TASKS
+from .sweep import DEFAULT_MODELS, DEFAULT_SEEDS, DEFAULT_TASKS, FULL_MODELS, FULL_TASKS
 
 __all__ = ["SuiteSettings", "add_arguments", "run"]
 
@@ -41,12 +41,18 @@ class SuiteSettings:
 
     out: str | None = setting(None, kind="folder", example="--out runs/suite")
     """run folder (default: runs/suite, or runs/suite-quick with --quick)"""
-    tasks: tuple[str, ...] = setting(DEFAULT_TASKS, choices=tuple(sorted(TASKS)), all_word=True, metavar="TASK")
-    """tasks to run, or all (every default task; tnd suite --list shows the plan)"""
-    models: tuple[str, ...] = setting(DEFAULT_MODELS, choices=MODEL_NAMES, all_word=True, metavar="MODEL")
-    """models to run, or all (every default model)"""
-    seeds: tuple[int, ...] = setting((0, 1, 2), metavar="SEED")
+    tasks: tuple[str, ...] | None = setting(None, choices=(*sorted(TASKS), "all"), metavar="TASK",
+                                            example="--tasks multiscale adding_100")
+    """tasks to run, or all (every task of the suite); default: the default suite's (tnd suite --list shows
+    the plan), every task with --full"""
+    models: tuple[str, ...] | None = setting(None, choices=(*MODEL_NAMES, "all"), metavar="MODEL",
+                                             example="--models tnd lstm")
+    """models to run, or all (every model of the suite); default: the default suite's, every model with --full"""
+    seeds: tuple[int, ...] = setting(DEFAULT_SEEDS, metavar="SEED")
     """training seeds; one cell per (task, model, topology, seed)"""
+    full: bool = False
+    """every task (memory at 100, 500 and 1000 steps too) and every model (mamba and lru too) not chosen by
+    --tasks / --models: hours of CPU, meant for a Ray cluster (--ray-address); resumable cell by cell"""
     topologies: tuple[str, ...] = setting(("small_world",), choices=TOPOLOGIES, metavar="TOPOLOGY")
     """TND graph families (TND models only; the baselines run once per seed)"""
     quick: bool = False
@@ -62,8 +68,8 @@ class SuiteSettings:
     """CPUs of the local Ray instance (default: all)"""
     threads: int = setting(1, low=1, high=4096)
     """torch threads per cell"""
-    updates: int | None = setting(None, low=1, example="--updates 200")
-    """override the number of updates of every task"""
+    max_updates: int | None = setting(None, low=1, example="--max-updates 200")
+    """override the update cap of every task (training still stops early by validation)"""
     param_budget: int | None = setting(None, low=1, high=10**7, example="--param-budget 2000")
     """override the parameter budget"""
     batch_size: int | None = setting(None, low=1, example="--batch-size 32")
@@ -82,6 +88,10 @@ class SuiteSettings:
     """rewrite report.md/results.json from the finished cells of --out; run nothing"""
 
     def check(self) -> None:
+        for name in ("tasks", "models"):
+            chosen = getattr(self, name)
+            if chosen is not None and "all" in chosen and len(chosen) > 1:
+                raise UsageError(f"--{name}: expected names or all alone, got {' '.join(chosen)!r}")
         if self.plan_only and self.report_only:
             raise UsageError("--list and --report-only exclude each other (--list runs and writes nothing)")
         if self.report_only and not Path(self.folder).is_dir():
@@ -90,8 +100,23 @@ class SuiteSettings:
             raise UsageError(f"--resume: the run folder --out {self.out} does not exist (start it without --resume)")
 
     @property
+    def chosen_tasks(self) -> tuple[str, ...]:
+        """The tasks of the plan: --tasks, else the default suite's (every task with --full)."""
+        return _chosen(self.tasks, FULL_TASKS if self.full else DEFAULT_TASKS, FULL_TASKS)
+
+    @property
+    def chosen_models(self) -> tuple[str, ...]:
+        return _chosen(self.models, FULL_MODELS if self.full else DEFAULT_MODELS, FULL_MODELS)
+
+    @property
     def folder(self) -> str:
         return self.out or ("runs/suite-quick" if self.quick else "runs/suite")
+
+
+def _chosen(given: tuple[str, ...] | None, default: tuple[str, ...], every: tuple[str, ...]) -> tuple[str, ...]:
+    if given is None:
+        return default
+    return every if given == ("all",) else given
 
 
 #: sweep settings a resumed sweep may change (which cells run), against those it may not (the protocol)
@@ -108,8 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _spec(s: SuiteSettings):
     from .sweep import SweepSpec
 
-    overrides = {"updates": s.updates, "param_budget": s.param_budget, "batch_size": s.batch_size}
-    return SweepSpec(tasks=list(s.tasks), models=list(s.models), seeds=list(s.seeds), topologies=list(s.topologies),
+    overrides = {"max_updates": s.max_updates, "param_budget": s.param_budget, "batch_size": s.batch_size}
+    return SweepSpec(tasks=list(s.chosen_tasks), models=list(s.chosen_models), seeds=list(s.seeds), topologies=list(s.topologies),
                      quick=s.quick, overrides={k: v for k, v in overrides.items() if v is not None},
                      no_skip=not s.skip, threads=s.threads, checkpoint_every=s.checkpoint_every)
 

@@ -40,13 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from tnd.io import atomic_write_text
-from .figures import figures_section, headline_table, write_group_figures
+from .figures import figures_section, headline_table, mean_ci95, write_group_figures
 from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
-from .train import TrainConfig, train_and_evaluate
+from .train import TrainConfig, reference_score, train_and_evaluate
 
 __all__ = [
     "DEFAULT_MODELS",
+    "DEFAULT_SEEDS",
     "DEFAULT_TASKS",
+    "FULL_MODELS",
+    "FULL_TASKS",
     "Cell",
     "SweepSpec",
     "load_cells",
@@ -57,7 +60,8 @@ __all__ = [
     "write_report",
 ]
 
-DEFAULT_TASKS = (
+#: every task of the suite (``tnd suite --full``), in report order
+FULL_TASKS = (
     "japanese_vowels", "italy_power_demand",
     "irregular_japanese_vowels_30", "irregular_japanese_vowels_50", "irregular_japanese_vowels_70",
     "multiscale",
@@ -65,10 +69,21 @@ DEFAULT_TASKS = (
     "adding_100", "adding_500", "adding_1000",
     "copy_100", "copy_500", "copy_1000",
 )
-DEFAULT_MODELS = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc", "transformer", "ode_rnn")
+#: every model of the suite (``--full``)
+FULL_MODELS = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc", "transformer", "mamba", "lru",
+               "ode_rnn")
+#: ``tnd suite`` without ``--full``: the tasks that matter most (multi-timescale, irregular,
+#: one real classification, one forecast, memory at 100 and 1000 steps), planned for 2 CPU cores
+#: in about 90 minutes (docs/SUITE.md, "Cost")
+DEFAULT_TASKS = (
+    "japanese_vowels", "irregular_japanese_vowels_50", "multiscale", "electricity",
+    "adding_100", "adding_1000", "copy_100", "copy_1000",
+)
+DEFAULT_MODELS = ("tnd", "tnd_shared", "lstm", "transformer", "ode_rnn")
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 NA_TOPOLOGY = "na"
 
-#: nominal sequence length of each default task (used by the skip rules without loading data)
+#: nominal sequence length of each task (used by the skip rules without loading data)
 NOMINAL_LENGTH = {
     "multiscale": 256, "japanese_vowels": 29, "italy_power_demand": 24, "electricity": 336,
     "irregular_japanese_vowels_30": 21, "irregular_japanese_vowels_50": 15,
@@ -80,31 +95,39 @@ NOMINAL_LENGTH = {
 MAX_LENGTH = {"ltc": 64, "tnd_ct": 300, "tnd_ct_shared": 300, "transformer": 400,
               "lru": 128}  # lru-pytorch loops over batch and time in Python
 
-#: default protocol, then per-task overrides (same for every model of a task)
+#: default protocol, then per-task budgets (the same for every model of a task). A budget is set
+#: by convergence: training ends when the validation metric has not improved for ``patience``
+#: validations (one every ``eval_every`` updates); ``max_updates`` is a cap that a cell should
+#: rarely hit (each cell records whether it did). Why these numbers: docs/SUITE.md, "Budgets".
 BASE_SETTINGS: dict[str, Any] = {
-    "param_budget": 2000, "updates": 200, "batch_size": 32, "lr": 3e-3, "clip": 1.0,
-    "eval_every": 25, "patience": 4, "max_train": None, "max_val": 256, "max_test": None,
+    "param_budget": 2000, "max_updates": 2000, "batch_size": 32, "lr": 3e-3, "clip": 1.0,
+    "eval_every": 25, "patience": 8, "min_rel_delta": 0.0, "max_train": None, "max_val": 256, "max_test": None,
     "data_seed": 0, "graph_seed": 0,
 }
+_SMALL_DATA = {"max_updates": 2000, "eval_every": 25, "patience": 8}  # ~200 train sequences: 7 updates an epoch
+_MEMORY_SHORT = {"max_updates": 5000, "eval_every": 100, "patience": 8, "max_test": 500}
+_MEMORY_LONG = {"max_updates": 5000, "eval_every": 200, "patience": 5, "max_val": 128, "max_test": 256}
+#: an MSE must improve by more than 1 % to count (accuracy improves in whole sequences anyway)
+_MSE = {"min_rel_delta": 0.01}
 TASK_OVERRIDES: dict[str, dict[str, Any]] = {
-    "multiscale": {"updates": 300, "max_test": 1000},
-    "electricity": {"updates": 400},
-    "japanese_vowels": {"updates": 200},
-    "italy_power_demand": {"updates": 200},
-    "irregular_japanese_vowels_30": {"updates": 200},
-    "irregular_japanese_vowels_50": {"updates": 200},
-    "irregular_japanese_vowels_70": {"updates": 200},
-    "adding_100": {"updates": 300, "max_test": 500},
-    "copy_100": {"updates": 300, "max_test": 500},
-    "adding_500": {"updates": 60, "eval_every": 20, "max_val": 128, "max_test": 256},
-    "copy_500": {"updates": 60, "eval_every": 20, "max_val": 128, "max_test": 256},
-    "adding_1000": {"updates": 40, "eval_every": 20, "max_val": 128, "max_test": 256},
-    "copy_1000": {"updates": 40, "eval_every": 20, "max_val": 128, "max_test": 256},
+    "japanese_vowels": _SMALL_DATA,
+    "italy_power_demand": {"max_updates": 1000, "eval_every": 10, "patience": 10},  # 53 train sequences
+    "irregular_japanese_vowels_30": _SMALL_DATA,
+    "irregular_japanese_vowels_50": _SMALL_DATA,
+    "irregular_japanese_vowels_70": _SMALL_DATA,
+    "multiscale": {"max_updates": 3000, "eval_every": 50, "patience": 8, "max_test": 1000},
+    "electricity": {"max_updates": 2000, "eval_every": 50, "patience": 8, **_MSE},
+    "adding_100": {**_MEMORY_SHORT, **_MSE}, "copy_100": _MEMORY_SHORT,
+    "adding_500": {**_MEMORY_LONG, **_MSE}, "copy_500": _MEMORY_LONG,
+    "adding_1000": {**_MEMORY_LONG, **_MSE}, "copy_1000": _MEMORY_LONG,
 }
 QUICK_SETTINGS: dict[str, Any] = {
-    "param_budget": 300, "updates": 3, "batch_size": 8, "eval_every": 2, "patience": 2,
+    "param_budget": 300, "max_updates": 3, "batch_size": 8, "eval_every": 2, "patience": 2,
     "max_train": 32, "max_val": 8, "max_test": 8,
 }
+#: the settings of a cell's protocol (those :class:`tnd.apps.suite.train.TrainConfig` takes)
+TRAIN_KEYS = ("max_updates", "batch_size", "lr", "clip", "eval_every", "patience", "min_rel_delta", "max_train",
+              "max_val", "max_test")
 
 
 def task_settings(task: str, quick: bool = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -158,7 +181,7 @@ class Cell:
 class SweepSpec:
     tasks: Sequence[str] = DEFAULT_TASKS
     models: Sequence[str] = DEFAULT_MODELS
-    seeds: Sequence[int] = (0, 1, 2)
+    seeds: Sequence[int] = DEFAULT_SEEDS
     topologies: Sequence[str] = ("small_world",)
     quick: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -233,8 +256,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
         model, spec = build_model(cell["model"], task.input_size, int(task.output_size),
                                   int(s["param_budget"]), topology=topo,
                                   graph_seed=int(s["graph_seed"]), seq_len=task.seq_len)
-        cfg = TrainConfig(**{k: s[k] for k in ("updates", "batch_size", "lr", "clip", "eval_every",
-                                               "patience", "max_train", "max_val", "max_test")})
+        cfg = TrainConfig(**{k: s[k] for k in TRAIN_KEYS})
         use_ts = takes_timespans(cell["model"]) and task.is_irregular
         ck_kw: dict[str, Any] = {}
         if ckpt:
@@ -243,18 +265,24 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
         if ckpt:
             shutil.rmtree(ckpt["dir"], ignore_errors=True)
         out.update(status="ok", spec=spec, used_timespans=use_ts, seq_len=task.seq_len, **res)
-        out["reference"] = _reference(task)
+        out["reference"] = _reference(task, cfg)
     except Exception as exc:  # noqa: BLE001 - a failed cell is recorded and retried on the next run
         out.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     out["wall_time_s"] = time.perf_counter() - t0
     return out
 
 
-def _reference(task) -> dict[str, Any]:
+def _reference(task, cfg: TrainConfig) -> dict[str, Any]:
+    """The task's reference scores: ``test_reference`` (named ``test_reference_name``) is the
+    reference predictor's score on the cell's own test sequences
+    (:func:`tnd.apps.suite.train.reference_score`), the rest come from the task's metadata."""
     md = task.metadata
     keys = ("chance_accuracy", "chance_accuracy_test", "seasonal_naive_mse", "daily_naive_mse",
             "baseline_mse", "baseline_mse_test", "success_mse")
-    return {k: md[k] for k in keys if isinstance(md.get(k), (int, float))}
+    ref: dict[str, Any] = {k: md[k] for k in keys if isinstance(md.get(k), (int, float))}
+    score = reference_score(task, cfg)
+    ref.update(test_reference=score["value"], test_reference_name=score["name"])
+    return ref
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -456,6 +484,8 @@ PUBLISHED = {
 
 def reference_value(ref: dict[str, Any], metric: str):
     """``(name, value)`` of the task's reference score (see the report), or None."""
+    if isinstance(ref.get("test_reference"), (int, float)):
+        return str(ref.get("test_reference_name", "reference")), float(ref["test_reference"])
     order = (("chance", "chance_accuracy_test"), ("chance", "chance_accuracy")) if metric == "accuracy" else \
         (("seasonal naive", "seasonal_naive_mse"), ("constant", "baseline_mse_test"), ("constant", "baseline_mse"))
     for name, key in order:
@@ -477,30 +507,58 @@ def _fmt(mean: float, std: float, metric: str) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
+def _fmt_ci(lo: float, hi: float, metric: str) -> str:
+    if metric == "accuracy":
+        return f"[{100 * lo:.1f}, {100 * hi:.1f}] %"
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
+def _fmt_value(v: float, metric: str) -> str:
+    return f"{100 * v:.1f} %" if metric == "accuracy" else f"{v:.4f}"
+
+
+def _hit_cap(r: dict[str, Any]) -> bool:
+    """Whether the cell's training ended at its update cap (cells from before the field: not stopped early)."""
+    return bool(r.get("hit_cap", not r.get("stopped_early", False)))
+
+
 def aggregate(results: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{task: {"model/topology": stats}}`` with mean/std of the test metric over seeds."""
+    """``{task: {"model/topology": stats}}``: mean, std and Student-t 95 % CI of the test metric over
+    seeds, and when training stopped (``updates``: the update each seed stopped at; ``cap_hits``:
+    how many seeds ran into the update cap instead of stopping early)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["task"], r["model"], r["topology"]), []).append(r)
     agg: dict[str, dict[str, dict[str, Any]]] = {}
     for (task, model, topo), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: int(r["seed"]))
         metric = rs[0]["metric"]
         vals = [float(r[f"test_{metric}"]) for r in rs]
+        _, lo, hi = mean_ci95(vals)
+        updates = [int(r["updates"]) for r in rs]
         label = model if topo == NA_TOPOLOGY else f"{model}/{topo}"
         agg.setdefault(task, {})[label] = {
             "model": model, "topology": topo, "metric": metric,
             "higher_is_better": bool(rs[0]["higher_is_better"]),
             "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "n_seeds": len(vals), "seeds": sorted(int(r["seed"]) for r in rs), "values": vals,
+            "ci95": [lo, hi],
+            "n_seeds": len(vals), "seeds": [int(r["seed"]) for r in rs], "values": vals,
             "params": int(rs[0]["spec"]["params"]),
             "size": rs[0]["spec"].get("num_neurons", rs[0]["spec"].get("hidden_size")),
             "sec_per_cell": statistics.fmean(float(r["wall_time_s"]) for r in rs),
             "sec_per_update": statistics.fmean(float(r["sec_per_update"]) for r in rs),
-            "mean_updates": statistics.fmean(float(r["updates"]) for r in rs),
+            "mean_updates": statistics.fmean(updates), "updates": updates,
+            "best_updates": [int(r.get("best_update", 0)) for r in rs],
+            "cap_hits": sum(_hit_cap(r) for r in rs),
             "reference": rs[0].get("reference", {}),
             "seq_len": rs[0].get("seq_len"),
         }
     return agg
+
+
+def _stops(a: dict[str, Any]) -> str:
+    u = a["updates"]
+    return f"{statistics.fmean(u):.0f}" + (f" ({min(u)}-{max(u)})" if len(u) > 1 and min(u) != max(u) else "")
 
 
 def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str, Any]],
@@ -516,7 +574,9 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
                  + (" (**quick** budget: smoke test, not a benchmark)" if spec.quick else "") + ".")
     lines.append(f"Seeds {list(spec.seeds)}; topologies {list(spec.topologies)} (TND only). "
                  "Test metric: accuracy (higher is better) or MSE in normalised units (lower is better), "
-                 "mean ± std over seeds.")
+                 "mean ± std over seeds and the Student-t 95 % confidence interval of the mean. "
+                 "\"stopped at\": the update at which early stopping ended training (mean over seeds, range); "
+                 "\"cap hit\": seeds that ran into the update cap instead (their budget did not converge).")
     lines.append("")
     summary_rows = []
     for task in [t for t in spec.tasks if t in agg]:
@@ -527,19 +587,27 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
         ordered = sorted(rows.items(), key=lambda kv: (-kv[1]["mean"] if hib else kv[1]["mean"]))
         lines.append(f"## {task}")
         lines.append("")
-        lines.append(f"T = {any_row['seq_len']}; budget: {st['param_budget']} parameters, {st['updates']} updates "
-                     f"of batch {st['batch_size']}, Adam lr {st['lr']}, early stopping on validation "
-                     f"(every {st['eval_every']} updates, patience {st['patience']}).")
+        lines.append(f"T = {any_row['seq_len']}; budget: {st['param_budget']} parameters, batch {st['batch_size']}, "
+                     f"Adam lr {st['lr']}; training stops after {st['patience']} validations without improvement"
+                     + (f" by more than {100 * st['min_rel_delta']:g} %" if st.get("min_rel_delta") else "") + " "
+                     f"(one every {st['eval_every']} updates), capped at {st['max_updates']} updates.")
         lines.append("")
-        lines.append(f"| rank | model | params | size | test {metric} | seeds | updates run | s/update | s/cell |")
-        lines.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append(f"| rank | model | params | size | test {metric} | 95 % CI | seeds | stopped at | cap hit | "
+                     "s/update | s/cell |")
+        lines.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for i, (label, a) in enumerate(ordered, 1):
             lines.append(f"| {i} | {label} | {a['params']} | {a['size']} | {_fmt(a['mean'], a['std'], metric)} | "
-                         f"{a['n_seeds']} | {a['mean_updates']:.0f} | {a['sec_per_update']:.3f} | {a['sec_per_cell']:.1f} |")
+                         f"{_fmt_ci(*a['ci95'], metric)} | {a['n_seeds']} | {_stops(a)} | "
+                         f"{a['cap_hits']}/{a['n_seeds']} | {a['sec_per_update']:.3f} | {a['sec_per_cell']:.1f} |")
         ref = any_row["reference"]
-        if ref:
+        rv = reference_value(ref, metric)
+        if rv is not None:
+            lines.append(f"| - | *reference: {rv[0]}* | 0 | - | {_fmt_value(rv[1], metric)} | - | - | - | - | - | - |")
+        other = {k: v for k, v in sorted(ref.items())
+                 if isinstance(v, (int, float)) and not k.startswith("test_reference")}
+        if other:
             lines.append("")
-            lines.append("References: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(ref.items())))
+            lines.append("Task metadata: " + ", ".join(f"{k} = {v:.4g}" for k, v in other.items()))
         if task in PUBLISHED:
             lines.append("")
             lines.append(PUBLISHED[task] + " (full-size models, long training; not the same budget).")
@@ -568,8 +636,10 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
         lines.append(f"| {task} | {metric} | {ref_txt} | {bl} | {_fmt(b['mean'], b['std'], metric)} | {tnd_txt} | "
                      f"{rank_txt} | {beats_reference(b['mean'], ref, metric)} |")
     lines.append("")
-    lines.append("Reference: chance accuracy, the constant predictor's MSE (adding) or the seasonal-naive "
-                 "forecast's MSE (electricity). \"Beats\" means accuracy more than 3 points above chance, "
+    lines.append("Reference: the reference predictor of each task, scored on the same test sequences as the "
+                 "models: chance (the most frequent training class), a constant predictor (the mean training "
+                 "target: adding) or the seasonal-naive forecast (electricity, whose models forecast the residual "
+                 "on top of it). \"Beats\" means accuracy more than 3 points above chance, "
                  "or MSE more than 5 % below the reference: where no model does, the ranking is noise "
                  "(no model learned the task within the budget).")
     lines.append("")

@@ -7,10 +7,11 @@ Protocol (the same for every model of a task)
 ---------------------------------------------
 * Adam (``lr``), gradient-norm clipping at ``clip``, mini-batches of ``batch_size`` drawn
   without replacement from a per-seed permutation of the training set (a new permutation each
-  epoch), for exactly ``updates`` optimiser steps at most.
+  epoch), for at most ``max_updates`` optimiser steps (a cap: the budget is set by convergence).
 * Every ``eval_every`` updates (and after the last) the model is scored on the validation split
   (its first ``max_val`` sequences); the best state is kept (higher accuracy / lower MSE, ties to
-  the earlier one) and training stops early after ``patience`` evaluations without improvement.
+  the earlier one) and training stops early after ``patience`` evaluations without improvement
+  (by more than ``min_rel_delta`` of the best score's magnitude).
   The best state is restored and scored once on the test split (its first ``max_test``
   sequences).
 * Losses and readouts:
@@ -21,6 +22,9 @@ Protocol (the same for every model of a task)
     over all ``K`` steps of all sequences.
   - regression / forecast per sequence: MSE of the output at the last valid step (``output_size``
     values, e.g. a 48-step forecast); metric: MSE (in the task's normalised units).
+  - forecast tasks with a reference forecast (``task.base_forecast``, the seasonal-naive one
+    for electricity): the prediction is that reference plus the model's output (a residual), for
+    every model alike, so a model that outputs zero scores exactly the reference.
 
 * Irregular tasks: models that accept ``timespans`` get the task's elapsed times; others see
   only the observations (in order).
@@ -52,17 +56,19 @@ from torch.nn import functional as F
 from ..training import LOOP_FORMAT, EarlyStopping, NumpyPermutationBatches, train_loop
 from ..tasks.base import SequenceTask
 
-__all__ = ["TrainConfig", "evaluate", "higher_is_better", "metric_name", "train_and_evaluate"]
+__all__ = ["ConstantPredictor", "TrainConfig", "evaluate", "higher_is_better", "metric_name", "reference_score",
+           "score", "train_and_evaluate"]
 
 
 @dataclass
 class TrainConfig:
-    updates: int = 200
+    max_updates: int = 200
     batch_size: int = 32
     lr: float = 3e-3
     clip: float = 1.0
     eval_every: int = 25
     patience: int = 4
+    min_rel_delta: float = 0.0
     max_train: int | None = None
     max_val: int | None = 256
     max_test: int | None = None
@@ -114,11 +120,21 @@ class _Split:
         self.x, self.y = x[:n], y[:n]
         self.lengths = task.lengths(which)[:n]
         self.ts = task.timespans(which)[:n] if (use_ts and task.is_irregular) else None
+        base = task.base_forecast(which)
+        self.base = base[:n] if base is not None else None
         self.n = n
 
     def batch(self, idx) -> tuple:
         ts = self.ts[idx] if self.ts is not None else None
         return self.x[idx], self.y[idx], self.lengths[idx], ts
+
+    def predict(self, task: SequenceTask, model: nn.Module, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prediction, target)`` of the sequences ``idx``: the readout, plus the base forecast if any."""
+        x, y, ln, ts = self.batch(idx)
+        out = _select(task, _forward(model, x, ts), ln, y)
+        if self.base is not None:
+            out = out.reshape(y.shape) + self.base[idx]
+        return out, y
 
 
 @torch.no_grad()
@@ -129,19 +145,58 @@ def evaluate(model: nn.Module, task: SequenceTask, split: _Split, batch: int = 2
     tot_loss = num = den = 0.0
     for i in range(0, split.n, batch):
         idx = slice(i, min(i + batch, split.n))
-        x, y, ln, ts = split.batch(idx)
-        out = _select(task, _forward(model, x, ts), ln, y)
+        out, y = split.predict(task, model, idx)
         loss, a, b = _loss_and_stats(task, out, y)
-        tot_loss += float(loss) * x.shape[0]
+        tot_loss += float(loss) * y.shape[0]
         num, den = num + a, den + b
     model.train(was)
     return {"loss": tot_loss / max(split.n, 1), metric_name(task): num / max(den, 1.0)}
 
 
+class ConstantPredictor(nn.Module):
+    """A reference model without parameters: the same ``value`` (``(output_size,)``) at every step."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("value", torch.as_tensor(value, dtype=torch.float32).reshape(-1))
+
+    def forward(self, x: torch.Tensor, hx: Any = None, timespans: Any = None):
+        return self.value.expand(x.shape[0], x.shape[1], -1), None
+
+
+def reference_predictor(task: SequenceTask) -> tuple[str, ConstantPredictor]:
+    """The task's reference as a model, scored by the same code as every model: zero on top of the
+    base forecast (the seasonal-naive forecast, for electricity); else the most frequent training
+    class (chance, for classification) or the mean training target (a constant predictor)."""
+    y = task.split("train")[1]
+    if task.base_forecast("train") is not None:
+        return str(task.metadata.get("base_forecast", "base forecast")), ConstantPredictor(torch.zeros(task.output_size))
+    if task.kind == "classification":
+        counts = torch.bincount(y.reshape(-1), minlength=task.num_classes)
+        return "chance (majority class)", ConstantPredictor(10.0 * F.one_hot(counts.argmax(), task.num_classes).float())
+    return "constant (mean target)", ConstantPredictor(y.reshape(-1, task.output_size).float().mean(0))
+
+
+def reference_score(task: SequenceTask, cfg: TrainConfig) -> dict[str, Any]:
+    """``{"name", "metric", "value"}``: the reference predictor's score on the test sequences that the
+    models of ``cfg`` are scored on."""
+    name, model = reference_predictor(task)
+    mname = metric_name(task)
+    te = score(model, task, "test", cfg.max_test, batch=cfg.eval_batch)
+    return {"name": name, "metric": mname, "value": float(te[mname])}
+
+
+def score(model: nn.Module, task: SequenceTask, which: str = "test", limit: int | None = None, *,
+          use_timespans: bool = False, batch: int = 256) -> dict[str, float]:
+    """Mean loss and metric of ``model`` on the first ``limit`` sequences of split ``which`` (all:
+    ``None``), read out and scored as in training (base forecast included)."""
+    return evaluate(model, task, _Split(task, which, limit, use_timespans), batch)
+
+
 def _split_hash(*splits: _Split) -> str:
     h = hashlib.sha256()
     for sp in splits:
-        for t in (sp.x, sp.y, sp.lengths, sp.ts):
+        for t in (sp.x, sp.y, sp.lengths, sp.ts, sp.base):
             if t is None:
                 h.update(b"none")
                 continue
@@ -165,8 +220,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside).
 
     ``updates`` in the result is the update at which training ended: by early stopping if
-    ``stopped_early``, else by the budget ``cfg.updates``; ``best_update`` the one whose weights
-    are kept and tested."""
+    ``stopped_early``, else by the cap ``cfg.max_updates`` (``hit_cap``); ``best_update`` the one
+    whose weights are kept and tested."""
     if checkpoint_dir is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
                                        or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
@@ -183,8 +238,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                                        "data_sha256": _split_hash(train, val)}}
 
     def loss_fn(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
-        x, y, ln, ts = train.batch(idx)
-        out = _select(task, _forward(model, x, ts), ln, y)
+        out, y = train.predict(task, model, idx)
         return _loss_and_stats(task, out, y)[0]
 
     def grad_norm(model: nn.Module) -> torch.Tensor:
@@ -198,9 +252,10 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         return {"update": step, "train_loss": last_loss, "val_loss": v["loss"], f"val_{mname}": v[mname]}
 
     r = train_loop(model, batches=batches, loss_fn=loss_fn, validate=lambda m: evaluate(m, task, val, cfg.eval_batch),
-                   max_steps=cfg.updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
+                   max_steps=cfg.max_updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
                    early_stopping=EarlyStopping(monitor=mname, mode="max" if better_high else "min",
-                                                patience=cfg.patience, replace_nonfinite_best=True),
+                                                patience=cfg.patience, replace_nonfinite_best=True,
+                                                min_rel_delta=cfg.min_rel_delta),
                    record=record, on_update=on_update, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint,
                    name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state)
@@ -217,6 +272,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         "best_update": r["best_step"],
         "updates": updates,
         "stopped_early": r["stopped_early"],
+        "hit_cap": not r["stopped_early"],
+        "max_updates": cfg.max_updates,
         "final_train_loss": r["last_loss"],
         "train_time_s": t_train,
         "eval_time_s": t_eval,

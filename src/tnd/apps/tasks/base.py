@@ -18,6 +18,10 @@ Optional per-split extras
 -------------------------
 * ``timespans_*``: ``(N, T)`` float32, elapsed time of each step (> 0).  ``None``
   means regularly sampled with unit steps (see :meth:`SequenceTask.timespans`).
+* ``base_forecast_*``: for ``forecast`` tasks, a reference forecast shaped like the targets
+  (e.g. the seasonal-naive one). A model then forecasts the *residual*: its prediction is
+  ``base_forecast + model output``, as forecasting practice does, so a model that outputs zero
+  scores exactly the reference (see :meth:`SequenceTask.base_forecast`). ``None``: no base.
 * ``lengths_*``: ``(N,)`` int64 number of valid steps of each sequence for
   variable-length data.  Sequences are right-padded by repeating the last valid
   frame (and timespan 1.0); the label must be read at step ``length - 1``.
@@ -67,6 +71,9 @@ class SequenceTask:
     lengths_train: Optional[torch.Tensor] = None
     lengths_val: Optional[torch.Tensor] = None
     lengths_test: Optional[torch.Tensor] = None
+    base_forecast_train: Optional[torch.Tensor] = None
+    base_forecast_val: Optional[torch.Tensor] = None
+    base_forecast_test: Optional[torch.Tensor] = None
     metadata: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +86,16 @@ class SequenceTask:
                 self.output_size = self.num_classes
         elif self.output_size is None:
             raise ValueError(f"{self.kind} tasks need output_size")
+        bases = [getattr(self, f"base_forecast_{s}") for s in SPLITS]
+        if any(b is not None for b in bases):
+            if self.kind != "forecast":
+                raise ValueError(f"base_forecast_* is for forecast tasks, got kind {self.kind!r}")
+            for s, b in zip(SPLITS, bases):
+                y = getattr(self, f"y_{s}")
+                if b is None or tuple(b.shape) != tuple(y.shape) or b.dtype != y.dtype:
+                    got = None if b is None else f"{tuple(b.shape)} {b.dtype}"
+                    raise ValueError(f"base_forecast_{s} must be given for every split and shaped like "
+                                     f"y_{s} {tuple(y.shape)} {y.dtype}, got {got}")
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -110,6 +127,11 @@ class SequenceTask:
             x = getattr(self, f"x_{which}")
             ts = torch.ones(x.shape[0], x.shape[1], dtype=torch.float32)
         return ts
+
+    def base_forecast(self, which: str) -> Optional[torch.Tensor]:
+        """The reference forecast of split ``which`` that predictions are residuals on (or None)."""
+        _check_split(which)
+        return getattr(self, f"base_forecast_{which}")
 
     def lengths(self, which: str) -> torch.Tensor:
         """``(N,)`` int64 valid lengths of split ``which`` (``T`` when unpadded)."""

@@ -20,6 +20,12 @@ Windows and splits
   Windows are taken every ``stride`` steps (default 1).
 * Normalisation: ``(v - mean) / std`` with mean/std of the training weeks only
   (``metadata["mean"]``, ``metadata["std"]`` to undo it).
+* Residual forecasting: ``base_forecast_<split>`` holds each window's seasonal-naive forecast
+  (the value one week earlier of every target step, always observed at forecast time since
+  ``horizon <= WEEK``), and a model's prediction is that plus its output
+  (:class:`~tnd.apps.tasks.base.SequenceTask`), so a model that outputs zero scores
+  ``seasonal_naive_mse`` and beating it is possible. Every window's first target therefore lies
+  at least a week into the series (windows start at ``max(input_len, WEEK)``).
 * ``time_features=True`` appends 4 channels: sin/cos of the time-of-day and
   day-of-week phase of each input step (C = 5 instead of 1).
 
@@ -86,6 +92,8 @@ def electricity_task(
     raw = load_taylor_series()
     n = len(raw)
     b1, b2 = train_weeks * WEEK, (train_weeks + val_weeks) * WEEK
+    if not 1 <= horizon <= WEEK:
+        raise ValueError(f"horizon must be in [1, {WEEK}] (the seasonal-naive base is a week old), got {horizon}")
     if not (input_len < b1 < b2 < n):
         raise ValueError("split boundaries / input_len do not fit the 4032-step series")
     mean, std = float(raw[:b1].mean()), float(raw[:b1].std())
@@ -99,7 +107,7 @@ def electricity_task(
     ranges = {"train": (input_len, b1), "val": (b1, b2), "test": (b2, n)}
     data, meta = {}, {}
     for s, (lo, hi) in ranges.items():
-        lo = max(lo, input_len)
+        lo = max(lo, input_len, WEEK)  # the seasonal-naive base needs the week before each target
         starts = np.arange(lo, hi - horizon + 1, stride)
         x, y, yi = _windows(v, starts, input_len, horizon)
         x = x[:, :, None]
@@ -121,6 +129,7 @@ def electricity_task(
         daily_naive_mse=float(np.mean((y_te - day_ago) ** 2)),
         last_value_mse=float(np.mean((y_te - last) ** 2)),
         mean_mse=float(np.mean(y_te**2)),
+        base_forecast="seasonal naive",
         mean=mean, std=std, units="MW", sampling="30 min",
         input_len=input_len, horizon=horizon, stride=stride, time_features=time_features,
         split_boundaries=[b1, b2, n], seed=seed, small=small, metric="mse (normalised units)",
@@ -134,6 +143,8 @@ def electricity_task(
         x_train=to_x(data["train"][0]), y_train=to_x(data["train"][1]),
         x_val=to_x(data["val"][0]), y_val=to_x(data["val"][1]),
         x_test=to_x(data["test"][0]), y_test=to_x(data["test"][1]),
+        base_forecast_train=to_x(v[data["train"][2] - WEEK]), base_forecast_val=to_x(v[data["val"][2] - WEEK]),
+        base_forecast_test=to_x(v[data["test"][2] - WEEK]),
         output_size=horizon,
         per_step=False,
         metadata=meta,
