@@ -271,3 +271,27 @@ def test_policies_without_env():
     assert TrackerPolicy().act(np.array([0.5, 0.9, 0.5], dtype=np.float32)) == 0
     assert TrackerPolicy().act(np.array([0.5, 0.1, 0.5], dtype=np.float32)) == 2
     assert TrackerPolicy().act(np.array([0.5, 0.5, 0.5], dtype=np.float32)) == 1
+
+
+def test_motion_observation_is_the_displacement_in_ball_speeds():
+    env = SinglePlayerPong(obs_mode="motion")
+    assert env.observation_space.shape == (5,)
+    o, _ = env.reset(seed=3)
+    assert o[2] == 0.0 and o[3] == 0.0  # no previous observation at the serve
+    s = env.get_state()
+    o2, *_ = env.step(1)
+    assert np.allclose(o2[2:4], [s.ball_vx / 0.03, s.ball_vy / 0.03], atol=1e-5)
+    assert np.allclose(o2[[0, 1, 4]], SinglePlayerPong(obs_mode="positions").set_state(*env.get_state().as_array()))
+    # a new round starts from zero displacement again
+    o3, _ = env.reset(seed=4)
+    assert o3[2] == 0.0 and o3[3] == 0.0
+
+
+def test_motion_observation_with_noise_differences_the_noisy_positions():
+    env = SinglePlayerPong(obs_mode="motion", obs_noise=0.01)
+    o, _ = env.reset(seed=0)
+    prev = o.copy()
+    for _ in range(5):
+        o, *_ = env.step(1)
+        assert np.allclose(o[2:4], (o[:2] - prev[:2]) / 0.03, atol=1e-4)
+        prev = o.copy()

@@ -191,3 +191,25 @@ def test_report_says_first_whether_the_frame_stacking_mlp_beats_the_sequence_mod
     lines = [x for x in memory_headline(models(tnd=3.0, lstm=1.0, mlp=0.6, mlp_k=2.5)) if x]
     assert all("beats every sequence model" not in x for x in lines) and "tnd (3.00" in lines[0]
     assert memory_headline(models(tnd=1.0, lstm=2.0)) == []  # no references: nothing to say
+
+
+def test_motion_observations_reach_data_models_play_and_keys(tmp_path):
+    from tnd.apps.pong.cells import cell_key, data_settings, env_kwargs
+    from tnd.apps.pong.config import PongConfig
+
+    default, motion = PongConfig(), PongConfig(obs_mode="motion")
+    # the default's keys and data settings do not mention the new option (old runs stay valid)
+    assert "obs_mode" not in env_kwargs(default) and "obs_mode" not in data_settings(default)
+    assert env_kwargs(motion)["obs_mode"] == "motion"
+    assert cell_key(default, "lstm", 0) != cell_key(motion, "lstm", 0)
+    out = tmp_path / "run"
+    rc = main(["pong", "--quick", "--obs-mode", "motion", "--models", "mlp", "lstm", "--out", str(out), *TINY])
+    assert rc == 0
+    for m in ("mlp", "lstm"):
+        spec = json.loads((out / "cells" / m / "seed-0" / "checkpoint.json").read_text())["spec"]
+        assert spec["input_size"] == 5, m  # positions + the displacement
+    assert "displacement" in (out / "report.md").read_text()
+    demos = np.load(out / "data" / "demos.npz")
+    assert demos["observations"].shape[1] == 5
+    rc = main(["pong", "--quick", "--obs-mode", "pixels", "--out", str(tmp_path / "bad"), *TINY])
+    assert rc == 2

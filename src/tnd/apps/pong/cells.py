@@ -29,12 +29,18 @@ __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_wind
 
 
 def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
-    return {"max_catches": cfg.max_catches, "obs_noise": cfg.obs_noise}
+    kw = {"max_catches": cfg.max_catches, "obs_noise": cfg.obs_noise}
+    if cfg.obs_mode != "positions":  # absent for the default, so existing cell keys and data stay valid
+        kw["obs_mode"] = cfg.obs_mode
+    return kw
 
 
 def data_settings(cfg: PongConfig) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in ("demo_rounds", "demo_steps_per_round", "perturb_prob", "perturb_max_len",
-                                         "serve_perturb_max_len", "data_seed", "max_catches", "obs_noise")}
+    d = {k: getattr(cfg, k) for k in ("demo_rounds", "demo_steps_per_round", "perturb_prob", "perturb_max_len",
+                                      "serve_perturb_max_len", "data_seed", "max_catches", "obs_noise")}
+    if cfg.obs_mode != "positions":  # see env_kwargs
+        d["obs_mode"] = cfg.obs_mode
+    return d
 
 
 def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | None = None) -> str:
@@ -75,7 +81,7 @@ def prepare_data(cfg: PongConfig, out: Path) -> Path:
         serve_perturb_max_len=cfg.serve_perturb_max_len)
     meta = {"settings": settings, "expert": "expert (DART-perturbed execution, expert labels)",
             "env_id": "tnd/SinglePlayerPong-v0", "env_kwargs": env_kwargs(cfg), "num_steps": int(demos["actions"].shape[0]),
-            "round_seeds": f"{cfg.data_seed} + i for i in range({cfg.demo_rounds})", "obs_mode": "positions"}
+            "round_seeds": f"{cfg.data_seed} + i for i in range({cfg.demo_rounds})", "obs_mode": cfg.obs_mode}
     save_dataset(path, demos, meta)
     return path
 

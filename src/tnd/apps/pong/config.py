@@ -11,10 +11,12 @@ from ..settings import UsageError, setting
 from .models import MODEL_NAMES
 from .policies import EVAL_SEED_BASE
 
-__all__ = ["PongConfig", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
+__all__ = ["PongConfig", "OBSERVATIONS", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
            "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS"]
 
 PROTOCOLS = ("bc", "dagger")
+#: the observation modes a Pong run may use (the env has more: state, pixels)
+OBSERVATIONS = ("positions", "motion")
 #: base seed of the DAgger learner's rounds (iteration i >= 1, round j: + (i - 1) * --dagger-rounds + j)
 DAGGER_SEED_BASE = 20_000_000
 #: base seed of the DAgger closed-loop validation rounds (round j: + j); between the evaluation
@@ -89,6 +91,10 @@ class PongConfig:
     """cap of consecutive catches that ends a round (truncation)"""
     obs_noise: float = setting(0.0, low=0.0)
     """std of Gaussian observation noise (demonstrations and evaluation)"""
+    obs_mode: str = setting("positions", choices=OBSERVATIONS)
+    """what a model observes: positions (ball x, y, paddle y: the velocity must come from
+    history) or motion (the same plus the ball's displacement since the previous observation, in
+    ball speeds: velocity from one frame difference; docs/PONG.md, section 1)"""
     frame_steps: int = setting(300, low=1)
     """steps of TND play drawn in the frame strip"""
     protocol: str = setting("bc", choices=PROTOCOLS)
@@ -147,7 +153,7 @@ QUICK: dict[str, Any] = {
 
 #: fields added after run folders were first written: --resume reads a config.json without them
 #: with this run's values (they change no cell of such a run), except protocol, which was bc
-ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames", "tuned")
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames", "tuned", "obs_mode")
 
 #: settings a resumed run may change: which cells run and how, not what a cell computes
 RESUME_MAY_CHANGE = ("out", "models", "seeds", "quick", "resume", "checkpoint_every", "workers", "progress",

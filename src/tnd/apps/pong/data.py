@@ -22,7 +22,7 @@ from gymnasium.utils import seeding
 
 from tnd.checks import check_int
 from tnd.io import atomic_write, atomic_write_text
-from .env import EVENT_CATCH, EVENT_MISS, SinglePlayerPong, pixels_from_positions
+from .env import EVENT_CATCH, EVENT_MISS, SinglePlayerPong, motion_from_positions, pixels_from_positions
 from .policies import DATA_SEED_BASE, EVAL_SEED_BASE, ExpertPolicy, predict_intercept
 
 __all__ = [
@@ -171,20 +171,27 @@ def _observations_from_states(
             states[:, 0], states[:, 1], states[:, 4], size=env.pixel_size,
             paddle_x=p["paddle_x"], paddle_half_length=p["paddle_half_length"],
         )
-    clean = states[:, [0, 1, 4]] if env.obs_mode == "positions" else states
+    clean = states[:, [0, 1, 4]] if env.obs_mode in ("positions", "motion") else states
     if env.obs_noise <= 0.0:
+        noisy = clean.astype(np.float64)
+    else:
+        # Replay each round's RNG stream: reset(seed) draws the serve, then one noise vector
+        # per emitted observation, in order. Drawing a round's vectors as one (n, D) block
+        # yields the same numbers as the env's sequential draws (tested).
+        noisy = np.empty(clean.shape, dtype=np.float64)
+        ofs = 0
+        for i, n in enumerate(lengths.tolist()):
+            rng, _ = seeding.np_random(seed + i)
+            env.draw_serve(rng)
+            noisy[ofs : ofs + n] = clean[ofs : ofs + n] + rng.normal(0.0, env.obs_noise, size=(n, clean.shape[1]))
+            ofs += n
+    if env.obs_mode == "motion":  # displacements within each round, from the noisy positions
+        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+        noisy = np.concatenate([motion_from_positions(noisy[a:b], None, env.physics["ball_speed"])
+                                for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros((0, 5))])
+    if env.obs_noise <= 0.0 and env.obs_mode != "motion":
         return clean.astype(np.float32)
-    # Replay each round's RNG stream: reset(seed) draws the serve, then one noise vector
-    # per emitted observation, in order. Drawing a round's vectors as one (n, D) block
-    # yields the same numbers as the env's sequential draws (tested).
-    out = np.empty(clean.shape, dtype=np.float64)
-    ofs = 0
-    for i, n in enumerate(lengths.tolist()):
-        rng, _ = seeding.np_random(seed + i)
-        env.draw_serve(rng)
-        out[ofs : ofs + n] = clean[ofs : ofs + n] + rng.normal(0.0, env.obs_noise, size=(n, clean.shape[1]))
-        ofs += n
-    return np.clip(out, env.observation_space.low, env.observation_space.high).astype(np.float32)
+    return np.clip(noisy, env.observation_space.low, env.observation_space.high).astype(np.float32)
 
 
 def make_metadata(

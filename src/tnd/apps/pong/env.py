@@ -27,6 +27,7 @@ __all__ = [
     "ACTION_STAY",
     "ACTION_DOWN",
     "OBS_MODES",
+    "motion_from_positions",
     "PongState",
     "PongCore",
     "SinglePlayerPong",
@@ -37,7 +38,7 @@ __all__ = [
 ACTION_UP = 0
 ACTION_STAY = 1
 ACTION_DOWN = 2
-OBS_MODES = ("positions", "state", "pixels")
+OBS_MODES = ("positions", "state", "pixels", "motion")
 DEFLECTIONS = ("additive", "absolute")
 
 #: default physics; every key is a constructor keyword of :class:`SinglePlayerPong`
@@ -372,6 +373,7 @@ class SinglePlayerPong(gym.Env):
         self._steps = 0
         self._event = EVENT_NONE
         self._done = False
+        self._prev_obs = None
 
     # ------------------------------------------------------------------ helpers
     def default_max_steps(self) -> int:
@@ -398,6 +400,13 @@ class SinglePlayerPong(gym.Env):
         if self.obs_mode == "positions":
             low = np.zeros(3)
             high = np.ones(3)
+        elif self.obs_mode == "motion":
+            # a step's displacement in units of the ball's speed; noise on both positions widens it
+            d = 1.0 + 12.0 * self.obs_noise / self.physics["ball_speed"]
+            return spaces.Box(np.array([-6 * self.obs_noise, -6 * self.obs_noise, -d, -d, -6 * self.obs_noise],
+                                       dtype=np.float32),
+                              np.array([1 + 6 * self.obs_noise, 1 + 6 * self.obs_noise, d, d, 1 + 6 * self.obs_noise],
+                                       dtype=np.float32), dtype=np.float32)
         else:
             s = self.physics["ball_speed"]
             low = np.array([0.0, 0.0, -s, -s, 0.0])
@@ -432,11 +441,12 @@ class SinglePlayerPong(gym.Env):
         if catches is not None:
             self._catches = int(catches)
         self._done = False
+        self._prev_obs = None
         return self._obs()
 
     def _state_obs(self) -> np.ndarray:
         c = self.core
-        if self.obs_mode == "positions":
+        if self.obs_mode in ("positions", "motion"):
             return np.array([c.bx, c.by, c.py], dtype=np.float64)
         return np.array([c.bx, c.by, c.vx, c.vy, c.py], dtype=np.float64)
 
@@ -450,8 +460,9 @@ class SinglePlayerPong(gym.Env):
         o = self._state_obs()
         if self.obs_noise > 0.0:
             o = o + self.np_random.normal(0.0, self.obs_noise, size=o.shape)
-            o = np.clip(o, self.observation_space.low, self.observation_space.high)
-        return o.astype(np.float32)
+        if self.obs_mode == "motion":
+            o, self._prev_obs = motion_from_positions(o[None], self._prev_obs, self.physics["ball_speed"])[0], o
+        return np.clip(o, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
     def _info(self) -> dict[str, Any]:
         c = self.core
@@ -515,6 +526,7 @@ class SinglePlayerPong(gym.Env):
         self._steps = 0
         self._event = EVENT_NONE
         self._done = False
+        self._prev_obs = None
         return self._obs(), self._info()
 
     def step(self, action):
@@ -559,6 +571,20 @@ class SinglePlayerPong(gym.Env):
         rad = max(1, s // 64)
         img[max(br - rad, 0) : br + rad + 1, max(bc - rad, 0) : bc + rad + 1, :] = (250, 200, 40)
         return img
+
+
+def motion_from_positions(positions: np.ndarray, previous: np.ndarray | None, ball_speed: float) -> np.ndarray:
+    """``"motion"`` observations from one round's (noisy) ``positions`` rows ``(n, 3)`` = (ball x,
+    ball y, paddle y): ``(ball x, ball y, dx, dy, paddle y)`` with ``(dx, dy)`` the ball's
+    displacement since the previous row divided by ``ball_speed`` (0 at the round's first row,
+    when ``previous`` is None). The layout of ``"state"``, with the displacement in the velocity's
+    slots (unclipped)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    before = np.empty_like(pos)
+    before[1:] = pos[:-1]
+    before[0] = pos[0] if previous is None else np.asarray(previous, dtype=np.float64)
+    d = (pos[:, :2] - before[:, :2]) / float(ball_speed)
+    return np.concatenate([pos[:, :2], d, pos[:, 2:3]], axis=1)
 
 
 def _finite_number(name: str, value: Any) -> None:

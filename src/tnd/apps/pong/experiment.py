@@ -57,8 +57,7 @@ Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what i
 * **Environment** (`tnd.apps.pong.env`): field [0, 1]^2, paddle at x = 0.05, half-length 0.08, speed
   0.015/step (half the ball's 0.03, so the agent must anticipate), additive deflection; a round is
   one serve and ends at the first miss or at the cap of `{max_catches}` consecutive catches.
-  Observation: positions only (ball x, ball y, paddle y), so velocity must be inferred from
-  history; observation noise std `{obs_noise}`.
+  Observation: {obs_md}; observation noise std `{obs_noise}`.
 * **Expert and data**: the analytic-intercept expert (true state, wall bounces unfolded) labels
   every step. `{demo_rounds}` demonstration rounds (seeds `{data_seed}` + i, disjoint from the
   evaluation seeds 10 000 000 + i), at most `{demo_steps_per_round}` steps each. **Expert-labelled
@@ -117,12 +116,20 @@ DAGGER_PROTOCOL = """* **DAgger** (`--protocol dagger`, `tnd.apps.pong.dagger`):
 """
 
 
+OBSERVATION_TEXT = {
+    "positions": "positions only (ball x, ball y, paddle y), so velocity must be inferred from history",
+    "motion": "`--obs-mode motion`: positions and the ball's displacement since the previous observation "
+              "(in ball speeds), so one frame gives the velocity",
+}
+
+
 def protocol_text(cfg: PongConfig) -> str:
     """The protocol section of the report for ``cfg``."""
     d = dataclasses.asdict(cfg)
     dagger = DAGGER_PROTOCOL.format(**d, dagger_steps=cfg.dagger_max_steps or cfg.max_steps) \
         if cfg.protocol == "dagger" else ""
-    text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger)
+    obs = OBSERVATION_TEXT[cfg.obs_mode]
+    text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger, obs_md=obs)
     from .tuning_spaces import tuned_variants
 
     tuned = tuned_variants(cfg.tuned, cfg.models)
