@@ -351,33 +351,47 @@ def memory_study(cfg, results, log, save=None):
                    updates, batch, cfg, constant, results, log, save, seed=seed)
 
 
-def pong_study(cfg, results, log, work: Path, save=None):
+def pong_data(p: dict, quick: bool, work: Path):
+    """Pong behaviour-cloning windows (positions only, ``p``: demo_rounds, window) generated into
+    ``work``: ``(xtr, ytr, xva, yva, constant)``, ``constant`` the training-label-frequency predictor."""
     from tnd.apps.pong.cells import load_windows, prepare_data
     from tnd.apps.pong.config import PongConfig
-    from tnd.apps.pong.evaluate import play_rounds
-    from tnd.apps.pong.models import build_model
 
-    p = cfg["pong"]
-    pc = PongConfig(demo_rounds=p["demo_rounds"], window=p["window"], val_windows=32 if cfg["quick"] else 512,
-                    max_catches=3 if cfg["quick"] else 100, demo_steps_per_round=120 if cfg["quick"] else 300)
+    pc = PongConfig(demo_rounds=p["demo_rounds"], window=p["window"], val_windows=32 if quick else 512,
+                    max_catches=3 if quick else 100, demo_steps_per_round=120 if quick else 300)
     data = prepare_data(pc, work)
     xtr, ytr, xva, yva = (torch.as_tensor(a) for a in load_windows(pc, data))
     xtr, xva = xtr.float(), xva.float()
     ytr, yva = ytr.long(), yva.long()
-    loss_of, acc_of = task_losses("pong")
     freq = torch.bincount(ytr.flatten(), minlength=3).float()
     freq = freq / freq.sum()
     constant = {"loss": float(F.cross_entropy(freq.log().expand(yva.numel(), 3), yva.flatten())),
                 "accuracy": float((yva == freq.argmax()).float().mean()), "what": "training label frequencies"}
+    return xtr, ytr, xva, yva, constant
+
+
+def pong_play(model, rounds: int, quick: bool) -> dict:
+    """Closed loop: the behaviour the offline loss stands in for (greedy actions, no observation noise)."""
+    from tnd.apps.pong.evaluate import play_rounds
+
+    ev = play_rounds(model, rounds, env_kwargs={"max_catches": 3 if quick else 100, "obs_noise": 0.0})
+    return {"play": {k: v for k, v in ev.items() if not isinstance(v, (list, dict))}}
+
+
+def pong_study(cfg, results, log, work: Path, save=None):
+    from tnd.apps.pong.models import build_model
+
+    p = cfg["pong"]
+    xtr, ytr, xva, yva, constant = pong_data(p, cfg["quick"], work)
+    loss_of, acc_of = task_losses("pong")
+
     def build(name):
         if name == "tnd_all_input":
             return pong_all_input_tnd(xtr.shape[-1], cfg["budget"])
         return build_model(name, xtr.shape[-1], 3, cfg["budget"], window=p["window"])[0]
 
-    def play(model) -> dict:  # closed loop: the behaviour the offline loss stands in for
-        ev = play_rounds(model, p["play_rounds"], env_kwargs={"max_catches": 3 if cfg["quick"] else 100,
-                                                             "obs_noise": 0.0})
-        return {"play": {k: v for k, v in ev.items() if not isinstance(v, (list, dict))}}
+    def play(model) -> dict:
+        return pong_play(model, p["play_rounds"], cfg["quick"])
 
     builders = {n: (lambda n=n: build(n)) for n in cfg["pong_variants"]}
     builders["lstm"] = lambda: build("lstm")
