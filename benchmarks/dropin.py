@@ -19,6 +19,7 @@ what a name means; ``tnd-default`` passes nothing and the JSON records what that
 * ``tnd-span`` -- a quarter input, ``tau_init="span"`` (1 to ``tau_max`` = 1,000 steps).
 * ``tnd-allin-span`` -- both.
 * ``tnd-gated-allin-span`` -- both, with ``dynamics="gated"``.
+* ``tnd-gated-allin`` -- every neuron input, ``dynamics="gated"``, ``tau_init=(1, 10)``.
 
 Tasks (``apps.tasks``; constant predictor as reference): ``adding_100`` / ``adding_1000`` (MSE of
 the last step), ``copy_100`` (T = 120, cross-entropy and accuracy on the last 10 steps),
@@ -72,6 +73,7 @@ VARIANTS: dict[str, dict | None] = {
     "tnd-span": {"inputs": "quarter", "tau_init": "span"},
     "tnd-allin-span": {"inputs": "all", "tau_init": "span"},
     "tnd-gated-allin-span": {"inputs": "all", "tau_init": "span", "dynamics": "gated"},
+    "tnd-gated-allin": {"inputs": "all", "tau_init": OLD_TAU, "dynamics": "gated"},
 }
 MODELS = ("lstm", *VARIANTS)
 
@@ -306,6 +308,25 @@ def tables(doc: dict) -> str:
     return "\n".join(lines[1:])
 
 
+def merge(paths: list[str], out: Path) -> dict:
+    """One dropin.json from several runs (e.g. one per --only task or --models set); the
+    settings must agree; a cell in more than one file must be the same cell (first one kept)."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    if any(d["settings"] != docs[0]["settings"] for d in docs):
+        raise SystemExit("--merge: the files were made with different settings")
+    doc = {"settings": docs[0]["settings"], "quick": docs[0]["quick"], "torch": docs[0]["torch"], "results": {},
+           "seconds": sum(d.get("seconds", 0.0) for d in docs)}
+    for d in docs:
+        for label, entry in d["results"].items():
+            dst = doc["results"].setdefault(label, {k: v for k, v in entry.items() if k != "models"} | {"models": {}})
+            for name, seeds in entry["models"].items():
+                for seed, rec in seeds.items():
+                    dst["models"].setdefault(name, {}).setdefault(seed, rec)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "dropin.json", json.dumps(doc, separators=(",", ":")))
+    return doc
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -313,12 +334,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="folder for dropin.json (default docs/figures; --quick: a temporary one)")
     ap.add_argument("--only", default=None, help=f"comma-separated tasks ({','.join(FULL['tasks'])})")
     ap.add_argument("--models", default=None, help=f"comma-separated models ({','.join(MODELS)})")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="merge the cells of earlier runs with the same settings into --out/dropin.json; runs nothing")
     ap.add_argument("--table", default=None, metavar="JSON", help="print the markdown tables of a dropin.json; runs nothing")
     args = ap.parse_args(argv)
     if args.table:
         print(tables(json.loads(Path(args.table).read_text())))
         return {}
     cfg = QUICK if args.quick else FULL
+    if args.merge:
+        return merge(args.merge, Path(args.out) if args.out else ROOT / "docs" / "figures")
     tasks = list(cfg["tasks"]) if not args.only else args.only.split(",")
     models = list(MODELS) if not args.models else args.models.split(",")
     for t in tasks:

@@ -65,3 +65,8 @@ def test_quick_run_end_to_end_and_resume(tmp_path, capsys):
     capsys.readouterr()
     d.main(["--quick", "--out", str(tmp_path), "--only", "adding_100", "--models", "lstm,tnd-v0"])
     assert "seed 0 params" not in capsys.readouterr().out  # every cell was already done
+    d.main(["--quick", "--out", str(tmp_path / "b"), "--only", "adding_100", "--models", "tnd-gated-allin"])
+    merged = d.main(["--quick", "--merge", str(tmp_path / "dropin.json"), str(tmp_path / "b" / "dropin.json"),
+                     "--out", str(tmp_path / "m")])
+    assert set(merged["results"]["adding_100"]["models"]) == {"lstm", "tnd-v0", "tnd-allin-span", "tnd-gated-allin"}
+    assert json.loads((tmp_path / "m" / "dropin.json").read_text())["results"] == merged["results"]
