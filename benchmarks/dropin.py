@@ -271,9 +271,63 @@ def fmt(s: dict, digits: int) -> str:
     return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
 
 
+#: differences of the primary metric below this count as "same": 1 % of the constant predictor's
+#: MSE, one accuracy point, two catch-rate points (a few test sequences / rounds)
+SAME = {"loss": 0.01, "accuracy": 0.01, "catch_rate": 0.02}
+
+
+def compare(summ: dict, name: str, ref: str, consts: dict) -> dict:
+    """Per task, ``name`` against ``ref`` on the task's primary metric: "better" / "worse" by the
+    mean over seeds, "same" within ``SAME``; "clearly" when every seed of one lies beyond every
+    seed of the other (at least 2 seeds each)."""
+    out = {}
+    for label, rows in summ.items():
+        if name not in rows or ref not in rows:
+            continue
+        key, _, higher = PRIMARY[label]
+        a, b = rows[name][key], rows[ref][key]
+        tol = SAME[key] * (consts[label]["loss"] if key == "loss" else 1.0)
+        sign = 1.0 if higher else -1.0
+        d = sign * (a["mean"] - b["mean"])
+        # a's worst seed against b's best seed, in the "higher is better" direction
+        sep = sign * ((a["min"] - b["max"]) if higher else (a["max"] - b["min"]))
+        sep_worse = sign * ((b["min"] - a["max"]) if higher else (b["max"] - a["min"]))
+        many = a["n"] >= 2 and b["n"] >= 2
+        if abs(d) < tol:
+            out[label] = "same"
+        elif d > 0:
+            out[label] = "clearly better" if many and sep > 0 else "better"
+        else:
+            out[label] = "clearly worse" if many and sep_worse > 0 else "worse"
+    return out
+
+
+def summary_table(doc: dict, ref: str = "tnd-default") -> str:
+    """Tasks x models on each task's primary metric (mean over seeds), then each model against ``ref``."""
+    summ = summarise(doc)
+    names = [m for m in MODELS if any(m in rows for rows in summ.values())]
+    lines = ["| task (metric) | constant | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for label, rows in summ.items():
+        key, what, higher = PRIMARY[label]
+        const = doc["results"][label]["constant"]
+        c = "-" if key == "catch_rate" else f"{const[key]:.4g}"
+        cells = []
+        for m in names:
+            v = rows.get(m, {}).get(key)
+            cells.append("-" if v is None else f"{v['mean']:.4g}")
+        lines.append(f"| {label} ({what}, {'higher' if higher else 'lower'} is better) | {c} | " + " | ".join(cells) + " |")
+    lines += ["", f"| model | against `{ref}`, per task (mean over seeds; \"same\": within 1 % of the constant MSE, 1 accuracy point or 2 catch-rate points; \"clearly\": every seed beyond every seed of the other) |", "|---|---|"]
+    for m in names:
+        if m == ref:
+            continue
+        cmp = compare(summ, m, ref, {k: v["constant"] for k, v in doc["results"].items()})
+        lines.append(f"| {m} | " + ", ".join(f"{k}: {v}" for k, v in cmp.items()) + " |")
+    return "\n".join(lines)
+
+
 def tables(doc: dict) -> str:
     summ = summarise(doc)
-    lines = []
+    lines = ["## Summary", "", summary_table(doc)]
     for label, rows in summ.items():
         entry = doc["results"][label]
         const = entry["constant"]
@@ -305,7 +359,7 @@ def tables(doc: dict) -> str:
             if has_play:
                 line += f" {fmt(r['catch_rate'], 3)} | {fmt(r['mean_catches'], 2)} |"
             lines.append(line)
-    return "\n".join(lines[1:])
+    return "\n".join(lines)
 
 
 def merge(paths: list[str], out: Path) -> dict:
