@@ -42,6 +42,8 @@ from tnd import TND, NeuronGraph  # noqa: E402
 from tnd.apps.baselines import count_parameters, hidden_size_for_budget, make_baseline, size_for_budget  # noqa: E402
 from tnd.apps.tasks import load_task  # noqa: E402
 from tnd.apps.viz.timescales import time_constant_stats  # noqa: E402
+from tnd.dynamics import TAU_INIT_V0  # noqa: E402
+from tnd.graph_builders import num_inputs_v0  # noqa: E402
 from tnd.io import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,15 +66,17 @@ QUICK = {"quick": True, "budget": 400, "lr": 5e-3, "clip": 1.0, "n_test": 64, "p
 
 # ----------------------------------------------------------------------------- models
 def variant_options(name: str, horizon: int) -> tuple[dict, dict]:
-    """(graph options, TND keyword options) of a what-if variant; ``horizon``: the task's length."""
+    """(graph options, TND keyword options) of a what-if variant; ``horizon``: the task's length.
+    ``tnd`` is the library default this study measured (before docs/DROPIN.md), spelled out."""
     span = {"tau_init": (1.0, float(horizon)), "tau_max": float(max(1000.0, 2.0 * horizon))}
+    v0 = {"dynamics_kw": {"tau_init": TAU_INIT_V0}}
     return {
-        "tnd": ({}, {}),
+        "tnd": ({}, v0),
         "tnd_tau_span": ({}, {"dynamics_kw": span}),
-        "tnd_all_input": ({"all_input": True}, {}),
+        "tnd_all_input": ({"all_input": True}, v0),
         "tnd_span_all_input": ({"all_input": True}, {"dynamics_kw": span}),
         "tnd_gated_span": ({}, {"dynamics": "gated", "dynamics_kw": span}),
-        "tnd_io_overlap": ({"overlap": True}, {}),
+        "tnd_io_overlap": ({"overlap": True}, v0),
     }[name]
 
 
@@ -81,7 +85,7 @@ def memory_tnd(name: str, c: int, o: int, budget: int, horizon: int, seed: int) 
     gopt, kw = variant_options(name, horizon)
 
     def graph(n: int, strict: bool) -> NeuronGraph:
-        ni = n if gopt.get("all_input") else None
+        ni = n if gopt.get("all_input") else num_inputs_v0(n)
         if gopt.get("overlap"):  # input and readout on the same quarter of the neurons
             g = NeuronGraph.random(n, density=DENSITY, seed=seed, allow_unreachable=True)
             q = max(1, n // 4)
@@ -403,7 +407,7 @@ def pong_all_input_tnd(c: int, budget: int) -> TND:
     """Pong's default TND (small-world k=4, state_size 2, leaky, discrete) with every neuron an input neuron."""
     def make(n: int) -> TND:
         g = NeuronGraph.small_world(n, k=4, rewire_prob=0.1, seed=0, num_inputs=n)
-        return TND(c, g, 3, state_size=2)
+        return TND(c, g, 3, state_size=2, dynamics_kw={"tau_init": TAU_INIT_V0})
 
     def count(n: int) -> int:
         with torch.random.fork_rng(devices=[]):

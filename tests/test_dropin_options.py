@@ -100,3 +100,20 @@ def test_span_and_all_inputs_save_and_load(tmp_path):
     x = torch.randn(2, 5, 3, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(back(x)[0], m(x)[0], rtol=0, atol=0)
+
+
+def test_the_defaults_are_every_neuron_an_input_and_the_span():
+    """The defaults of docs/DROPIN.md; the old ones stay one argument away."""
+    from tnd.dynamics import TAU_INIT_V0
+    from tnd.graph_builders import num_inputs_v0
+
+    for g in (NeuronGraph.random(40, 0.1, seed=0), NeuronGraph.small_world(40, k=4, seed=0),
+              NeuronGraph.ring(40), NeuronGraph.scale_free(40), NeuronGraph.fully_connected(12)):
+        assert g.input_neurons.tolist() == list(range(g.num_neurons))
+        assert g.output_neurons.tolist() == list(range(g.num_neurons - g.num_neurons // 4, g.num_neurons))
+    old = NeuronGraph.random(40, 0.1, seed=0, num_inputs=num_inputs_v0(40))
+    assert old.input_neurons.tolist() == list(range(10))
+    assert NeuronGraph.from_name("layered", 40).input_neurons.numel() == 10  # its sensory layer, as before
+    m = TND(2, NeuronGraph.random(30, 0.2, seed=0), 1)
+    assert m.cell.dynamics.tau_init == (1.0, 1000.0) and m.cell.dynamics_kw == {}
+    assert TND(2, old, 1, dynamics_kw={"tau_init": TAU_INIT_V0}).cell.dynamics.tau_init == (1.0, 10.0)

@@ -14,10 +14,12 @@ combination of ``s`` and ``c`` keeps states inside [-1, 1] (given an initial sta
 the discrete update has a closed form (see :mod:`tnd.solvers`).
 
 Time constants start log-uniform in ``tau_init`` (per neuron) and are kept in
-``[tau_min, tau_max]`` by construction. ``tau_init="span"`` spreads them over the whole allowed
-range above one step, ``(max(1, tau_min), tau_max)``: with the default ``tau_max = 1000`` that is
-1 to 1,000 steps, so some neurons remember across horizons of hundreds of steps from the start
-(training does not stretch short time constants by itself: docs/DIAGNOSIS.md, finding 2).
+``[tau_min, tau_max]`` by construction. ``tau_init="span"`` (the default) spreads them over the
+whole allowed range above one step, ``(max(1, tau_min), tau_max)``: with the default
+``tau_max = 1000`` that is 1 to 1,000 steps, so some neurons remember across horizons of hundreds
+of steps from the start (training does not stretch short time constants by itself:
+docs/DIAGNOSIS.md, finding 2; the default since docs/DROPIN.md). ``tau_init=TAU_INIT_V0``,
+``(1, 10)``, is the range of earlier releases.
 
 Parameters are either shared by all neurons (``per_neuron=False``: the paper's
 instantiation, one F for the whole graph) or one set per neuron (``per_neuron=True``:
@@ -34,8 +36,10 @@ from torch import nn
 from ..checks import check_bool, check_int, check_real
 
 
-#: ``tau_init`` value: time constants log-uniform over ``(max(1, tau_min), tau_max)``
+#: ``tau_init`` value: time constants log-uniform over ``(max(1, tau_min), tau_max)`` (the default)
 TAU_SPAN = "span"
+#: the default ``tau_init`` before docs/DROPIN.md
+TAU_INIT_V0 = (1.0, 10.0)
 
 
 def span_tau_init(tau_min: float, tau_max: float) -> tuple[float, float]:
@@ -57,7 +61,7 @@ class NeuronDynamics(nn.Module):
         per_neuron: bool = True,
         tau_min: float = 0.25,
         tau_max: float = 1000.0,
-        tau_init: tuple[float, float] | str = (1.0, 10.0),
+        tau_init: tuple[float, float] | str = TAU_SPAN,
     ) -> None:
         super().__init__()
         check_int("num_neurons", num_neurons, 1)
