@@ -42,6 +42,8 @@ from tnd import TND, NeuronGraph  # noqa: E402
 from tnd.apps.baselines import count_parameters, hidden_size_for_budget, make_baseline, size_for_budget  # noqa: E402
 from tnd.apps.tasks import load_task  # noqa: E402
 from tnd.apps.viz.timescales import time_constant_stats  # noqa: E402
+from tnd.dynamics import TAU_INIT_V0  # noqa: E402
+from tnd.graph_builders import num_inputs_v0  # noqa: E402
 from tnd.io import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,15 +66,17 @@ QUICK = {"quick": True, "budget": 400, "lr": 5e-3, "clip": 1.0, "n_test": 64, "p
 
 # ----------------------------------------------------------------------------- models
 def variant_options(name: str, horizon: int) -> tuple[dict, dict]:
-    """(graph options, TND keyword options) of a what-if variant; ``horizon``: the task's length."""
+    """(graph options, TND keyword options) of a what-if variant; ``horizon``: the task's length.
+    ``tnd`` is the library default this study measured (before docs/DROPIN.md), spelled out."""
     span = {"tau_init": (1.0, float(horizon)), "tau_max": float(max(1000.0, 2.0 * horizon))}
+    v0 = {"dynamics_kw": {"tau_init": TAU_INIT_V0}}
     return {
-        "tnd": ({}, {}),
+        "tnd": ({}, v0),
         "tnd_tau_span": ({}, {"dynamics_kw": span}),
-        "tnd_all_input": ({"all_input": True}, {}),
+        "tnd_all_input": ({"all_input": True}, v0),
         "tnd_span_all_input": ({"all_input": True}, {"dynamics_kw": span}),
         "tnd_gated_span": ({}, {"dynamics": "gated", "dynamics_kw": span}),
-        "tnd_io_overlap": ({"overlap": True}, {}),
+        "tnd_io_overlap": ({"overlap": True}, v0),
     }[name]
 
 
@@ -81,7 +85,7 @@ def memory_tnd(name: str, c: int, o: int, budget: int, horizon: int, seed: int) 
     gopt, kw = variant_options(name, horizon)
 
     def graph(n: int, strict: bool) -> NeuronGraph:
-        ni = n if gopt.get("all_input") else None
+        ni = n if gopt.get("all_input") else num_inputs_v0(n)
         if gopt.get("overlap"):  # input and readout on the same quarter of the neurons
             g = NeuronGraph.random(n, density=DENSITY, seed=seed, allow_unreachable=True)
             q = max(1, n // 4)
@@ -351,33 +355,47 @@ def memory_study(cfg, results, log, save=None):
                    updates, batch, cfg, constant, results, log, save, seed=seed)
 
 
-def pong_study(cfg, results, log, work: Path, save=None):
+def pong_data(p: dict, quick: bool, work: Path):
+    """Pong behaviour-cloning windows (positions only, ``p``: demo_rounds, window) generated into
+    ``work``: ``(xtr, ytr, xva, yva, constant)``, ``constant`` the training-label-frequency predictor."""
     from tnd.apps.pong.cells import load_windows, prepare_data
     from tnd.apps.pong.config import PongConfig
-    from tnd.apps.pong.evaluate import play_rounds
-    from tnd.apps.pong.models import build_model
 
-    p = cfg["pong"]
-    pc = PongConfig(demo_rounds=p["demo_rounds"], window=p["window"], val_windows=32 if cfg["quick"] else 512,
-                    max_catches=3 if cfg["quick"] else 100, demo_steps_per_round=120 if cfg["quick"] else 300)
+    pc = PongConfig(demo_rounds=p["demo_rounds"], window=p["window"], val_windows=32 if quick else 512,
+                    max_catches=3 if quick else 100, demo_steps_per_round=120 if quick else 300)
     data = prepare_data(pc, work)
     xtr, ytr, xva, yva = (torch.as_tensor(a) for a in load_windows(pc, data))
     xtr, xva = xtr.float(), xva.float()
     ytr, yva = ytr.long(), yva.long()
-    loss_of, acc_of = task_losses("pong")
     freq = torch.bincount(ytr.flatten(), minlength=3).float()
     freq = freq / freq.sum()
     constant = {"loss": float(F.cross_entropy(freq.log().expand(yva.numel(), 3), yva.flatten())),
                 "accuracy": float((yva == freq.argmax()).float().mean()), "what": "training label frequencies"}
+    return xtr, ytr, xva, yva, constant
+
+
+def pong_play(model, rounds: int, quick: bool) -> dict:
+    """Closed loop: the behaviour the offline loss stands in for (greedy actions, no observation noise)."""
+    from tnd.apps.pong.evaluate import play_rounds
+
+    ev = play_rounds(model, rounds, env_kwargs={"max_catches": 3 if quick else 100, "obs_noise": 0.0})
+    return {"play": {k: v for k, v in ev.items() if not isinstance(v, (list, dict))}}
+
+
+def pong_study(cfg, results, log, work: Path, save=None):
+    from tnd.apps.pong.models import build_model
+
+    p = cfg["pong"]
+    xtr, ytr, xva, yva, constant = pong_data(p, cfg["quick"], work)
+    loss_of, acc_of = task_losses("pong")
+
     def build(name):
         if name == "tnd_all_input":
             return pong_all_input_tnd(xtr.shape[-1], cfg["budget"])
         return build_model(name, xtr.shape[-1], 3, cfg["budget"], window=p["window"])[0]
 
-    def play(model) -> dict:  # closed loop: the behaviour the offline loss stands in for
-        ev = play_rounds(model, p["play_rounds"], env_kwargs={"max_catches": 3 if cfg["quick"] else 100,
-                                                             "obs_noise": 0.0})
-        return {"play": {k: v for k, v in ev.items() if not isinstance(v, (list, dict))}}
+    def play(model) -> dict:
+        return pong_play(model, p["play_rounds"], cfg["quick"])
 
     builders = {n: (lambda n=n: build(n)) for n in cfg["pong_variants"]}
     builders["lstm"] = lambda: build("lstm")
@@ -389,7 +407,7 @@ def pong_all_input_tnd(c: int, budget: int) -> TND:
     """Pong's default TND (small-world k=4, state_size 2, leaky, discrete) with every neuron an input neuron."""
     def make(n: int) -> TND:
         g = NeuronGraph.small_world(n, k=4, rewire_prob=0.1, seed=0, num_inputs=n)
-        return TND(c, g, 3, state_size=2)
+        return TND(c, g, 3, state_size=2, dynamics_kw={"tau_init": TAU_INIT_V0})
 
     def count(n: int) -> int:
         with torch.random.fork_rng(devices=[]):

@@ -66,7 +66,9 @@ class TNDCell(nn.Module):
         impl: interaction path, ``"auto"``, ``"dense"`` or ``"sparse"``.
         interaction_kw: extra keyword arguments of I (``gain``; attention: ``key_scale``).
         dynamics_kw: extra keyword arguments of F (``tau_min``, ``tau_max``, ``tau_init``; leaky:
-            ``activation``; mlp: ``hidden_size``).
+            ``activation``; mlp: ``hidden_size``). ``tau_init`` is the range the time constants
+            start in, log-uniform per neuron: a pair ``(low, high)`` or ``"span"`` (default), from
+            one step to ``tau_max`` (see :mod:`tnd.dynamics.base`; ``(1, 10)`` before docs/DROPIN.md).
 
     Every option is type-checked: booleans must be ``bool``, sizes ``int``, numbers finite and in
     range; a wrong one raises TypeError/ValueError naming it.

@@ -13,6 +13,14 @@ neuron). The form is a choice that buys two guarantees: every solver step that i
 combination of ``s`` and ``c`` keeps states inside [-1, 1] (given an initial state there), and
 the discrete update has a closed form (see :mod:`tnd.solvers`).
 
+Time constants start log-uniform in ``tau_init`` (per neuron) and are kept in
+``[tau_min, tau_max]`` by construction. ``tau_init="span"`` (the default) spreads them over the
+whole allowed range above one step, ``(max(1, tau_min), tau_max)``: with the default
+``tau_max = 1000`` that is 1 to 1,000 steps, so some neurons remember across horizons of hundreds
+of steps from the start (training does not stretch short time constants by itself:
+docs/DIAGNOSIS.md, finding 2; the default since docs/DROPIN.md). ``tau_init=TAU_INIT_V0``,
+``(1, 10)``, is the range of earlier releases.
+
 Parameters are either shared by all neurons (``per_neuron=False``: the paper's
 instantiation, one F for the whole graph) or one set per neuron (``per_neuron=True``:
 heterogeneous F). Shapes: a parameter has a leading dim R = N or 1, broadcast over neurons.
@@ -28,6 +36,19 @@ from torch import nn
 from ..checks import check_bool, check_int, check_real
 
 
+#: ``tau_init`` value: time constants log-uniform over ``(max(1, tau_min), tau_max)`` (the default)
+TAU_SPAN = "span"
+#: the default ``tau_init`` before docs/DROPIN.md
+TAU_INIT_V0 = (1.0, 10.0)
+
+
+def span_tau_init(tau_min: float, tau_max: float) -> tuple[float, float]:
+    """The ``(low, high)`` that ``tau_init="span"`` stands for: from one step (or ``tau_min``, if
+    larger; ``tau_min`` itself when ``tau_max <= 1``) up to ``tau_max``."""
+    lo = max(1.0, tau_min) if tau_max > 1.0 else tau_min
+    return (float(lo), float(tau_max))
+
+
 class NeuronDynamics(nn.Module):
     """Base class: subclasses implement :meth:`rate_and_target` and :meth:`time_constants`."""
 
@@ -40,7 +61,7 @@ class NeuronDynamics(nn.Module):
         per_neuron: bool = True,
         tau_min: float = 0.25,
         tau_max: float = 1000.0,
-        tau_init: tuple[float, float] = (1.0, 10.0),
+        tau_init: tuple[float, float] | str = TAU_SPAN,
     ) -> None:
         super().__init__()
         check_int("num_neurons", num_neurons, 1)
@@ -50,8 +71,10 @@ class NeuronDynamics(nn.Module):
         tau_max = check_real("tau_max", tau_max, 0.0, exclusive_min=True)
         if not tau_min < tau_max:
             raise ValueError(f"need 0 < tau_min < tau_max, got tau_min={tau_min}, tau_max={tau_max}")
+        if isinstance(tau_init, str) and tau_init == TAU_SPAN:
+            tau_init = span_tau_init(tau_min, tau_max)
         if isinstance(tau_init, (str, bytes)) or not isinstance(tau_init, (tuple, list)) or len(tau_init) != 2:
-            raise TypeError(f"tau_init must be a pair (low, high) of time constants, got {type(tau_init).__name__} {tau_init!r}")
+            raise TypeError(f"tau_init must be a pair (low, high) of time constants or {TAU_SPAN!r}, got {type(tau_init).__name__} {tau_init!r}")
         lo, hi = (check_real(f"tau_init[{i}]", t, 0.0, exclusive_min=True) for i, t in enumerate(tau_init))
         if not tau_min <= lo <= hi <= tau_max:
             raise ValueError(f"tau_init={tuple(tau_init)} must lie within [tau_min, tau_max] = [{tau_min}, {tau_max}]")

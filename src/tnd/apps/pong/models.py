@@ -28,7 +28,9 @@ from torch import nn
 
 from ..baselines import count_parameters, hidden_size_for_budget, make_baseline, size_for_budget
 from tnd.checks import check_positive_int
+from tnd.dynamics import TAU_INIT_V0
 from tnd.graph import NeuronGraph
+from tnd.graph_builders import num_inputs_v0
 from tnd.model import TND
 from .references import REFERENCE_NAMES, make_reference, reference_hidden_for_budget, reference_kwargs
 
@@ -64,8 +66,12 @@ TND_DEFAULTS: dict[str, Any] = {
 def tnd_graph(num_neurons: int, graph: str = "small_world", graph_kw: dict[str, Any] | None = None,
               seed: int = 0) -> NeuronGraph:
     """The TND neuron graph of ``num_neurons`` neurons (default roles: first quarter input,
-    last quarter output)."""
-    return NeuronGraph.from_name(graph, int(num_neurons), seed=int(seed), **dict(graph_kw or {}))
+    last quarter output: the library's defaults before docs/DROPIN.md, kept here so that the
+    Pong experiments, and the run folders they saved, rebuild the same models)."""
+    kw = dict(graph_kw or {})
+    if graph != "layered":  # layered: its own sensory layer
+        kw.setdefault("num_inputs", num_inputs_v0(int(num_neurons)))
+    return NeuronGraph.from_name(graph, int(num_neurons), seed=int(seed), **kw)
 
 
 def _tnd_from(num_neurons: int, input_size: int, output_size: int, cfg: dict[str, Any], seed: int) -> TND:
@@ -81,10 +87,12 @@ def _tnd_from(num_neurons: int, input_size: int, output_size: int, cfg: dict[str
                 raise ValueError(f"input_fraction: expected a number in (0, 1], got {frac!r}")
             graph_kw["num_inputs"] = max(1, round(float(frac) * int(num_neurons)))
         g = tnd_graph(num_neurons, cfg["graph"], graph_kw, seed)
-    # keys added later (tuning) are optional, so specs saved before them load unchanged
+    # keys added later (tuning) are optional, so specs saved before them load unchanged; the
+    # time-constant init of the documented Pong runs is the library default before docs/DROPIN.md
+    dynamics_kw = {"tau_init": TAU_INIT_V0, **(cfg.get("dynamics_kw") or {})}
     return TND(input_size, g, output_size, state_size=cfg["state_size"], interaction=cfg["interaction"],
                dynamics=cfg["dynamics"], per_neuron=cfg["per_neuron"], mode=cfg["mode"],
-               dynamics_kw=cfg.get("dynamics_kw"), propagation_steps=int(cfg.get("propagation_steps", 1)))
+               dynamics_kw=dynamics_kw, propagation_steps=int(cfg.get("propagation_steps", 1)))
 
 
 def num_neurons_for_budget(input_size: int, output_size: int, param_budget: int, cfg: dict[str, Any],

@@ -66,14 +66,14 @@ _TND = _space(
     {"graph": choice(["random", "small_world", "scale_free"]), "mean_degree": choice([2, 4, 8]),
      "dynamics": choice(["leaky", "gated"]), "state_size": choice([1, 2]),
      "input_fraction": choice([0.25, 0.5, 1.0]), "propagation_steps": choice([1, 2, 3]),
-     "tau_init": choice([[1.0, 10.0], [1.0, 100.0]])},
+     "tau_init": choice([[1.0, 10.0], [1.0, 100.0], "span"])},
     {"graph": "small_world", "mean_degree": 4, "dynamics": "leaky", "state_size": 2, "input_fraction": 0.25,
      "propagation_steps": 1, "tau_init": [1.0, 10.0]},
     {"graph": "graph family (small_world: 10 % of edges rewired)", "mean_degree": "mean out-degree of the graph",
      "dynamics": "neuron dynamics family", "state_size": "state variables per neuron",
      "input_fraction": "fraction of the neurons that receive the input",
      "propagation_steps": "message-passing rounds per time step",
-     "tau_init": "range of the initial time constants (log-uniform per neuron)"})
+     "tau_init": "range of the initial time constants (log-uniform per neuron; span: 1 step to tau_max)"})
 _LAYERS = _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked recurrent layers"})
 
 SPACES: dict[str, SearchSpace] = {
@@ -118,7 +118,8 @@ def build_options(model: str, config: dict[str, Any]) -> dict[str, Any]:
         out["tnd"] = {"graph": knobs["graph"], "graph_kw": graph_kw, "dynamics": knobs["dynamics"],
                       "state_size": int(knobs["state_size"]), "input_fraction": float(knobs["input_fraction"]),
                       "propagation_steps": int(knobs["propagation_steps"]),
-                      "dynamics_kw": {"tau_init": [float(t) for t in knobs["tau_init"]]}}
+                      "dynamics_kw": {"tau_init": knobs["tau_init"] if isinstance(knobs["tau_init"], str)
+                                      else [float(t) for t in knobs["tau_init"]]}}
     elif knobs:
         out["model_kw"] = knobs
     return out

@@ -57,6 +57,7 @@ from ..baselines import (
     make_baseline,
     size_for_budget,
 )
+from tnd.dynamics import TAU_INIT_V0
 from tnd.graph import NeuronGraph
 from tnd.model import TND
 
@@ -112,8 +113,9 @@ def tnd_graph(num_neurons: int, topology: str = "small_world", seed: int = 0) ->
 def _tnd(name: str, num_neurons: int, input_size: int, output_size: int, topology: str,
          graph_seed: int) -> TND:
     cont = name.startswith("tnd_ct")
+    # dynamics_kw: the time-constant init of the documented suite runs (the default before docs/DROPIN.md)
     kw: dict[str, Any] = dict(TND_DEFAULTS, per_neuron=not name.endswith("_shared"),
-                              mode="continuous" if cont else "discrete")
+                              mode="continuous" if cont else "discrete", dynamics_kw={"tau_init": TAU_INIT_V0})
     if cont:
         kw.update(solver=CT_SOLVER, substeps=1)
     return TND(input_size, tnd_graph(num_neurons, topology, graph_seed), output_size, **kw)
