@@ -14,7 +14,7 @@ every model             ``lr`` log-uniform [1e-3, 3e-2] (5e-3)
                         ``mean_degree`` {2, 4, 8} (4); ``dynamics`` {leaky, gated} (leaky);
                         ``state_size`` {1, 2} (2); ``input_fraction`` {0.25, 0.5, 1} of the
                         neurons take input (0.25); ``propagation_steps`` {1, 2, 3} (1);
-                        ``tau_init`` {[1, 10], [1, 100]} initial time constants (per-neuron
+                        ``tau_init`` {[1, 10], [1, 100], span} initial time constants (per-neuron
                         log-uniform; [1, 10])
 ``rnn``, ``lstm``       ``num_layers`` {1, 2} (1)
 ``sparse_rnn``          ``lr`` only (its mask density is the TND graph's by design)
