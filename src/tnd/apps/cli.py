@@ -32,9 +32,11 @@ COMMANDS = {
     "inspect": ("tnd.apps.pong.inspection", "figures and an HTML report of a finished Pong or topology run: graph, timescales, "
                                     "activity, lesions"),
     "suite": ("tnd.apps.suite.cli", "benchmarks beyond Pong: multi-timescale, irregular, real data, memory; sweeps on Ray"),
+    "suite tune": ("tnd.apps.suite.tune", "equal-budget hyper-parameter search of every suite model per task on the "
+                                          "validation split, on Ray Tune; writes best_configs.json for tnd suite --tuned"),
 }
 
-RUN_FOLDER_COMMANDS = ("pong", "pong tune", "topology", "suite")  # the commands that resume a run folder
+RUN_FOLDER_COMMANDS = ("pong", "pong tune", "topology", "suite", "suite tune")  # the commands that resume a run folder
 
 
 def _join_command(argv: list[str]) -> list[str]:

@@ -7,6 +7,8 @@ Examples::
     tnd suite --tasks multiscale --models tnd lstm --seeds 0 1 2
     tnd suite --quick --out runs/smoke          # tiny budget, a smoke test
     tnd suite --topologies small_world,random,ring --models tnd,tnd_shared --tasks multiscale
+    tnd suite tune --tasks multiscale --models tnd lstm --trials 20   # equal tuning (tnd.apps.suite.tune)
+    tnd suite --tuned runs/suite-tune/best_configs.json                 # the sweep with the chosen configs
 
 Lists take space- or comma-separated values, like every ``tnd`` command (``--seeds 0 1 2``, the
 seeds themselves, never a count). An ``--out`` that already holds a sweep is refused unless
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runs import FolderOptions, Interrupted, open_run_folder, set_resume_command
+from ..runs import FolderOptions, Interrupted, note, open_run_folder, set_resume_command
 from ..settings import UsageError, add_options, command_args, from_args, setting
 from ..tasks import TASKS
 from .models import MODEL_NAMES, TOPOLOGIES
@@ -86,6 +88,10 @@ class SuiteSettings:
     """print the plan (cells and skips) and exit"""
     report_only: bool = False
     """rewrite report.md/results.json from the finished cells of --out; run nothing"""
+    tuned: str | None = setting(None, metavar="FILE", example="--tuned runs/suite-tune/best_configs.json")
+    """chosen configurations per (task, model) (best_configs.json of tnd suite tune; none: the defaults);
+    default: the committed src/tnd/apps/suite/tuned.json when there is one. A tuned cell uses its
+    configuration's learning rate and layout (TND: its graph family instead of --topologies)"""
 
     def check(self) -> None:
         for name in ("tasks", "models"):
@@ -130,19 +136,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, FolderOptions)
 
 
+def _tuned(s: SuiteSettings) -> dict[str, dict[str, Any]]:
+    """The chosen configurations of --tuned (every entry of the file: --tasks may change on resume)."""
+    from .sweep import BASE_SETTINGS, QUICK_SETTINGS
+    from .tuning_spaces import load_tuned, resolve_tuned_path
+
+    path = resolve_tuned_path(s.tuned)
+    if path is None:
+        return {}
+    loaded = load_tuned(path)
+    budget = s.param_budget or (QUICK_SETTINGS if s.quick else BASE_SETTINGS)["param_budget"]
+    if loaded["param_budget"] not in (None, budget):
+        note(f"tnd suite: --tuned {path}: searched at --param-budget {loaded['param_budget']}, this sweep uses "
+             f"{budget} (the configurations apply; the widths are matched to this budget)")
+    return loaded["configs"]
+
+
 def _spec(s: SuiteSettings):
     from .sweep import SweepSpec
 
     overrides = {"max_updates": s.max_updates, "param_budget": s.param_budget, "batch_size": s.batch_size}
     return SweepSpec(tasks=list(s.chosen_tasks), models=list(s.chosen_models), seeds=list(s.seeds), topologies=list(s.topologies),
                      quick=s.quick, overrides={k: v for k, v in overrides.items() if v is not None},
-                     no_skip=not s.skip, threads=s.threads, checkpoint_every=s.checkpoint_every)
+                     no_skip=not s.skip, threads=s.threads, checkpoint_every=s.checkpoint_every, tuned=_tuned(s))
 
 
 def _option(key: str, value: Any) -> str:
     """One SweepSpec setting as a user types it."""
     if key == "overrides":
         return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(value.items())) or "no overrides"
+    if key == "tuned":
+        return f"--tuned with {len(value)} chosen configuration(s)" if value else "no --tuned"
     if key in ("quick", "no_skip"):
         return _SPEC_OPTIONS[key] if value else f"no {_SPEC_OPTIONS[key]}"
     return f"--{key.replace('_', '-')} {value}"
@@ -179,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         n = report_only(spec, out)
         print(f"[suite] report of {n}/{len(cells)} finished cells: {out}/report.md, {out}/results.json")
         return 0
-    open_run_folder(Path(out), "suite", "sweep.json", spec.to_dict(), lambda p: json.loads(p.read_text())["spec"],
+    open_run_folder(Path(out), "suite", "sweep.json", spec.to_dict(), lambda p: {"tuned": {}, **json.loads(p.read_text())["spec"]},
                     resume=s.resume, force=bool(getattr(args, "force", None)), may_change=RESUME_MAY_CHANGE,
                     option=_option)
     set_resume_command(resume_command(s))

@@ -42,6 +42,18 @@ time a signal needs one step per graph hop, and the overlap removes the readout 
 ``N`` is chosen so the parameter count is closest to the budget; shared-F models get more
 neurons for the same budget. The graph is fixed by ``graph_seed`` (not the training seed), so
 the spread over seeds reflects training randomness, not topology.
+
+Build options (``options``, the tuned configurations of :mod:`.tuning_spaces`)
+-----------------------------------------------------------------------------
+``build_model(..., options=...)`` changes a model's layout; the size knob (neurons, hidden
+width) still absorbs it, so the model stays matched to the budget. TND: ``graph`` (family; it
+replaces ``topology``), ``mean_degree`` (:func:`tnd.graph_builders.degree_kw`; small_world keeps
+10 % rewired), ``dynamics``, ``state_size``, ``input_fraction`` (the first
+``floor(fraction * N)`` ids are inputs; 0.5 is the default layout), ``propagation_steps``,
+``tau_init``; unreachable outputs are allowed (a sparse random graph may leave some). Baselines:
+their constructor's keywords (``num_layers``, ``nhead``, ``backbone_units``, ...). ODE-RNN:
+``ode_width``, the ODE network's hidden width as a multiple of the GRU's. The spec records
+``options``; a spec without them (every sweep before tuning) rebuilds the default model.
 """
 
 from __future__ import annotations
@@ -110,15 +122,50 @@ def tnd_graph(num_neurons: int, topology: str = "small_world", seed: int = 0) ->
     return NeuronGraph.from_name(topology, n, seed=int(seed), **kw)
 
 
+#: the build options of each kind of model (see the module doc)
+TND_OPTIONS = ("graph", "mean_degree", "dynamics", "state_size", "input_fraction", "propagation_steps", "tau_init")
+ODE_RNN_OPTIONS = ("ode_width",)
+
+
+def _tuned_graph(num_neurons: int, options: dict[str, Any], seed: int) -> NeuronGraph:
+    n = int(num_neurons)
+    family = options.get("graph", "small_world")
+    kw: dict[str, Any] = {} if options.get("mean_degree") is None else {"mean_degree": float(options["mean_degree"])}
+    if family == "small_world":
+        kw["rewire_prob"] = 0.1
+    frac = float(options.get("input_fraction", 0.5))
+    if not 0.0 < frac <= 1.0:
+        raise ValueError(f"input_fraction: expected a number in (0, 1], got {frac!r}")
+    kw.update(num_inputs=max(1, int(frac * n)), num_outputs=max(1, (3 * n) // 4), allow_unreachable=True)
+    return NeuronGraph.from_name(family, n, seed=int(seed), **kw)
+
+
 def _tnd(name: str, num_neurons: int, input_size: int, output_size: int, topology: str,
-         graph_seed: int) -> TND:
+         graph_seed: int, options: dict[str, Any] | None = None) -> TND:
     cont = name.startswith("tnd_ct")
     # dynamics_kw: the time-constant init of the documented suite runs (the default before docs/DROPIN.md)
     kw: dict[str, Any] = dict(TND_DEFAULTS, per_neuron=not name.endswith("_shared"),
                               mode="continuous" if cont else "discrete", dynamics_kw={"tau_init": TAU_INIT_V0})
     if cont:
         kw.update(solver=CT_SOLVER, substeps=1)
-    return TND(input_size, tnd_graph(num_neurons, topology, graph_seed), output_size, **kw)
+    if not options:
+        return TND(input_size, tnd_graph(num_neurons, topology, graph_seed), output_size, **kw)
+    bad = sorted(set(options) - set(TND_OPTIONS))
+    if bad:
+        raise ValueError(f"options: {name} takes {', '.join(TND_OPTIONS)}, got {', '.join(bad)}")
+    for k in ("dynamics", "state_size", "propagation_steps"):
+        if k in options:
+            kw[k] = options[k]
+    if "tau_init" in options:
+        t = options["tau_init"]
+        kw["dynamics_kw"] = {"tau_init": t if isinstance(t, str) else tuple(float(v) for v in t)}
+    return TND(input_size, _tuned_graph(num_neurons, options, graph_seed), output_size, **kw)
+
+
+def _min_neurons(options: dict[str, Any] | None) -> int:
+    """A graph of mean degree k needs more than k + 1 neurons."""
+    deg = (options or {}).get("mean_degree")
+    return max(8, int(deg) + 2) if deg is not None else 8
 
 
 class ODERNN(nn.Module):
@@ -178,13 +225,23 @@ class ODERNN(nn.Module):
         return self.readout(torch.stack(outs, 1)), h
 
 
-def _baseline_kwargs(name: str, seq_len: int) -> dict[str, Any]:
+def _baseline_kwargs(name: str, seq_len: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
     if name == "cfc":
-        return {"backbone_units": 32, "backbone_layers": 1}
+        kw = {"backbone_units": 32, "backbone_layers": 1}
     if name == "transformer":
-        return {"context": int(max(2, min(seq_len, MAX_CONTEXT))), "num_layers": 2, "nhead": 2,
-                "positional": "relative"}
-    return {}
+        kw = {"context": int(max(2, min(seq_len, MAX_CONTEXT))), "num_layers": 2, "nhead": 2,
+              "positional": "relative"}
+    return {**kw, **(options or {})}
+
+
+def _ode_kwargs(hidden: int, options: dict[str, Any] | None) -> dict[str, Any]:
+    if not options:
+        return {}
+    bad = sorted(set(options) - set(ODE_RNN_OPTIONS))
+    if bad:
+        raise ValueError(f"options: ode_rnn takes {', '.join(ODE_RNN_OPTIONS)}, got {', '.join(bad)}")
+    return {"ode_hidden": max(1, round(float(options.get("ode_width", 1.0)) * int(hidden)))}
 
 
 def _closest(count, target: int, lo: int = 2, hi: int = 4096) -> int:
@@ -199,27 +256,36 @@ def _closest(count, target: int, lo: int = 2, hi: int = 4096) -> int:
 
 def build_model(name: str, input_size: int, output_size: int, param_budget: int, *,
                 topology: str = "small_world", graph_seed: int = 0,
-                seq_len: int = 64) -> tuple[nn.Module, dict[str, Any]]:
+                seq_len: int = 64, options: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``name`` (see ``MODEL_NAMES``) with the parameter count closest to ``param_budget``.
 
     Initial weights come from the global torch RNG (seed it first). ``topology`` and
-    ``graph_seed`` apply to the TND variants only; ``seq_len`` sets the Transformer's window.
+    ``graph_seed`` apply to the TND variants only; ``seq_len`` sets the Transformer's window;
+    ``options``: the model's build options (module doc; a TND ``graph`` replaces ``topology``).
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
     if topology not in TOPOLOGIES:
         raise ValueError(f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}")
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"options: expected a dict of build options, got {type(options).__name__}")
+    options = dict(options) if options else None
     spec: dict[str, Any] = {"name": name, "input_size": int(input_size), "output_size": int(output_size),
                             "param_budget": int(param_budget), "timespans": takes_timespans(name)}
+    if options:
+        spec["options"] = options
     if name in TND_NAMES:
-        n = _closest(lambda k: count_parameters(_tnd(name, k, input_size, output_size, topology, graph_seed)),
-                     param_budget, lo=8)
+        if options and "graph" in options:
+            topology = str(options["graph"])
+        n = _closest(lambda k: count_parameters(_tnd(name, k, input_size, output_size, topology, graph_seed,
+                                                     options)), param_budget, lo=_min_neurons(options))
         spec.update(kind="tnd", num_neurons=int(n), topology=topology, graph_seed=int(graph_seed))
     elif name == "ode_rnn":
-        h = _closest(lambda k: count_parameters(ODERNN(input_size, output_size, k)), param_budget)
-        spec.update(kind="ode_rnn", hidden_size=int(h), kwargs={})
+        h = _closest(lambda k: count_parameters(ODERNN(input_size, output_size, k, **_ode_kwargs(k, options))),
+                     param_budget)
+        spec.update(kind="ode_rnn", hidden_size=int(h), kwargs=_ode_kwargs(h, options))
     else:
-        kw = _baseline_kwargs(name, seq_len)
+        kw = _baseline_kwargs(name, seq_len, options)
         h = hidden_size_for_budget(name, input_size, output_size, int(param_budget), **kw)
         spec.update(kind="baseline", hidden_size=int(h), kwargs=kw)
     model = model_from_spec(spec)
@@ -233,7 +299,7 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild the architecture of ``spec`` (weights from the global RNG)."""
     if spec["kind"] == "tnd":
         return _tnd(spec["name"], spec["num_neurons"], spec["input_size"], spec["output_size"],
-                    spec["topology"], spec["graph_seed"])
+                    spec["topology"], spec["graph_seed"], spec.get("options"))
     if spec["kind"] == "ode_rnn":
         return ODERNN(spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
     return make_baseline(spec["name"], spec["input_size"], spec["output_size"], spec["hidden_size"],

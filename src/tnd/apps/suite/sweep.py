@@ -21,6 +21,12 @@ scores as an uninterrupted run; the folder is removed when the cell is done. (Wo
 cluster write it on their own disk: mid-cell resume needs the run folder on a shared or local disk.)
 
 Topologies apply to the TND models only; the baselines run once per seed (topology ``na``).
+
+Tuned configurations (``SweepSpec.tuned``: ``{"<task>/<model>": configuration}``, from
+``tnd suite --tuned``, :mod:`.tuning_spaces`): a cell of a tuned (task, model) trains with the
+configuration's learning rate and build options, and its settings hold the configuration, so its
+key (resume) depends on it. A tuned TND cell runs on its configuration's graph family (its
+topology), once per seed; ``topologies`` applies to untuned TND cells.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from tnd.io import atomic_write_text
 from .figures import figures_section, headline_table, mean_ci95, write_group_figures
 from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
 from .train import TrainConfig, reference_score, train_and_evaluate
+from .tuning_spaces import build_options, pair_key
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -188,12 +195,13 @@ class SweepSpec:
     no_skip: bool = False
     threads: int = 1
     checkpoint_every: int = 0  # write a training checkpoint every N updates of a cell (0: never)
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # "<task>/<model>" -> chosen configuration
 
     def to_dict(self) -> dict[str, Any]:
         return {"tasks": list(self.tasks), "models": list(self.models), "seeds": list(self.seeds),
                 "topologies": list(self.topologies), "quick": self.quick,
                 "overrides": dict(self.overrides), "no_skip": self.no_skip, "threads": self.threads,
-                "checkpoint_every": self.checkpoint_every}
+                "checkpoint_every": self.checkpoint_every, "tuned": dict(self.tuned)}
 
 
 def plan(spec: SweepSpec):
@@ -219,10 +227,16 @@ def plan(spec: SweepSpec):
             if reason:
                 skipped.append((task, model, reason))
                 continue
+            tuned = spec.tuned.get(pair_key(task, model))
+            cell_settings = settings
             topos = spec.topologies if model in TND_NAMES else (NA_TOPOLOGY,)
+            if tuned is not None:
+                cell_settings = dict(settings, lr=build_options(model, tuned)["lr"], tuned=dict(tuned))
+                if model in TND_NAMES:
+                    topos = (tuned["graph"],)
             for topo in topos:
                 for seed in spec.seeds:
-                    cells.append(Cell(task, model, topo, int(seed), settings))
+                    cells.append(Cell(task, model, topo, int(seed), cell_settings))
     return cells, skipped
 
 
@@ -253,9 +267,10 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
         task = _load_task(cell["task"], int(s["data_seed"]), bool(s["small"]))
         torch.manual_seed(int(cell["seed"]))
         topo = cell["topology"] if cell["topology"] != NA_TOPOLOGY else "small_world"
+        options = build_options(cell["model"], s["tuned"])["options"] if s.get("tuned") else None
         model, spec = build_model(cell["model"], task.input_size, int(task.output_size),
                                   int(s["param_budget"]), topology=topo,
-                                  graph_seed=int(s["graph_seed"]), seq_len=task.seq_len)
+                                  graph_seed=int(s["graph_seed"]), seq_len=task.seq_len, options=options)
         cfg = TrainConfig(**{k: s[k] for k in TRAIN_KEYS})
         use_ts = takes_timespans(cell["model"]) and task.is_irregular
         ck_kw: dict[str, Any] = {}
@@ -577,6 +592,13 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
                  "mean ± std over seeds and the Student-t 95 % confidence interval of the mean. "
                  "\"stopped at\": the update at which early stopping ended training (mean over seeds, range); "
                  "\"cap hit\": seeds that ran into the update cap instead (their budget did not converge).")
+    tuned = sorted(k for k in spec.tuned if k.partition("/")[0] in spec.tasks and k.partition("/")[2] in spec.models)
+    if tuned:
+        lines.append("")
+        lines.append("Tuned configurations (`tnd suite --tuned`, chosen on validation by `tnd suite tune`; each cell "
+                     "uses its own learning rate and layout, untuned cells the defaults below): "
+                     + "; ".join(f"{k}: " + ", ".join(f"{n}={json.dumps(v)}" for n, v in spec.tuned[k].items())
+                                 for k in tuned) + ".")
     lines.append("")
     summary_rows = []
     for task in [t for t in spec.tasks if t in agg]:

@@ -211,7 +211,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                        on_update: Callable[[int], None] | None = None,
                        checkpoint_dir: str | os.PathLike | None = None,
                        checkpoint_every: int = 100,
-                       resume: bool = False) -> dict[str, Any]:
+                       resume: bool = False, test: bool = True) -> dict[str, Any]:
     """Train ``model`` on ``task`` with protocol ``cfg`` and return its scores (see module doc).
 
     ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` updates and
@@ -221,14 +221,17 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
 
     ``updates`` in the result is the update at which training ended: by early stopping if
     ``stopped_early``, else by the cap ``cfg.max_updates`` (``hit_cap``); ``best_update`` the one
-    whose weights are kept and tested."""
+    whose weights are kept and tested.
+
+    ``test=False`` (tuning, :mod:`tnd.apps.suite.tune`): the test split is never read; the result
+    has the validation scores only (``test_<metric>``, ``test_loss`` and ``n_test`` are None)."""
     if checkpoint_dir is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
                                        or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every!r}")
     torch.manual_seed(seed)
     train = _Split(task, "train", cfg.max_train, use_timespans)
     val = _Split(task, "val", cfg.max_val, use_timespans)
-    test = _Split(task, "test", cfg.max_test, use_timespans)
+    test_split = _Split(task, "test", cfg.max_test, use_timespans) if test else None
     mname, better_high = metric_name(task), higher_is_better(task)
     batches = NumpyPermutationBatches(train.n, min(cfg.batch_size, train.n), seed)
     fingerprint: dict[str, Any] | None = None
@@ -260,7 +263,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                    checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint,
                    name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state)
     t0 = time.perf_counter()
-    te = evaluate(model, task, test, cfg.eval_batch)
+    te = evaluate(model, task, test_split, cfg.eval_batch) if test_split is not None else {"loss": None, mname: None}
     t_train, t_eval = r["train_time_s"], r["eval_time_s"] + (time.perf_counter() - t0)
     updates = r["stop_step"]
     return {
@@ -278,7 +281,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         "train_time_s": t_train,
         "eval_time_s": t_eval,
         "sec_per_update": t_train / max(updates, 1),
-        "n_train": train.n, "n_val": val.n, "n_test": test.n,
+        "n_train": train.n, "n_val": val.n, "n_test": None if test_split is None else test_split.n,
         "history": r["history"],
     }
 
