@@ -20,6 +20,7 @@ SLOW = {
                           "test_bench_refuses_invalid_options", "test_inspect_refuses_invalid_options"],
     "test_fast.py": ["test_bench_quick_smoke", "test_compile_cache_is_reused"],
     "test_pong_tune.py": ["test_tune_on_ray_end_to_end"],
+    "test_suite_tune.py": ["test_tune_on_ray_end_to_end"],
     "test_inspect_topology.py": ["test_inspect_writes_figures_and_self_contained_html"],
     "test_pong_experiment.py": ["test_parallel_workers_give_the_same_numbers", "test_cli_quick_run_writes_results_report_and_plots",
                                 "test_resume_reruns_a_cell_with_changed_settings"],

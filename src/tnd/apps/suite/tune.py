@@ -140,6 +140,16 @@ def plan_pairs(s: TuneSettings) -> tuple[list[tuple[str, str]], list[tuple[str, 
     return pairs, skipped
 
 
+def _option(key: str, value: Any) -> str:
+    """One stored setting as a user types it."""
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else f"no {name}"
+    if isinstance(value, (list, tuple)):
+        return f"{name} {' '.join(map(str, value))}"
+    return f"{name} {value}"
+
+
 def _protocol(s: TuneSettings) -> dict[str, Any]:
     """What a trial's result depends on (its fingerprint)."""
     return {"quick": s.quick, "overrides": s.overrides, "tune_seed": s.tune_seed}
@@ -215,10 +225,10 @@ def run_tune(s: TuneSettings, force: bool = False, log=None) -> dict[str, Any]:
         raise UsageError("--tasks/--models: every pair is skipped by the suite's rules "
                          + "; ".join(f"{t} {m}: {r}" for t, m, r in skipped) + " (use --no-skip to tune them)")
     out = Path(s.folder)
-    stored = {k: v for k, v in asdict(s).items() if k != "out"}
+    stored = {k: v for k, v in asdict(s).items() if k not in ("out", "resume")}
     open_run_folder(out, "suite tune", "tune.json", stored, lambda p: json.loads(p.read_text())["settings"],
                     resume=s.resume, force=force, may_change=TUNE_MAY_CHANGE,
-                    option=lambda k, v: f"--{k.replace('_', '-')} {v}")
+                    option=_option)
     out.mkdir(parents=True, exist_ok=True)
     set_resume_command(command_line(s) + " --resume")
     atomic_write_text(out / "tune.json", json.dumps({"command": command_line(s), "settings": stored}, indent=1))
