@@ -32,7 +32,7 @@ def _one_thread():
 
 
 def test_import_needs_no_ray():
-    code = ("import sys; sys.modules['ray'] = None; import tnd.apps.suite, tnd.apps.suite.cli, tnd.apps.suite.sweep; "
+    code = ("import sys; sys.modules['ray'] = None; import tnd.apps.suite, tnd.apps.suite.cli, tnd.apps.suite.sweep, tnd.apps.suite.tune; "
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr

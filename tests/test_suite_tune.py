@@ -54,11 +54,12 @@ def test_every_model_has_a_space_and_the_same_number_of_trials():
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_every_knob_value_builds_a_model_at_the_budget(model):
-    """Each value of each knob (the others at their defaults) and the largest of every knob
-    together, at every task shape of the suite, within the tolerance of the default budget."""
+    """Each value of each knob (the others at their defaults), the largest of every knob together
+    and sampled trials, at every task shape of the suite, within the tolerance of the default budget."""
     space, budget = SPACES[model], BASE_SETTINGS["param_budget"]
     configs = [dict(space.default, **{k: v}) for k, dom in space.knobs.items() if k != "lr" for v in dom.values]
     configs.append({k: (dom.values[-1] if k != "lr" else space.default["lr"]) for k, dom in space.knobs.items()})
+    configs += sample_trials({model: space}, 4, seed=0)[model][1:]
     for cfg in configs:
         for shape in SHAPES:
             _, spec = _build(model, cfg, shape)
@@ -98,6 +99,10 @@ def test_knobs_reach_the_model():
     assert (net.num_layers, net.nhead) == (1, 4)
     net, spec = _build("ode_rnn", {"lr": 0.01, "ode_width": 2.0})
     assert net.func[0].out_features == round(2 * spec["hidden_size"])
+    for model in ("cfc", "ltc", "transformer", "mamba", "lru"):  # the last value of every knob reaches the constructor
+        cfg = {k: (dom.values[-1] if k != "lr" else 0.01) for k, dom in SPACES[model].knobs.items()}
+        _, spec = _build(model, cfg)
+        assert all(spec["kwargs"][k] == v for k, v in cfg.items() if k != "lr"), (model, spec["kwargs"])
     with pytest.raises(ValueError, match="num_layers = 3 lies outside"):
         build_options("lstm", {"lr": 0.01, "num_layers": 3})
     with pytest.raises(ValueError, match=r"expected the knobs \['lr', 'num_layers'\]"):

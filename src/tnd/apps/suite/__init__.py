@@ -4,7 +4,9 @@ long-range memory -- over TND and its peers, with sweeps that run locally or on 
 * :mod:`.models` -- every model by name, parameter-matched (incl. the torchdiffeq ODE-RNN);
 * :mod:`.train` -- the seeded training/evaluation protocol shared by all models;
 * :mod:`.sweep` -- the resumable models x tasks x seeds x topologies grid (local or Ray);
-* :mod:`.cli` -- the ``tnd suite`` command.
+* :mod:`.cli` -- the ``tnd suite`` command;
+* :mod:`.tuning_spaces`, :mod:`.tune` -- every model's search space, and ``tnd suite tune``: the
+  equal-budget search per (task, model) on the validation split (``tnd suite --tuned``).
 
 Importing this package needs neither Ray nor the real-data packages (aeon, pmdarima).
 """
