@@ -27,7 +27,7 @@ from ..runs import open_run_folder, run_calls, set_resume_command
 from .config import ADDED_FIELDS, DAGGER_FIELDS, RESUME_MAY_CHANGE, PongConfig
 
 __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
-           "run_cell", "train_cell", "load_cell_model", "add_missing_shifts", "run_cells", "start_run"]
+           "run_cell", "train_cell", "load_cell_model", "missing_shifts", "add_missing_shifts", "run_cells", "start_run"]
 
 
 def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
@@ -257,17 +257,24 @@ def load_cell_model(out: str | Path, model: str, seed: int):
     return m
 
 
+def missing_shifts(cfg: PongConfig, metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The shifts of ``cfg.shifts`` a finished cell's ``metrics`` lack (or played with other
+    rounds or physics)."""
+    from .shifts import stored_shift_is_current
+
+    have = metrics.get("shifts") or {}
+    return tuple(n for n in cfg.shifts if not stored_shift_is_current(have.get(n), n, cfg.shift_eval_rounds))
+
+
 def add_missing_shifts(cfg: PongConfig, out: str | Path, label: str, seed: int,
                        metrics: dict[str, Any]) -> dict[str, Any]:
     """A finished cell's ``metrics`` with every shift of ``cfg.shifts`` evaluated: the shifts it
     lacks (or played with other rounds or physics) are played with the saved model
     (:func:`load_cell_model`, single-threaded as in :func:`run_cell`) and metrics.json is rewritten
     atomically; the model and the training record are untouched. Returns the (updated) metrics."""
-    from .shifts import stored_shift_is_current
-
     rounds = cfg.shift_eval_rounds
     have = metrics.get("shifts") or {}
-    missing = tuple(n for n in cfg.shifts if not stored_shift_is_current(have.get(n), n, rounds))
+    missing = missing_shifts(cfg, metrics)
     if not missing:
         return metrics
     import torch

@@ -45,8 +45,8 @@ from typing import Any
 
 from ..runs import FolderOptions, Interrupted, note
 from ..settings import add_options, command_args, from_args
-from .cells import (add_missing_shifts, cell_done, cell_key, env_kwargs, load_cell_model, prepare_data, run_cell,
-                    run_cells, start_run)
+from .cells import (add_missing_shifts, cell_done, cell_key, env_kwargs, load_cell_model, missing_shifts,
+                    prepare_data, run_cell, run_cells, start_run)
 from .config import QUICK, PongConfig
 
 __all__ = ["PongConfig", "QUICK", "add_arguments", "run", "config_from_args", "run_experiment", "run_cell",
@@ -306,7 +306,11 @@ def collect_finished(cfg: PongConfig, out: Path, keys: list[tuple[str, int]],
     for key in keys:
         done = cell_done(cfg, out, *key, (tuned or {}).get(key[0]))
         if done is not None and shifts:
-            done = add_missing_shifts(cfg, out, *key, done)
+            missing = missing_shifts(cfg, done)
+            if missing:  # shown with --no-progress too, like the resume count
+                note(f"tnd pong: resume: {key[0]} seed {key[1]}: playing shift(s) {', '.join(missing)} with the "
+                     "saved model (--shifts; not retrained)")
+                done = add_missing_shifts(cfg, out, *key, done)
         if done is not None:
             results[key] = done
         else:
