@@ -201,3 +201,28 @@ def test_resume_adds_a_missing_shift_without_retraining(shifted_run, tmp_path, c
     again = json.loads((cell / "metrics.json").read_text())
     assert all(again["shifts"][n]["rounds"] == 5 for n in SHIFT_NAMES)
     assert {f: (cell / f).stat().st_mtime_ns for f in mtime} == mtime
+
+
+def test_aggregation_and_table_with_seeds_and_a_missing_shift():
+    from tnd.apps.pong.report import aggregate_shift, generalisation_table
+
+    def ev(per_round, cap=5):
+        return {"per_round": per_round, "misses": sum(r < cap for r in per_round), "rounds_at_cap": sum(
+            r >= cap for r in per_round), "rounds": len(per_round), "mean_catches": float(np.mean(per_round))}
+
+    seeds = [ev([0, 1, 2]), ev([3, 5, 4]), ev([1, 1, 1])]
+    agg = aggregate_shift(seeds, n_boot=500)
+    assert agg["mean_consecutive_catches"] == pytest.approx(np.mean([0, 1, 2, 3, 5, 4, 1, 1, 1]))
+    lo, hi = agg["mean_consecutive_catches_ci"]
+    assert 1.0 <= lo < agg["mean_consecutive_catches"] < hi <= 4.0  # between the seed means 1 and 4
+    assert agg["mean_consecutive_catches_per_seed"] == [1.0, 4.0, 1.0] and agg["rounds_at_cap"] == 1
+    results = {"config": {"shifts": ["ball_fast", "wide_serves"]},
+               "models": {"lstm": {"mean_consecutive_catches": 2.0, "mean_consecutive_catches_ci": [1.0, 3.0],
+                                   "shifts": {"ball_fast": agg}}},
+               "references": {"expert": {"mean_consecutive_catches": 5.0, "shifts": {
+                   "ball_fast": {"mean_consecutive_catches": 5.0}, "wide_serves": {"mean_consecutive_catches": 4.5}}},
+                   "random": {"mean_consecutive_catches": 0.1}}}
+    rows = generalisation_table(results).splitlines()
+    assert rows[2] == f"| lstm | 2.00 [1.00, 3.00] | {agg['mean_consecutive_catches']:.2f} [{lo:.2f}, {hi:.2f}] | n/a |"
+    assert rows[3] == "| *expert (reference)* | 5.00 | 5.00 | 4.50 |" and len(rows) == 4  # no random row
+    assert generalisation_table({**results, "config": {"shifts": []}}) == ""

@@ -24,8 +24,8 @@ An ``--out`` that already holds a run is refused unless ``--resume`` (continue i
 any models and seeds) or ``--force`` (start over; the old run is moved to ``<out>.old-<time>``).
 ``--resume`` skips every cell whose three files exist and whose recorded cell key (a hash of
 the settings that affect it) matches the current settings; a kept cell that lacks a shift of
-``--shifts`` (evaluation only, :mod:`tnd.apps.pong.shifts`) plays it with its saved model. With ``--checkpoint-every N`` each
-cell also writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` gradient steps into
+``--shifts`` (evaluation only, :mod:`tnd.apps.pong.shifts`) plays it with its saved model. With
+``--checkpoint-every N`` each cell also writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` gradient steps into
 ``cells/<model>/seed-<s>/train-ckpt-<cell key>/`` (removed when the cell is done), and
 ``--resume`` continues a killed cell from it, bit-identically. Everything is written atomically. Ctrl-C (SIGINT) or SIGTERM stops the
 workers at once, keeps the finished cells, writes a partial ``results.json`` and ``report.md`` for
@@ -181,7 +181,6 @@ def resume_command(cfg: PongConfig) -> str:
 
 def evaluate_references(cfg: PongConfig) -> dict[str, Any]:
     from .policies import ExpertPolicy, RandomPolicy, TrackerPolicy, evaluate_policy
-
     from .shifts import evaluate_reference_shifts
 
     ek = env_kwargs(cfg)

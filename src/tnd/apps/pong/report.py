@@ -37,6 +37,7 @@ __all__ = [
     "format_ci",
     "format_number",
     "aggregate_model",
+    "aggregate_shift",
     "reference_entry",
     "write_results_json",
     "write_report_md",
