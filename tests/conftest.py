@@ -33,6 +33,8 @@ SLOW = {
     "test_cli_faults.py": ["test_full_disk_is_one_line_and_damages_nothing", "test_unwritable_output_folder"],
     "test_cli.py": ["test_pong_run_folder_is_never_overwritten_silently"],
     "test_pong_plots.py": ["test_pong_plots_are_deterministic_with_legends_outside"],
+    "test_pong_shifts.py": ["test_every_cell_and_reference_has_each_shift_and_the_report_has_the_table",
+                            "test_resume_adds_a_missing_shift_without_retraining"],
     "test_pong_dagger.py": ["test_dagger_quick_run_writes_iterations_and_is_deterministic",
                             "test_a_run_folder_from_before_the_new_settings_resumes"],
     "test_saved_models.py": ["test_mutated_saved_models_are_refused_or_identical_and_never_allocate_much"],

@@ -3,8 +3,10 @@
 A cell is one (model, seed) -- or, in a topology sweep, one (graph variant, seed) -- trained and
 evaluated by :func:`run_cell` into ``<out>/cells/<label>/seed-<s>/`` (``model.safetensors``,
 ``checkpoint.json``, then ``metrics.json``, which marks it done; with ``--protocol dagger`` also
-``dagger-<cell key>/``, the finished DAgger iterations, :mod:`.dagger`). :func:`cell_key` hashes every
-setting that changes a cell's result; :func:`cell_done` returns a finished cell's metrics when its
+``dagger-<cell key>/``, the finished DAgger iterations, :mod:`.dagger`). metrics.json also holds the
+closed-loop results in the shifted environments of ``--shifts`` (``"shifts"``, :mod:`.shifts`), which
+are evaluation only: :func:`add_missing_shifts` plays a missing one with the saved model. :func:`cell_key` hashes every
+setting that changes a cell's trained model and main evaluation; :func:`cell_done` returns a finished cell's metrics when its
 key matches. :func:`start_run` opens the run folder (:func:`tnd.apps.runs.open_run_folder`),
 writes ``config.json`` and the demonstrations; :func:`run_cells` runs cells, in worker processes
 when asked (:func:`tnd.apps.runs.run_calls`).
@@ -25,7 +27,7 @@ from ..runs import open_run_folder, run_calls, set_resume_command
 from .config import ADDED_FIELDS, DAGGER_FIELDS, RESUME_MAY_CHANGE, PongConfig
 
 __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
-           "run_cell", "train_cell", "load_cell_model", "run_cells", "start_run"]
+           "run_cell", "train_cell", "load_cell_model", "missing_shifts", "add_missing_shifts", "run_cells", "start_run"]
 
 
 def env_kwargs(cfg: PongConfig) -> dict[str, Any]:
@@ -125,6 +127,7 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
 
     from tnd.io import atomic_write_text, save_tensors
     from .evaluate import play_rounds
+    from .shifts import evaluate_shifts
 
     cfg = PongConfig(**cfg_dict)
     cpu0 = time.process_time()
@@ -135,6 +138,7 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
         t0 = time.perf_counter()
         ev = play_rounds(model, cfg.eval_rounds, env_kwargs=env_kwargs(cfg))
         eval_time = time.perf_counter() - t0
+        shifted = evaluate_shifts(model, tuple(cfg.shifts), cfg.shift_eval_rounds, env_kwargs(cfg))
     finally:
         torch.set_num_threads(threads)
     variant = variant or {}
@@ -150,6 +154,8 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
         metrics["tuned"] = variant["tuned"]
     if dag is not None:
         metrics["dagger"] = dag
+    if shifted:
+        metrics["shifts"] = shifted
     atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1))  # written last: marks the cell done
     if cfg.checkpoint_every and cfg.checkpoint_every > 0:
         import shutil
@@ -249,6 +255,43 @@ def load_cell_model(out: str | Path, model: str, seed: int):
     m.load_state_dict(load_tensors(d / "model.safetensors"))
     m.eval()
     return m
+
+
+def missing_shifts(cfg: PongConfig, metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The shifts of ``cfg.shifts`` a finished cell's ``metrics`` lack (or played with other
+    rounds or physics)."""
+    from .shifts import stored_shift_is_current
+
+    have = metrics.get("shifts") or {}
+    return tuple(n for n in cfg.shifts if not stored_shift_is_current(have.get(n), n, cfg.shift_eval_rounds))
+
+
+def add_missing_shifts(cfg: PongConfig, out: str | Path, label: str, seed: int,
+                       metrics: dict[str, Any]) -> dict[str, Any]:
+    """A finished cell's ``metrics`` with every shift of ``cfg.shifts`` evaluated: the shifts it
+    lacks (or played with other rounds or physics) are played with the saved model
+    (:func:`load_cell_model`, single-threaded as in :func:`run_cell`) and metrics.json is rewritten
+    atomically; the model and the training record are untouched. Returns the (updated) metrics."""
+    rounds = cfg.shift_eval_rounds
+    have = metrics.get("shifts") or {}
+    missing = missing_shifts(cfg, metrics)
+    if not missing:
+        return metrics
+    import torch
+
+    from tnd.io import atomic_write_text
+    from .shifts import evaluate_shifts
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = load_cell_model(out, label, seed)
+        new = evaluate_shifts(model, missing, rounds, env_kwargs(cfg))
+    finally:
+        torch.set_num_threads(threads)
+    metrics = {**metrics, "shifts": {**have, **new}}
+    atomic_write_text(cell_dir(Path(out), label, seed) / "metrics.json", json.dumps(metrics, indent=1))
+    return metrics
 
 
 # ----------------------------------------------------------------------------- a run

@@ -10,6 +10,7 @@ from typing import Any
 from ..settings import UsageError, setting
 from .models import MODEL_NAMES
 from .policies import EVAL_SEED_BASE
+from .shifts import SHIFT_NAMES
 
 __all__ = ["PongConfig", "OBSERVATIONS", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
            "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS"]
@@ -114,6 +115,14 @@ class PongConfig:
     dagger_val_rounds: int = setting(50, low=1, high=5_000_000, high_open=False)
     """DAgger: closed-loop validation rounds after each iteration (serves 15 000 000 + j, disjoint
     from the evaluation serves)"""
+    shifts: tuple[str, ...] = setting(SHIFT_NAMES, choices=(*SHIFT_NAMES, "none"), metavar="SHIFT", allow_empty=True)
+    """shifted environments each trained model (and the expert and tracker) is also evaluated in,
+    on the same evaluation serves (the generalisation table; src/tnd/apps/pong/shifts.py: ball_fast =
+    ball speed x1.25, paddle_slow = paddle speed x0.75, wide_serves = serve angles up to 70
+    degrees); none, or the option without a name: none. Evaluation only: a resumed run adds a
+    missing shift from the saved models without retraining"""
+    shift_rounds: int | None = setting(None, low=1)
+    """evaluation rounds per trained model in each shift (default: --eval-rounds)"""
     mlp_frames: int = setting(4, low=1, high=256, high_open=False)
     """k, the observations the mlp_k reference sees (the current one and the k - 1 before it)"""
     tuned: str | None = setting(None, kind="file", example="--tuned runs/pong-tune/best_configs.json")
@@ -121,8 +130,18 @@ class PongConfig:
     its chosen learning rate and options, the others with the defaults; none: no file (default: the
     committed src/tnd/apps/pong/tuned.json when there is one, else none)"""
 
+    @property
+    def shift_eval_rounds(self) -> int:
+        """Evaluation rounds per shift (``--shift-rounds``, default ``--eval-rounds``)."""
+        return self.eval_rounds if self.shift_rounds is None else self.shift_rounds
+
     def check(self) -> None:
-        """The options that are valid alone but not together (UsageError)."""
+        """The options that are valid alone but not together (UsageError); ``--shifts none``
+        becomes no shifts."""
+        if "none" in self.shifts:
+            if len(self.shifts) > 1:
+                raise UsageError(f"--shifts: none stands alone (no shifts), got {' '.join(self.shifts)!r}")
+            self.shifts = ()
         if self.demo_steps_per_round < self.window:
             raise UsageError(f"--demo-steps-per-round must be >= --window, got {self.demo_steps_per_round} "
                              f"< {self.window}")
@@ -135,6 +154,8 @@ class PongConfig:
             top = DAGGER_VAL_SEED_BASE - EVAL_SEED_BASE
             if self.eval_rounds > top:  # the evaluation serves must stay below the DAgger serves
                 raise UsageError(f"--eval-rounds: at most {top} with --protocol dagger, got {self.eval_rounds}")
+            if self.shift_rounds is not None and self.shift_rounds > top:  # the same serves, shifted
+                raise UsageError(f"--shift-rounds: at most {top} with --protocol dagger, got {self.shift_rounds}")
         else:
             base = PongConfig(**QUICK) if self.quick else PongConfig()
             for k in DAGGER_FIELDS:
@@ -153,8 +174,9 @@ QUICK: dict[str, Any] = {
 
 #: fields added after run folders were first written: --resume reads a config.json without them
 #: with this run's values (they change no cell of such a run), except protocol, which was bc
-ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames", "tuned", "obs_mode")
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames", "tuned", "obs_mode", "shifts", "shift_rounds")
 
-#: settings a resumed run may change: which cells run and how, not what a cell computes
+#: settings a resumed run may change: which cells run and how, not what a cell trains (the shifts
+#: are evaluation only: a resumed run plays the missing ones with the saved models)
 RESUME_MAY_CHANGE = ("out", "models", "seeds", "quick", "resume", "checkpoint_every", "workers", "progress",
-                     "frame_steps")
+                     "frame_steps", "shifts", "shift_rounds")

@@ -259,7 +259,9 @@ class SinglePlayerPong(gym.Env):
     ``"pixels"``), ``obs_noise`` (std, default 0), ``pixel_size`` (default 16),
     ``max_catches`` (default 100), ``max_steps`` (default derived: a limit the cap always beats),
     ``reachable_serves_only`` (default True: redraw unreachable serves),
-    ``render_mode`` (``None`` or ``"rgb_array"``) and ``render_size`` (default 128).
+    ``render_mode`` (``None`` or ``"rgb_array"``), ``render_size`` (default 128) and
+    ``motion_unit`` (``"motion"`` mode: the unit of the displacement, default ``ball_speed``; a
+    shifted ball speed keeps the training unit, :mod:`tnd.apps.pong.shifts`).
 
     ``info`` always holds ``catches`` (consecutive catches this round), ``ball``
     (``(x, y)``), ``ball_velocity`` (``(vx, vy)``), ``paddle_y``, ``steps`` and
@@ -283,6 +285,7 @@ class SinglePlayerPong(gym.Env):
         reachable_serves_only: bool = True,
         render_mode: str | None = None,
         render_size: int = 128,
+        motion_unit: float | None = None,
         paddle_x: float = DEFAULT_PHYSICS["paddle_x"],
         paddle_half_length: float = DEFAULT_PHYSICS["paddle_half_length"],
         paddle_speed: float = DEFAULT_PHYSICS["paddle_speed"],
@@ -321,6 +324,10 @@ class SinglePlayerPong(gym.Env):
         check_int("render_size", render_size, 1)
         if max_steps is not None:
             check_int("max_steps", max_steps, 1)
+        if motion_unit is not None:
+            _finite_number("motion_unit", motion_unit)
+            if not motion_unit > 0:
+                raise ValueError(f"motion_unit must be > 0, got {motion_unit!r}")
         _in_open_unit("paddle_x", paddle_x, upper=0.5)
         if not (0.0 < paddle_half_length < 0.5):
             raise ValueError(f"paddle_half_length must be in (0, 0.5), got {paddle_half_length!r}")
@@ -349,6 +356,7 @@ class SinglePlayerPong(gym.Env):
         self.max_catches = int(max_catches)
         self.render_mode = render_mode
         self.render_size = int(render_size)
+        self.motion_unit = float(ball_speed if motion_unit is None else motion_unit)
         self.physics = {
             "paddle_x": float(paddle_x),
             "paddle_half_length": float(paddle_half_length),
@@ -402,7 +410,8 @@ class SinglePlayerPong(gym.Env):
             high = np.ones(3)
         elif self.obs_mode == "motion":
             # a step's displacement in units of the ball's speed; noise on both positions widens it
-            d = 1.0 + 12.0 * self.obs_noise / self.physics["ball_speed"]
+            s = self.physics["ball_speed"]
+            d = (1.0 + 12.0 * self.obs_noise / s) * (s / self.motion_unit)  # x 1.0 exactly by default
             return spaces.Box(np.array([-6 * self.obs_noise, -6 * self.obs_noise, -d, -d, -6 * self.obs_noise],
                                        dtype=np.float32),
                               np.array([1 + 6 * self.obs_noise, 1 + 6 * self.obs_noise, d, d, 1 + 6 * self.obs_noise],
@@ -461,7 +470,7 @@ class SinglePlayerPong(gym.Env):
         if self.obs_noise > 0.0:
             o = o + self.np_random.normal(0.0, self.obs_noise, size=o.shape)
         if self.obs_mode == "motion":
-            o, self._prev_obs = motion_from_positions(o[None], self._prev_obs, self.physics["ball_speed"])[0], o
+            o, self._prev_obs = motion_from_positions(o[None], self._prev_obs, self.motion_unit)[0], o
         return np.clip(o, self.observation_space.low, self.observation_space.high).astype(np.float32)
 
     def _info(self) -> dict[str, Any]:

@@ -14,7 +14,8 @@ Run folder layout::
     <out>/cells/<model>/seed-<s>/           one (model, seed) cell:
         model.safetensors                   best-validation weights
         checkpoint.json                     the model spec (rebuild: models.model_from_spec)
-        metrics.json                        training history + closed-loop evaluation
+        metrics.json                        training history + closed-loop evaluation (also
+                                            in each --shifts environment: "shifts")
         dagger-<cell key>/iter-<i>/         --protocol dagger: iteration i's learner rounds
                                             (rollouts.npz), weights and metrics (resume)
     <out>/results.json, report.md, *.png
@@ -22,8 +23,9 @@ Run folder layout::
 An ``--out`` that already holds a run is refused unless ``--resume`` (continue it: same settings,
 any models and seeds) or ``--force`` (start over; the old run is moved to ``<out>.old-<time>``).
 ``--resume`` skips every cell whose three files exist and whose recorded cell key (a hash of
-the settings that affect it) matches the current settings. With ``--checkpoint-every N`` each
-cell also writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` gradient steps into
+the settings that affect it) matches the current settings; a kept cell that lacks a shift of
+``--shifts`` (evaluation only, :mod:`tnd.apps.pong.shifts`) plays it with its saved model. With
+``--checkpoint-every N`` each cell also writes a training checkpoint (:mod:`tnd.apps.checkpoint`) every ``N`` gradient steps into
 ``cells/<model>/seed-<s>/train-ckpt-<cell key>/`` (removed when the cell is done), and
 ``--resume`` continues a killed cell from it, bit-identically. Everything is written atomically. Ctrl-C (SIGINT) or SIGTERM stops the
 workers at once, keeps the finished cells, writes a partial ``results.json`` and ``report.md`` for
@@ -43,8 +45,8 @@ from typing import Any
 
 from ..runs import FolderOptions, Interrupted, note
 from ..settings import add_options, command_args, from_args
-from .cells import (cell_done, cell_key, env_kwargs, load_cell_model, prepare_data, run_cell, run_cells,
-                    start_run)
+from .cells import (add_missing_shifts, cell_done, cell_key, env_kwargs, load_cell_model, missing_shifts,
+                    prepare_data, run_cell, run_cells, start_run)
 from .config import QUICK, PongConfig
 
 __all__ = ["PongConfig", "QUICK", "add_arguments", "run", "config_from_args", "run_experiment", "run_cell",
@@ -96,7 +98,7 @@ Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what i
   bootstrap CIs over training seeds (10 000 resamples). Offline action accuracy on validation
   windows is reported too, but it is not the metric.
 * **Reference policies**: expert (reaches the cap), reactive tracker, random, on the same rounds.
-* **Budget and difficulty**: a step budget (`{max_steps}` gradient steps per cell), not a
+{shifts_md}* **Budget and difficulty**: a step budget (`{max_steps}` gradient steps per cell), not a
   wall-clock budget; this run's wall time is in the header of the results table. The learning
   curves show whether training converged; `--max-steps` raises the budget. No observation noise
   by default (`--obs-noise` adds it).
@@ -123,13 +125,26 @@ OBSERVATION_TEXT = {
 }
 
 
+def shifts_text(cfg: PongConfig) -> str:
+    """The protocol's generalisation bullet ("" without shifts)."""
+    if not cfg.shifts:
+        return ""
+    from .shifts import describe_shift
+
+    names = "; ".join(f"`{n}`: {describe_shift(n)}" for n in cfg.shifts)
+    return (f"* **Generalisation** (`--shifts`, `tnd.apps.pong.shifts`): every trained model, the expert and the "
+            f"tracker also play `{cfg.shift_eval_rounds}` rounds of the same evaluation serves in shifted "
+            f"environments that training never saw ({names}); everything else as above.\n")
+
+
 def protocol_text(cfg: PongConfig) -> str:
     """The protocol section of the report for ``cfg``."""
     d = dataclasses.asdict(cfg)
     dagger = DAGGER_PROTOCOL.format(**d, dagger_steps=cfg.dagger_max_steps or cfg.max_steps) \
         if cfg.protocol == "dagger" else ""
     obs = OBSERVATION_TEXT[cfg.obs_mode]
-    text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger, obs_md=obs)
+    text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger, obs_md=obs,
+                           shifts_md=shifts_text(cfg))
     from .tuning_spaces import tuned_variants
 
     tuned = tuned_variants(cfg.tuned, cfg.models)
@@ -166,13 +181,17 @@ def resume_command(cfg: PongConfig) -> str:
 
 def evaluate_references(cfg: PongConfig) -> dict[str, Any]:
     from .policies import ExpertPolicy, RandomPolicy, TrackerPolicy, evaluate_policy
+    from .shifts import evaluate_reference_shifts
 
     ek = env_kwargs(cfg)
-    return {
+    refs = {
         "expert": evaluate_policy(lambda env: ExpertPolicy(env), cfg.eval_rounds, env_kwargs=ek),
         "tracker": evaluate_policy(lambda env: TrackerPolicy(env), cfg.eval_rounds, env_kwargs=ek),
         "random": evaluate_policy(RandomPolicy(0), cfg.eval_rounds, env_kwargs=ek),
     }
+    for name, shifted in evaluate_reference_shifts(tuple(cfg.shifts), cfg.shift_eval_rounds, ek).items():
+        refs[name]["shifts"] = shifted
+    return refs
 
 
 def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
@@ -196,7 +215,7 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
                  f"is --param-budget {cfg.param_budget} (the sizes are matched again, the choices may not carry over)")
     cells = [(m, s) for m in cfg.models for s in cfg.seeds]
     results_cells: dict[tuple[str, int], dict[str, Any]] = {}
-    todo = collect_finished(cfg, out, cells, results_cells, tuned) if cfg.resume else list(cells)
+    todo = collect_finished(cfg, out, cells, results_cells, tuned, shifts=True) if cfg.resume else list(cells)
     if cfg.resume:  # shown with --no-progress too
         print(f"tnd pong: resume: {len(results_cells)} finished cell(s) kept, {len(todo)} to run", file=sys.stderr,
               flush=True)
@@ -230,7 +249,8 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
 
     say("evaluating reference policies ...")
     refs = evaluate_references(cfg)
-    models = {m: report.aggregate_model(m, [results_cells[(m, s)] for s in cfg.seeds]) for m in cfg.models}
+    models = {m: report.aggregate_model(m, [results_cells[(m, s)] for s in cfg.seeds], shifts=tuple(cfg.shifts))
+              for m in cfg.models}
     if cfg.protocol == "dagger":
         for m in cfg.models:
             models[m]["dagger_iterations"] = [results_cells[(m, s)]["dagger"]["iterations"] for s in cfg.seeds]
@@ -276,13 +296,20 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
 
 def collect_finished(cfg: PongConfig, out: Path, keys: list[tuple[str, int]],
                      results: dict[tuple[str, int], dict[str, Any]],
-                     tuned: dict[str, dict[str, Any]] | None = None) -> list[tuple[str, int]]:
+                     tuned: dict[str, dict[str, Any]] | None = None, shifts: bool = False) -> list[tuple[str, int]]:
     """Put the (model, seed) cells of ``keys`` that are finished on disk (with the current
     settings; ``tuned``: the models' cell variants from --tuned) into ``results``; returns the
-    others, in order."""
+    others, in order. ``shifts``: first play the shifts of ``--shifts`` such a cell lacks
+    (:func:`~tnd.apps.pong.cells.add_missing_shifts`)."""
     left = []
     for key in keys:
         done = cell_done(cfg, out, *key, (tuned or {}).get(key[0]))
+        if done is not None and shifts:
+            missing = missing_shifts(cfg, done)
+            if missing:  # shown with --no-progress too, like the resume count
+                note(f"tnd pong: resume: {key[0]} seed {key[1]}: playing shift(s) {', '.join(missing)} with the "
+                     "saved model (--shifts; not retrained)")
+                done = add_missing_shifts(cfg, out, *key, done)
         if done is not None:
             results[key] = done
         else:
@@ -300,7 +327,7 @@ def write_partial(cfg: PongConfig, out: Path, results_cells: dict[tuple[str, int
     for m in cfg.models:
         got = [results_cells[(m, s)] for s in cfg.seeds if (m, s) in results_cells]
         if got:
-            models[m] = report.aggregate_model(m, got)
+            models[m] = report.aggregate_model(m, got, shifts=tuple(cfg.shifts))
             if cfg.protocol == "dagger":
                 got.sort(key=lambda c: c["seed"])
                 models[m]["dagger_iterations"] = [c["dagger"]["iterations"] for c in got]

@@ -13,6 +13,9 @@ Statistics
   resampled with replacement (``n_boot`` times, a fixed RNG seed) and the pooled statistic is
   recomputed from the resampled seeds' rounds. With 3 seeds the interval is coarse (it can only
   take values formed from 3 seeds); it shows seed-to-seed spread, not evaluation-round noise.
+* The **generalisation** columns (``--shifts``, :mod:`.shifts`) are the same mean consecutive
+  catches and CI, computed from each cell's rounds in a shifted environment (``"shifts"`` of a
+  model's entry in results.json; the expert's and the tracker's under their reference entries).
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ __all__ = [
     "format_ci",
     "format_number",
     "aggregate_model",
+    "aggregate_shift",
     "reference_entry",
     "write_results_json",
     "write_report_md",
     "dagger_table",
+    "generalisation_table",
     "plot_bars",
     "plot_learning_curves",
     "plot_catch_distribution",
@@ -75,8 +80,32 @@ def _finite(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
-def aggregate_model(name: str, cells: list[dict[str, Any]], n_boot: int = N_BOOT) -> dict[str, Any]:
-    """Aggregate the per-seed cell metrics of one model (see the module docstring)."""
+def _mean_catches(items) -> float:
+    """Mean consecutive catches over the pooled rounds of ``(catches, misses, per_round)`` items."""
+    rs = [x for i in items for x in i[2]]
+    return float(np.mean(rs)) if rs else float("nan")
+
+
+def aggregate_shift(evals: list[dict[str, Any]], n_boot: int = N_BOOT) -> dict[str, Any]:
+    """One shift's closed-loop results of a model's seeds (their ``eval``-like dicts, seed order):
+    pooled catch rate, mean consecutive catches with its 95 % bootstrap CI over seeds, per seed."""
+    items = [(int(sum(e["per_round"])), int(e["misses"]), list(e["per_round"])) for e in evals]
+    return {
+        "catch_rate": _pooled_rate(np.array([i[0] for i in items]), np.array([i[1] for i in items])),
+        "mean_consecutive_catches": _mean_catches(items),
+        "mean_consecutive_catches_ci": bootstrap_ci(items, _mean_catches, n_boot),
+        "mean_consecutive_catches_per_seed": [float(e["mean_catches"]) for e in evals],
+        "rounds_at_cap": int(sum(e["rounds_at_cap"] for e in evals)),
+        "rounds": int(sum(e["rounds"] for e in evals)),
+        "overrides": evals[0].get("overrides"),
+        "per_round_catches": [i[2] for i in items],
+    }
+
+
+def aggregate_model(name: str, cells: list[dict[str, Any]], n_boot: int = N_BOOT,
+                    shifts: Sequence[str] | None = None) -> dict[str, Any]:
+    """Aggregate the per-seed cell metrics of one model (see the module docstring); ``shifts``:
+    the shifted environments to aggregate too (each one that every cell has; None: all such)."""
     cells = sorted(cells, key=lambda c: c["seed"])
     per_round = [list(c["eval"]["per_round"]) for c in cells]
     misses = [int(c["eval"]["misses"]) for c in cells]
@@ -87,10 +116,9 @@ def aggregate_model(name: str, cells: list[dict[str, Any]], n_boot: int = N_BOOT
     def rate(items):
         return _pooled_rate(np.array([i[0] for i in items]), np.array([i[1] for i in items]))
 
-    def mean_c(items):
-        rs = [x for i in items for x in i[2]]
-        return float(np.mean(rs)) if rs else float("nan")
-
+    mean_c = _mean_catches
+    stored = [c.get("shifts") or {} for c in cells]
+    names = [n for n in (stored[0] if shifts is None else shifts) if all(n in st for st in stored)]
     spec = cells[0]["spec"]
     acc = [float(c["train"]["val_accuracy"]) for c in cells]
     return {
@@ -124,12 +152,14 @@ def aggregate_model(name: str, cells: list[dict[str, Any]], n_boot: int = N_BOOT
         "stopped_early_per_seed": [bool(c["train"]["stopped_early"]) for c in cells],
         "learning_curves": [c["train"]["history"] for c in cells],
         "per_round_catches": per_round,
+        "shifts": {n: aggregate_shift([st[n] for st in stored], n_boot) for n in names},
     }
 
 
 def reference_entry(name: str, ev: dict[str, Any]) -> dict[str, Any]:
-    """A reference policy's scores in the same keys as a model's (no seeds, no CI)."""
-    return {
+    """A reference policy's scores in the same keys as a model's (no seeds, no CI); ``ev["shifts"]``
+    (name -> ``evaluate_policy``'s metrics in that shift), when present, as ``"shifts"``."""
+    out = {
         "name": name,
         "catch_rate": float(ev["catch_rate"]),
         "mean_consecutive_catches": float(ev["mean_catches"]),
@@ -139,6 +169,11 @@ def reference_entry(name: str, ev: dict[str, Any]) -> dict[str, Any]:
         "cap": int(ev["cap"]),
         "per_round_catches": [list(ev["per_round"])],
     }
+    if ev.get("shifts"):
+        out["shifts"] = {n: {"catch_rate": float(e["catch_rate"]), "mean_consecutive_catches": float(e["mean_catches"]),
+                             "rounds_at_cap": int(e["rounds_at_cap"]), "rounds": int(e["rounds"]),
+                             "per_round_catches": [list(e["per_round"])]} for n, e in ev["shifts"].items()}
+    return out
 
 
 def _json_default(o: Any):
@@ -200,6 +235,32 @@ def results_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| *{name} (reference)* | - | {format_number(r['catch_rate'])} | {format_number(r['mean_consecutive_catches'], 2)} | "
             f"{format_number(r['median_consecutive_catches'], 1)} | {r['rounds_at_cap']}/{r['rounds']} | - | - |")
+    return "\n".join(lines)
+
+
+def generalisation_table(results: dict[str, Any]) -> str:
+    """Mean consecutive catches [95 % CI over seeds] of each model and of the expert and the
+    tracker, in the training environment and in each shift of the run's ``--shifts`` (Markdown;
+    "" when the run has none)."""
+    from .shifts import describe_shift
+
+    names = list(results.get("config", {}).get("shifts") or [])
+    if not names:
+        return ""
+    lines = ["| model | default env | " + " | ".join(f"{n} ({describe_shift(n)})" for n in names) + " |",
+             "|---|" + "---|" * (len(names) + 1)]
+
+    def cell(entry: dict[str, Any] | None) -> str:
+        if not entry:
+            return "n/a"
+        return (format_number(entry["mean_consecutive_catches"], 2)
+                + format_ci(entry.get("mean_consecutive_catches_ci"), 2))
+
+    rows = [(n, m) for n, m in results["models"].items()]
+    rows += [(f"*{n} (reference)*", r) for n, r in results.get("references", {}).items() if n in ("expert", "tracker")]
+    for label, e in rows:
+        shifted = e.get("shifts") or {}
+        lines.append(f"| {label} | {cell(e)} | " + " | ".join(cell(shifted.get(n)) for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -298,6 +359,13 @@ def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str,
                       f"{format_number(best_base['mean_consecutive_catches'], 2)} (ratio {format_number(ratio, 2)}x)")
             lines += ["", s + "."]
         lines += [""]
+    gen = generalisation_table(results)
+    if gen:
+        lines += ["## Generalisation", "", "Mean consecutive catches [95 % CI over training seeds] on the same "
+                  "evaluation serves, in the training environment and in shifted ones that training never saw "
+                  f"({cfg.get('shift_rounds') or cfg['eval_rounds']} rounds per trained model each; "
+                  "`--shifts`, docs/PONG.md section 8). The references show what each shift costs a policy that "
+                  "knows the physics (the expert) and a reactive one (the tracker).", "", gen, ""]
     if any(m.get("dagger_iterations") for m in models.values()):
         lines += ["## DAgger iterations", "", "Means over training seeds; iteration 0 is behaviour cloning. "
                   "Validation: the demonstration validation windows (offline) and closed-loop validation serves.",

@@ -65,8 +65,9 @@ class TopologyConfig(PongConfig):
 
 
 QUICK_TOPOLOGY: dict[str, Any] = {**QUICK, "families": ("random", "ring"), "degrees": (2.0,), "learn_every": 4}
-#: the Pong settings a sweep does not use (it trains TND variants only, untuned, and draws no frames)
-NOT_OPTIONS = ("models", "frame_steps", "mlp_frames", "tuned")
+#: the Pong settings a sweep does not use (it trains TND variants only, untuned, draws no frames and
+#: plays no shifted environments)
+NOT_OPTIONS = ("models", "frame_steps", "mlp_frames", "tuned", "shifts", "shift_rounds")
 
 
 def variants(cfg: TopologyConfig) -> list[dict[str, Any]]:
@@ -112,6 +113,7 @@ def _learned_variant(cfg: TopologyConfig, best: dict[str, Any]) -> dict[str, Any
 def _run_cells(cfg: TopologyConfig, todo: list[tuple[dict[str, Any], int]], data_path: Path, out: Path,
                say) -> dict[tuple[str, int], dict[str, Any]]:
     pong_dict = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PongConfig)}
+    pong_dict["shifts"] = ()  # the sweep's tables have no generalisation columns (yet)
     if any("learn" in v for v, _ in todo):
         pong_dict["checkpoint_every"] = 0  # a learner's state is not checkpointed (cells still resume whole)
     done: dict[tuple[str, int], dict[str, Any]] = {}

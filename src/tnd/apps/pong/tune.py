@@ -92,8 +92,11 @@ class TuneConfig(PongConfig):
 
 QUICK_TUNE: dict[str, Any] = {**QUICK, "trials": 2, "tune_val_rounds": 8}
 #: the Pong settings tuning does not use: it trains one seed per trial (--tune-seed), plays
-#: validation serves instead of evaluation serves, searches lr and mlp_k's k, and runs on Ray
-NOT_OPTIONS = ("seeds", "workers", "lr", "mlp_frames", "eval_rounds", "frame_steps", "tuned", "checkpoint_every")
+#: validation serves in the training environment instead of evaluation serves (no shifted
+#: environments: a shift is a test-time measurement, never a score), searches lr and mlp_k's k,
+#: and runs on Ray
+NOT_OPTIONS = ("seeds", "workers", "lr", "mlp_frames", "eval_rounds", "frame_steps", "tuned", "checkpoint_every",
+               "shifts", "shift_rounds")
 #: settings a resumed search may change: which trials run and where, not what a trial computes
 TUNE_MAY_CHANGE = (*RESUME_MAY_CHANGE, "trials", "backend", "ray_address", "num_cpus")
 
@@ -136,6 +139,7 @@ def pong_objective(model: str, config: dict[str, Any], index: int, context: dict
 def _pong_part(cfg: TuneConfig) -> dict[str, Any]:
     d = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PongConfig)}
     d["tuned"] = None
+    d["shifts"] = ()  # a trial plays validation serves in the training environment only
     return d
 
 
