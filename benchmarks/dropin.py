@@ -74,6 +74,10 @@ VARIANTS: dict[str, dict | None] = {
     "tnd-allin-span": {"inputs": "all", "tau_init": "span"},
     "tnd-gated-allin-span": {"inputs": "all", "tau_init": "span", "dynamics": "gated"},
     "tnd-gated-allin": {"inputs": "all", "tau_init": OLD_TAU, "dynamics": "gated"},
+    # fast neurons too: time constants from tau_min = 0.25 steps (a neuron can follow its input
+    # within a step), to 10 or to tau_max (Pong pilots, docs/DROPIN.md)
+    "tnd-allin-fast": {"inputs": "all", "tau_init": (0.25, 10.0)},
+    "tnd-allin-fastspan": {"inputs": "all", "tau_init": (0.25, 1000.0)},
 }
 MODELS = ("lstm", *VARIANTS)
 

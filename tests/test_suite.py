@@ -407,7 +407,7 @@ def test_report_rows_hold_ci_stopping_step_cap_hits_and_the_reference(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| 1 | lstm"))
     assert "[" in row and "| 2333 (800-5000) | 1/3 |" in row, row
     assert "| - | *reference: constant (mean target)* | 0 | - | 0.1600 |" in md
-    assert "capped at 5000 updates" in md and "after 8 validations without improvement" in md
+    assert "capped at 30000 updates" in md and "after 25 validations without improvement" in md
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["aggregate"]["adding_100"]["lstm"]["cap_hits"] == 1
     assert {c["seed"]: c["hit_cap"] for c in saved["cells"]} == {0: False, 1: True, 2: False}
