@@ -14,7 +14,7 @@ every model             ``lr`` log-uniform [1e-3, 3e-2] (5e-3)
                         ``mean_degree`` {2, 4, 8} (4); ``dynamics`` {leaky, gated} (leaky);
                         ``state_size`` {1, 2} (2); ``input_fraction`` {0.25, 0.5, 1} of the
                         neurons take input (0.25); ``propagation_steps`` {1, 2, 3} (1);
-                        ``tau_init`` {[1, 10], [1, 100], span} initial time constants (per-neuron
+                        ``tau_init`` {[1, 10], [1, 100], [0.25, 10], span} initial time constants (per-neuron
                         log-uniform; [1, 10])
 ``rnn``, ``lstm``       ``num_layers`` {1, 2} (1)
 ``sparse_rnn``          ``lr`` only (its mask density is the TND graph's by design)
@@ -66,7 +66,7 @@ _TND = _space(
     {"graph": choice(["random", "small_world", "scale_free"]), "mean_degree": choice([2, 4, 8]),
      "dynamics": choice(["leaky", "gated"]), "state_size": choice([1, 2]),
      "input_fraction": choice([0.25, 0.5, 1.0]), "propagation_steps": choice([1, 2, 3]),
-     "tau_init": choice([[1.0, 10.0], [1.0, 100.0], "span"])},
+     "tau_init": choice([[1.0, 10.0], [1.0, 100.0], [0.25, 10.0], "span"])},
     {"graph": "small_world", "mean_degree": 4, "dynamics": "leaky", "state_size": 2, "input_fraction": 0.25,
      "propagation_steps": 1, "tau_init": [1.0, 10.0]},
     {"graph": "graph family (small_world: 10 % of edges rewired)", "mean_degree": "mean out-degree of the graph",

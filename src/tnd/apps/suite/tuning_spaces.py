@@ -16,7 +16,7 @@ every model                ``lr`` log-uniform [1e-3, 3e-2] (3e-3, the suite's)
                            rewired); ``mean_degree`` {2, 4, 8} (4); ``dynamics`` {leaky, gated}
                            (leaky); ``state_size`` {1, 2} (2); ``input_fraction`` {0.25, 0.5, 1}
                            of the neurons take input (0.5); ``propagation_steps`` {1, 2} (1);
-                           ``tau_init`` {[1, 10], span} (per-neuron log-uniform [1, 10])
+                           ``tau_init`` {[1, 10], [0.25, 10], span} (per-neuron log-uniform [1, 10])
 ``tnd_ct``,                the same without ``propagation_steps`` (continuous time refuses K > 1)
 ``tnd_ct_shared``
 ``lstm``                   ``num_layers`` {1, 2} (1)
@@ -68,7 +68,7 @@ def _space(knobs: dict[str, Any], default: dict[str, Any], doc: dict[str, str]) 
 _TND_KNOBS = {"graph": choice(["small_world", "random", "scale_free"]), "mean_degree": choice([2, 4, 8]),
               "dynamics": choice(["leaky", "gated"]), "state_size": choice([1, 2]),
               "input_fraction": choice([0.25, 0.5, 1.0]), "propagation_steps": choice([1, 2]),
-              "tau_init": choice([[1.0, 10.0], "span"])}
+              "tau_init": choice([[1.0, 10.0], [0.25, 10.0], "span"])}
 _TND_DEFAULT = {"graph": "small_world", "mean_degree": 4, "dynamics": "leaky", "state_size": 2,
                 "input_fraction": 0.5, "propagation_steps": 1, "tau_init": [1.0, 10.0]}
 _TND_DOC = {"graph": "graph family (small_world: 10 % of edges rewired)", "mean_degree": "mean out-degree of the graph",
