@@ -292,3 +292,28 @@ def test_bad_values_are_one_line_errors_naming_the_option(tmp_path, capsys, argv
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "error:" in err and option in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_select_iteration_picks_the_best_validation_score_and_ties_go_later():
+    recs = [{"iteration": i, "val_closed_loop": {"mean_catches": c}} for i, c in enumerate([1.0, 5.0, 3.0, 5.0, 2.0])]
+    assert dagger.select_iteration(recs, "best") == 3
+    assert dagger.select_iteration(recs, "last") == 4
+    with pytest.raises(ValueError, match="dagger_select"):
+        dagger.select_iteration(recs, "first")
+
+
+def test_the_cell_keeps_the_selected_iterations_weights(tmp_path):
+    best = _config(["--quick", "--models", "lstm", *TINY, *DAGGER])
+    last = _config(["--quick", "--models", "lstm", *TINY, *DAGGER, "--dagger-select", "last"])
+    assert best.dagger_select == "best"
+    assert cells.cell_key(best, "lstm", 0) != cells.cell_key(last, "lstm", 0)
+    data = cells.prepare_data(best, tmp_path / "d")
+    for cfg, name in ((best, "best"), (last, "last")):
+        r = _cell(cfg, tmp_path / name, data)
+        its = r["dagger"]["iterations"]
+        want = dagger.select_iteration(its, name)
+        assert r["dagger"]["selected_iteration"] == want
+        cell = tmp_path / name / "cells" / "lstm" / "seed-0"
+        kept = load_tensors(cell / "model.safetensors")
+        chosen = load_tensors(next(cell.glob("dagger-*")) / f"iter-{want}" / "model.safetensors")
+        assert all(torch.equal(kept[k], chosen[k]) for k in kept)

@@ -55,6 +55,8 @@ def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | N
     # the newer settings enter only the cells they change, so behaviour-cloning cells keep their keys
     if cfg.protocol != "bc":
         d.update({k: getattr(cfg, k) for k in DAGGER_FIELDS}, protocol=cfg.protocol)
+        if cfg.dagger_select != "last":  # absent for "last", what DAgger cells kept before the option
+            d["dagger_select"] = cfg.dagger_select
     if model == "mlp_k":
         d["mlp_frames"] = cfg.mlp_frames
     if variant is not None:
@@ -323,7 +325,8 @@ def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False
         return " ".join(shown) or f"--{key.replace('_', '-')} {value}"
 
     def stored(p: Path) -> dict[str, Any]:  # a run from before a setting existed used its old value
-        return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, "protocol": "bc", **json.loads(p.read_text())}
+        return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, "protocol": "bc", "dagger_select": "last",
+                **json.loads(p.read_text())}
 
     open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force,
                     may_change=may_change, option=option)

@@ -12,7 +12,7 @@ from .models import MODEL_NAMES
 from .policies import EVAL_SEED_BASE
 from .shifts import SHIFT_NAMES
 
-__all__ = ["PongConfig", "OBSERVATIONS", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
+__all__ = ["PongConfig", "OBSERVATIONS", "DAGGER_SELECT", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
            "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS"]
 
 PROTOCOLS = ("bc", "dagger")
@@ -25,6 +25,8 @@ DAGGER_SEED_BASE = 20_000_000
 DAGGER_VAL_SEED_BASE = 15_000_000
 #: the settings only --protocol dagger uses
 DAGGER_FIELDS = ("dagger_iterations", "dagger_rounds", "dagger_beta", "dagger_max_steps", "dagger_val_rounds")
+#: which DAgger iteration a cell keeps
+DAGGER_SELECT = ("best", "last")
 
 
 @dataclass
@@ -123,6 +125,9 @@ class PongConfig:
     missing shift from the saved models without retraining"""
     shift_rounds: int | None = setting(None, low=1)
     """evaluation rounds per trained model in each shift (default: --eval-rounds)"""
+    dagger_select: str = setting("best", choices=DAGGER_SELECT)
+    """DAgger: the iteration whose model the cell keeps and evaluates: best (the highest closed-loop
+    validation mean catches, on the validation serves; ties: the later one) or last"""
     mlp_frames: int = setting(4, low=1, high=256, high_open=False)
     """k, the observations the mlp_k reference sees (the current one and the k - 1 before it)"""
     tuned: str | None = setting(None, kind="file", example="--tuned runs/pong-tune/best_configs.json")
@@ -158,7 +163,7 @@ class PongConfig:
                 raise UsageError(f"--shift-rounds: at most {top} with --protocol dagger, got {self.shift_rounds}")
         else:
             base = PongConfig(**QUICK) if self.quick else PongConfig()
-            for k in DAGGER_FIELDS:
+            for k in (*DAGGER_FIELDS, "dagger_select"):
                 if getattr(self, k) != getattr(base, k):
                     raise UsageError(f"--{k.replace('_', '-')}: only used with --protocol dagger (this run is "
                                      f"--protocol {self.protocol})")
@@ -174,7 +179,7 @@ QUICK: dict[str, Any] = {
 
 #: fields added after run folders were first written: --resume reads a config.json without them
 #: with this run's values (they change no cell of such a run), except protocol, which was bc
-ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "mlp_frames", "tuned", "obs_mode", "shifts", "shift_rounds")
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "dagger_select", "mlp_frames", "tuned", "obs_mode", "shifts", "shift_rounds")
 
 #: settings a resumed run may change: which cells run and how, not what a cell trains (the shifts
 #: are evaluation only: a resumed run plays the missing ones with the saved models)

@@ -25,7 +25,8 @@ Resume: each finished iteration is kept in ``<work>/iter-<i>/`` (``rollouts.npz`
 weights ``model.safetensors``, ``metrics.json`` written last, which marks it done), so a killed
 cell resumed redoes at most its unfinished iteration (with ``--checkpoint-every`` that one too
 continues from its training checkpoint), with the same final weights as an uninterrupted run.
-The cell keeps the model of the last iteration.
+The cell keeps the model of the iteration with the best closed-loop validation score
+(``--dagger-select best``, ties to the later one) or of the last (``--dagger-select last``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from .evaluate import play_rounds, step_function
 from .policies import ExpertPolicy
 
 __all__ = ["rollout_seed", "beta_at", "train_seed", "collect_rollouts", "rollout_windows", "aggregate",
-           "run_dagger", "completed_iterations", "plot_dagger_curves"]
+           "run_dagger", "select_iteration", "completed_iterations", "plot_dagger_curves"]
 
 ITER_SEED_STRIDE = 2**31  # training seeds stay C ints below it, so seed + i * stride never collide
 
@@ -235,11 +236,26 @@ def run_dagger(model: nn.Module, cfg: PongConfig, X: np.ndarray, Y: np.ndarray, 
         save_tensors(d / "model.safetensors", model.state_dict(), metadata={"iteration": str(i), "seed": str(seed)})
         atomic_write_text(d / "metrics.json", json.dumps(rec, indent=1))  # written last: the iteration is done
         records.append(rec)
+    selected = select_iteration(records, cfg.dagger_select)
+    if selected != records[-1]["iteration"]:
+        model.load_state_dict(load_tensors(_iter_dir(work, selected) / "model.safetensors"))
     model.eval()
-    return _whole_training(records), {"iterations": records, "settings": {
+    return _whole_training(records), {"iterations": records, "selected_iteration": selected, "settings": {
+        "select": cfg.dagger_select,
         "iterations": n_iter, "rounds": cfg.dagger_rounds, "beta": cfg.dagger_beta,
         "max_steps": cfg.dagger_max_steps or cfg.max_steps, "val_rounds": cfg.dagger_val_rounds,
         "rollout_seed_base": DAGGER_SEED_BASE, "val_seed_base": DAGGER_VAL_SEED_BASE}}
+
+
+def select_iteration(records: list[dict[str, Any]], how: str) -> int:
+    """The iteration a cell keeps: ``"last"``, or ``"best"``: the highest closed-loop validation
+    mean catches (validation serves only), the later iteration on a tie."""
+    if how == "last":
+        return int(records[-1]["iteration"])
+    if how != "best":
+        raise ValueError(f"dagger_select: expected 'best' or 'last', got {how!r}")
+    best = max(range(len(records)), key=lambda j: (records[j]["val_closed_loop"]["mean_catches"], j))
+    return int(records[best]["iteration"])
 
 
 def _whole_training(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -114,7 +114,7 @@ DAGGER_PROTOCOL = """* **DAgger** (`--protocol dagger`, `tnd.apps.pong.dagger`):
   same optimiser settings and early stopping on the same validation windows). The learner's serves
   (20 000 000 + ...) and the closed-loop validation serves after each iteration (`{dagger_val_rounds}`
   rounds, 15 000 000 + j) are disjoint from the demonstration and evaluation serves. The model of
-  the last iteration is evaluated.
+  the {dagger_select_md} is evaluated.
 """
 
 
@@ -140,7 +140,10 @@ def shifts_text(cfg: PongConfig) -> str:
 def protocol_text(cfg: PongConfig) -> str:
     """The protocol section of the report for ``cfg``."""
     d = dataclasses.asdict(cfg)
-    dagger = DAGGER_PROTOCOL.format(**d, dagger_steps=cfg.dagger_max_steps or cfg.max_steps) \
+    chosen = ("iteration with the best closed-loop validation score (`--dagger-select best`)"
+              if cfg.dagger_select == "best" else "last iteration (`--dagger-select last`)")
+    dagger = DAGGER_PROTOCOL.format(**d, dagger_steps=cfg.dagger_max_steps or cfg.max_steps,
+                                    dagger_select_md=chosen) \
         if cfg.protocol == "dagger" else ""
     obs = OBSERVATION_TEXT[cfg.obs_mode]
     text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger, obs_md=obs,
