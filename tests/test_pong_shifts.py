@@ -46,7 +46,7 @@ def _serves(kw, n=40):
 def test_the_shifted_envs_have_the_shifted_physics():
     base = env_kwargs(PongConfig())
     default_env, default_serves = _serves(base)
-    assert SHIFT_NAMES == ("ball_fast", "paddle_slow", "wide_serves")
+    assert SHIFT_NAMES == ("ball_fast", "paddle_short", "wide_serves")
     for name in SHIFT_NAMES:
         env, serves = _serves(shifted_env_kwargs(base, name))
         changed = {k for k in DEFAULT_PHYSICS if env.physics[k] != default_env.physics[k]}
@@ -69,12 +69,13 @@ def test_the_shifted_envs_have_the_shifted_physics():
             assert env.max_steps > default_env.max_steps  # steeper serves: longer worst-case trips
         else:
             assert max(angles) <= 60.0 + 1e-9
-        # the paddle moves by the shift's paddle speed
+        # the paddle's half-length is the shift's; its speed never changes
+        want = 0.75 * DEFAULT_PHYSICS["paddle_half_length"] if name == "paddle_short" \
+            else DEFAULT_PHYSICS["paddle_half_length"]
+        assert env.physics["paddle_half_length"] == pytest.approx(want, rel=1e-12)
         y0 = env.get_state().paddle_y
         env.step(0)
-        dy = env.get_state().paddle_y - y0
-        want = 0.75 * DEFAULT_PHYSICS["paddle_speed"] if name == "paddle_slow" else DEFAULT_PHYSICS["paddle_speed"]
-        assert dy == pytest.approx(want, rel=1e-9)
+        assert env.get_state().paddle_y - y0 == pytest.approx(DEFAULT_PHYSICS["paddle_speed"], rel=1e-9)
 
 
 def test_motion_observations_keep_the_training_unit_in_a_faster_ball():
@@ -184,10 +185,10 @@ def test_resume_adds_a_missing_shift_without_retraining(shifted_run, tmp_path, c
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     err = capsys.readouterr().err
-    assert "1 finished cell(s) kept, 0 to run" in err and "playing shift(s) paddle_slow, wide_serves" in err
+    assert "1 finished cell(s) kept, 0 to run" in err and "playing shift(s) paddle_short, wide_serves" in err
     assert {f: (cell / f).stat().st_mtime_ns for f in mtime} == mtime  # not retrained
     after = json.loads((cell / "metrics.json").read_text())
-    assert list(after["shifts"]) == ["ball_fast", "paddle_slow", "wide_serves"]
+    assert list(after["shifts"]) == ["ball_fast", "paddle_short", "wide_serves"]
     assert after["shifts"]["ball_fast"] == before["shifts"]["ball_fast"]  # kept, not replayed
     assert after["train"] == before["train"] and after["eval"] == before["eval"]
     # the added shifts are what a run with every shift from the start computed (same cell settings)

@@ -120,7 +120,7 @@ class PongConfig:
     shifts: tuple[str, ...] = setting(SHIFT_NAMES, choices=(*SHIFT_NAMES, "none"), metavar="SHIFT", allow_empty=True)
     """shifted environments each trained model (and the expert and tracker) is also evaluated in,
     on the same evaluation serves (the generalisation table; src/tnd/apps/pong/shifts.py: ball_fast =
-    ball speed x1.25, paddle_slow = paddle speed x0.75, wide_serves = serve angles up to 70
+    ball speed x1.25, paddle_short = paddle half-length x0.75, wide_serves = serve angles up to 70
     degrees); none, or the option without a name: none. Evaluation only: a resumed run adds a
     missing shift from the saved models without retraining"""
     shift_rounds: int | None = setting(None, low=1)

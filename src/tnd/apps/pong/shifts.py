@@ -11,8 +11,8 @@ keywords on top of ``DEFAULT_PHYSICS``):
 * ``ball_fast``: ball speed x1.25 (0.03 -> 0.0375 per step). A model that inferred the velocity
   from the observation history should scale its intercept; one that memorised the training
   trajectories should not.
-* ``paddle_slow``: paddle speed x0.75 (0.015 -> 0.01125 per step): the same anticipation must
-  start earlier; even the expert misses some returns (no longer all reachable).
+* ``paddle_short``: paddle half-length x0.75 (0.08 -> 0.06): the same balls, a smaller target;
+  the intercept must be more precise.
 * ``wide_serves``: serve angles up to 70 degrees (``serve_angle_range`` (20, 60) -> (20, 70)):
   steeper serves with more wall bounces than any demonstration's serve.
 
@@ -40,7 +40,7 @@ def _scaled(key: str, factor: float) -> float:
 #: name -> (description, env keyword overrides); the order is the report's column order
 SHIFTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ball_fast": ("ball speed x1.25", {"ball_speed": _scaled("ball_speed", 1.25)}),
-    "paddle_slow": ("paddle speed x0.75", {"paddle_speed": _scaled("paddle_speed", 0.75)}),
+    "paddle_short": ("paddle half-length x0.75", {"paddle_half_length": _scaled("paddle_half_length", 0.75)}),
     "wide_serves": ("serve angles up to 70 degrees", {"serve_angle_range": (DEFAULT_PHYSICS["serve_angle_range"][0],
                                                                             70.0)}),
 }
