@@ -33,7 +33,7 @@ def test_variants_are_what_their_names_say_and_parameter_matched():
             continue
         n = info["num_neurons"]
         assert info["num_inputs"] == (n if v["inputs"] == "all" else n // 4), name
-        assert info["tau_init"] == ([1.0, 1000.0] if v["tau_init"] == "span" else [1.0, 10.0]), name
+        assert info["tau_init"] == ([1.0, 1000.0] if v["tau_init"] == "span" else list(v["tau_init"])), name
         assert info["dynamics"] == v.get("dynamics", "leaky"), name
 
 
