@@ -1,0 +1,54 @@
+"""benchmarks/pong_pilots: every pilot script compiles, and the cheap ones run end to end."""
+
+from __future__ import annotations
+
+import json
+import py_compile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tnd.apps.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PILOTS = ROOT / "benchmarks" / "pong_pilots"
+
+
+def _run(*args: str) -> str:
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env={"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_every_pilot_script_compiles_and_says_how_to_run_it():
+    scripts = sorted(PILOTS.glob("*.py"))
+    assert len(scripts) >= 5
+    for p in scripts:
+        py_compile.compile(str(p), doraise=True)
+        assert "Usage: python benchmarks/pong_pilots/" in p.read_text(), p.name
+
+
+def test_the_tuned_files_are_valid_chosen_configurations():
+    from tnd.apps.pong.tuning_spaces import load_tuned
+
+    for p in PILOTS.glob("*.json"):
+        assert set(load_tuned(p)) == {"tnd"}, p.name
+
+
+def test_step_cost_times_every_model():
+    out = _run(str(PILOTS / "step_cost.py"), "1")
+    for label in ("lstm", "mlp_k", "transformer", "tnd-p1", "tnd-p2"):
+        assert label in out
+    assert out.count("ms/step") == 5
+
+
+def test_summarize_runs_reads_a_run_folder(tmp_path):
+    out = tmp_path / "run"
+    assert main(["pong", "--quick", "--out", str(out), "--models", "mlp", "--no-progress", "--shifts", "none"]) == 0
+    text = _run(str(PILOTS / "summarize_runs.py"), str(out))
+    assert "mlp 0 catches" in text and "stop" in text
+    m = json.loads((out / "cells" / "mlp" / "seed-0" / "metrics.json").read_text())
+    assert f"catches {m['eval']['mean_catches']}" in text
