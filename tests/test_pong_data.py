@@ -57,7 +57,8 @@ def test_deterministic_and_seeded(demos):
 
 @pytest.mark.parametrize(
     "kwargs", [{}, {"obs_noise": 0.01}, {"obs_mode": "state", "obs_noise": 0.02}, {"obs_mode": "pixels"},
-     {"obs_mode": "motion"}, {"obs_mode": "motion", "obs_noise": 0.01}]
+     {"obs_mode": "motion"}, {"obs_mode": "motion", "obs_noise": 0.01},
+     {"obs_mode": "motion", "ball_speed": 0.0375, "motion_unit": 0.03}]
 )
 def test_matches_env_rollout(kwargs):
     d = generate_demonstrations(2, seed=11, env_kwargs=kwargs, max_steps_per_round=150)

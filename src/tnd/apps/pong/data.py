@@ -172,25 +172,23 @@ def _observations_from_states(
             paddle_x=p["paddle_x"], paddle_half_length=p["paddle_half_length"],
         )
     clean = states[:, [0, 1, 4]] if env.obs_mode in ("positions", "motion") else states
-    if env.obs_noise <= 0.0:
-        noisy = clean.astype(np.float64)
-    else:
+    if env.obs_noise <= 0.0 and env.obs_mode != "motion":
+        return clean.astype(np.float32)
+    noisy = clean.astype(np.float64)
+    if env.obs_noise > 0.0:
         # Replay each round's RNG stream: reset(seed) draws the serve, then one noise vector
         # per emitted observation, in order. Drawing a round's vectors as one (n, D) block
         # yields the same numbers as the env's sequential draws (tested).
-        noisy = np.empty(clean.shape, dtype=np.float64)
         ofs = 0
         for i, n in enumerate(lengths.tolist()):
             rng, _ = seeding.np_random(seed + i)
             env.draw_serve(rng)
-            noisy[ofs : ofs + n] = clean[ofs : ofs + n] + rng.normal(0.0, env.obs_noise, size=(n, clean.shape[1]))
+            noisy[ofs : ofs + n] += rng.normal(0.0, env.obs_noise, size=(n, clean.shape[1]))
             ofs += n
-    if env.obs_mode == "motion":  # displacements within each round, from the noisy positions
+    if env.obs_mode == "motion":  # displacements within each round, from the noisy positions, in the env's unit
         bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-        noisy = np.concatenate([motion_from_positions(noisy[a:b], None, env.physics["ball_speed"])
+        noisy = np.concatenate([motion_from_positions(noisy[a:b], None, env.motion_unit)
                                 for a, b in zip(bounds[:-1], bounds[1:])] or [np.zeros((0, 5))])
-    if env.obs_noise <= 0.0 and env.obs_mode != "motion":
-        return clean.astype(np.float32)
     return np.clip(noisy, env.observation_space.low, env.observation_space.high).astype(np.float32)
 
 
