@@ -41,13 +41,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tnd.io import atomic_write_text
+from .settings import UsageError
 from .search_space import (Choice, Domain, LogUniform, RandInt, SearchSpace, Uniform, choice, loguniform, randint,
                            sample_trials, uniform)
 
 __all__ = ["Domain", "Choice", "LogUniform", "Uniform", "RandInt", "choice", "loguniform", "uniform", "randint",
            "SearchSpace", "sample_trials", "trial_key", "run_search", "summarize", "write_summary", "summary_markdown",
            "BACKENDS",
-           "MODES", "resolve_backend", "ray_tune_missing"]
+           "MODES", "resolve_backend", "ray_tune_missing", "check_backend_options", "write_best_configs",
+           "resolve_tuned_path", "read_tuned_file"]
 
 BACKENDS = ("auto", "ray", "local")
 MODES = ("max", "min")
@@ -283,6 +285,53 @@ def write_summary(out: Path, trials, done, errors, *, mode: str, spaces=None, ba
     atomic_write_text(out / "tuning.json", json.dumps(summary, indent=1))
     atomic_write_text(out / "tuning.md", summary_markdown(summary))
     return summary
+
+
+def check_backend_options(backend: str, ray_address: str | None, num_cpus: int | None) -> None:
+    """The options of a search's backend that are valid alone but not together (UsageError)."""
+    if backend == "local":
+        for name, value in (("ray_address", ray_address), ("num_cpus", num_cpus)):
+            if value is not None:
+                raise UsageError(f"--{name.replace('_', '-')}: only used with --backend ray or auto "
+                                 "(this run is --backend local)")
+    if ray_address is not None and num_cpus is not None:
+        raise UsageError("--num-cpus: sets the CPUs of a local Ray; a cluster (--ray-address) has its own")
+
+
+def write_best_configs(out: Path, summary: dict[str, Any], header: dict[str, Any]) -> dict[str, Any]:
+    """``best_configs.json`` in ``out``: ``header`` (the format, command, budget, ...) and, per
+    model with a best trial, its ``trial``, ``score``, ``config`` and whether its search is
+    ``complete``; recorded in ``summary["best_configs"]``. Returns the file's content."""
+    best = {**header, "models": {m: {"trial": v["best"]["index"], "score": v["best"]["score"],
+                                     "config": v["best"]["config"], "complete": v["finished"] == v["planned"]}
+                                 for m, v in summary["models"].items() if v["best"] is not None}}
+    atomic_write_text(out / "best_configs.json", json.dumps(best, indent=1))
+    summary["best_configs"] = str(out / "best_configs.json")
+    return best
+
+
+def resolve_tuned_path(tuned: str | None, default: Path) -> Path | None:
+    """``--tuned``: None -> ``default`` when that file exists, ``none`` -> no tuned configurations."""
+    if tuned is None:
+        return default if default.is_file() else None
+    if tuned == "none":
+        return None
+    return Path(tuned)
+
+
+def read_tuned_file(path: str | Path, fmt: str, command: str) -> dict[str, Any]:
+    """The content of a chosen-configurations file of format ``fmt`` (``best_configs.json`` of
+    ``command``); UsageError naming --tuned on a file that cannot be read or is not one."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except OSError as e:
+        raise UsageError(f"--tuned: cannot read {path} ({e.strerror or e})") from None
+    except ValueError as e:
+        raise UsageError(f"--tuned: {path} is not JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("format") != fmt or not isinstance(d.get("models"), dict):
+        raise UsageError(f"--tuned: expected a {fmt} file (best_configs.json of {command}), got {path}")
+    return d
 
 
 def _cell(v: Any) -> str:

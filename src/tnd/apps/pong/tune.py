@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +35,15 @@ from typing import Any
 
 from ..runs import FolderOptions, Interrupted, note
 from ..settings import UsageError, add_options, command_args, from_args, setting
-from ..tuning import BACKENDS, ray_tune_missing, run_search, sample_trials
+from ..tuning import BACKENDS, check_backend_options, ray_tune_missing, run_search, sample_trials, write_best_configs
 from .models import MODEL_NAMES
 from .config import DAGGER_SEED_BASE, DAGGER_VAL_SEED_BASE, QUICK, RESUME_MAY_CHANGE, PongConfig
 
-__all__ = ["TuneConfig", "QUICK_TUNE", "TUNE_VAL_SEED_BASE", "BEST_FORMAT", "add_arguments", "config_from_args",
+__all__ = ["TuneConfig", "QUICK_TUNE", "TUNE_VAL_SEED_BASE", "add_arguments", "config_from_args",
            "run", "run_tune", "pong_objective", "command_line"]
 
 #: base seed of the tuning validation serves (round j: + j): the DAgger validation serves
 TUNE_VAL_SEED_BASE = DAGGER_VAL_SEED_BASE
-BEST_FORMAT = "tnd.pong.tuned/1"
 
 
 @dataclass
@@ -81,13 +79,7 @@ class TuneConfig(PongConfig):
     def check(self) -> None:
         """The Pong checks, and the backend's options."""
         super().check()
-        if self.backend == "local":
-            for name in ("ray_address", "num_cpus"):
-                if getattr(self, name) is not None:
-                    raise UsageError(f"--{name.replace('_', '-')}: only used with --backend ray or auto "
-                                     f"(this run is --backend local)")
-        if self.ray_address is not None and self.num_cpus is not None:
-            raise UsageError("--num-cpus: sets the CPUs of a local Ray; a cluster (--ray-address) has its own")
+        check_backend_options(self.backend, self.ray_address, self.num_cpus)
 
 
 QUICK_TUNE: dict[str, Any] = {**QUICK, "trials": 2, "tune_val_rounds": 8}
@@ -163,10 +155,8 @@ def resume_command(cfg: TuneConfig) -> str:
 def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
     """Run (or continue) the search; returns the summary (``<out>/tuning.json``) and writes
     ``<out>/best_configs.json``."""
-    from tnd.io import atomic_write_text
-
     from .cells import start_run
-    from .tuning_spaces import SPACES
+    from .tuning_spaces import SPACES, TUNED_FORMAT
 
     missing = ray_tune_missing() if cfg.backend == "ray" else None
     if missing:
@@ -186,14 +176,10 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
         if isinstance(e, Interrupted) and getattr(e, "partial", None):
             e.partial += f"; continue with: {resume_command(cfg)}"
         raise
-    best = {"format": BEST_FORMAT, "command": command_line(cfg), "param_budget": cfg.param_budget,
-            "trials_per_model": cfg.trials, "score": "mean consecutive catches on the validation serves "
-            f"{TUNE_VAL_SEED_BASE} + j, j < {cfg.tune_val_rounds}",
-            "models": {m: {"trial": v["best"]["index"], "score": v["best"]["score"], "config": v["best"]["config"],
-                           "complete": v["finished"] == v["planned"]}
-                       for m, v in summary["models"].items() if v["best"] is not None}}
-    atomic_write_text(out / "best_configs.json", json.dumps(best, indent=1))
-    summary["best_configs"] = str(out / "best_configs.json")
+    write_best_configs(out, summary, {
+        "format": TUNED_FORMAT, "command": command_line(cfg), "param_budget": cfg.param_budget,
+        "trials_per_model": cfg.trials,
+        "score": f"mean consecutive catches on the validation serves {TUNE_VAL_SEED_BASE} + j, j < {cfg.tune_val_rounds}"})
     return summary
 
 

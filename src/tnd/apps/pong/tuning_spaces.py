@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import UsageError
+from .. import tuning
 from ..search_space import SearchSpace, choice, loguniform
 from .models import MODEL_NAMES, TND_NAMES
 
@@ -127,24 +128,12 @@ def build_options(model: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_tuned_path(tuned: str | None) -> Path | None:
     """``--tuned``: None -> the committed file when it exists, ``none`` -> no tuned configurations."""
-    if tuned is None:
-        return DEFAULT_TUNED if DEFAULT_TUNED.is_file() else None
-    if tuned == "none":
-        return None
-    return Path(tuned)
+    return tuning.resolve_tuned_path(tuned, DEFAULT_TUNED)
 
 
 def load_tuned(path: str | Path) -> dict[str, dict[str, Any]]:
     """``{model: configuration}`` from a chosen-configurations file (UsageError naming --tuned)."""
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"--tuned: cannot read {path} ({e.strerror or e})") from None
-    except ValueError as e:
-        raise UsageError(f"--tuned: {path} is not JSON ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != TUNED_FORMAT or not isinstance(d.get("models"), dict):
-        raise UsageError(f"--tuned: expected a {TUNED_FORMAT} file (best_configs.json of tnd pong tune), got {path}")
+    d = tuning.read_tuned_file(path, TUNED_FORMAT, "tnd pong tune")
     out = {}
     for m, entry in d["models"].items():
         cfg = entry.get("config") if isinstance(entry, dict) else None

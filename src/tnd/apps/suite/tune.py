@@ -41,7 +41,7 @@ from typing import Any
 from ..runs import FolderOptions, Interrupted, note, open_run_folder, set_resume_command
 from ..settings import UsageError, add_options, command_args, from_args, setting
 from ..tasks import TASKS
-from ..tuning import BACKENDS, ray_tune_missing, run_search, sample_trials
+from ..tuning import BACKENDS, check_backend_options, ray_tune_missing, run_search, sample_trials, write_best_configs
 from .models import MODEL_NAMES
 
 __all__ = ["TuneSettings", "add_arguments", "run", "run_tune", "suite_objective", "plan_pairs", "command_line"]
@@ -99,13 +99,7 @@ class TuneSettings:
             chosen = getattr(self, name)
             if chosen is not None and "all" in chosen and len(chosen) > 1:
                 raise UsageError(f"--{name}: expected names or all alone, got {' '.join(chosen)!r}")
-        if self.backend == "local":
-            for name in ("ray_address", "num_cpus"):
-                if getattr(self, name) is not None:
-                    raise UsageError(f"--{name.replace('_', '-')}: only used with --backend ray or auto "
-                                     "(this run is --backend local)")
-        if self.ray_address is not None and self.num_cpus is not None:
-            raise UsageError("--num-cpus: sets the CPUs of a local Ray; a cluster (--ray-address) has its own")
+        check_backend_options(self.backend, self.ray_address, self.num_cpus)
         if self.resume and self.out is not None and not Path(self.out).is_dir():
             raise UsageError(f"--resume: the run folder --out {self.out} does not exist (start it without --resume)")
 
@@ -250,15 +244,11 @@ def run_tune(s: TuneSettings, force: bool = False, log=None) -> dict[str, Any]:
             e.partial += f"; continue with: {command_line(s)} --resume"
         raise
     budgets = sorted({int(v["param_budget"]) for v in settings.values()})
-    best = {"format": TUNED_FORMAT, "command": command_line(s), "param_budget": budgets[0] if len(budgets) == 1 else None,
-            "quick": s.quick, "trials_per_model": s.trials, "tune_seed": s.tune_seed,
-            "score": "best validation metric of one training run (seed --tune-seed): accuracy, or minus the MSE; "
-                     "the test split is never read",
-            "models": {k: {"trial": v["best"]["index"], "score": v["best"]["score"], "config": v["best"]["config"],
-                           "complete": v["finished"] == v["planned"]}
-                       for k, v in summary["models"].items() if v["best"] is not None}}
-    atomic_write_text(out / "best_configs.json", json.dumps(best, indent=1))
-    summary["best_configs"] = str(out / "best_configs.json")
+    write_best_configs(out, summary, {
+        "format": TUNED_FORMAT, "command": command_line(s), "param_budget": budgets[0] if len(budgets) == 1 else None,
+        "quick": s.quick, "trials_per_model": s.trials, "tune_seed": s.tune_seed,
+        "score": "best validation metric of one training run (seed --tune-seed): accuracy, or minus the MSE; "
+                 "the test split is never read"})
     return summary
 
 

@@ -40,10 +40,10 @@ configuration: configurations are chosen **per task and model**.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from .. import tuning
 from ..search_space import SearchSpace, choice, loguniform
 from ..settings import UsageError
 from .models import MODEL_NAMES, TND_NAMES
@@ -137,11 +137,7 @@ def split_key(key: str) -> tuple[str, str]:
 
 def resolve_tuned_path(tuned: str | None) -> Path | None:
     """``--tuned``: None -> the committed file when it exists, ``none`` -> no tuned configurations."""
-    if tuned is None:
-        return DEFAULT_TUNED if DEFAULT_TUNED.is_file() else None
-    if tuned == "none":
-        return None
-    return Path(tuned)
+    return tuning.resolve_tuned_path(tuned, DEFAULT_TUNED)
 
 
 def load_tuned(path: str | Path) -> dict[str, Any]:
@@ -149,15 +145,7 @@ def load_tuned(path: str | Path) -> dict[str, Any]:
     (UsageError naming --tuned on a bad file)."""
     from ..tasks import TASKS
 
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"--tuned: cannot read {path} ({e.strerror or e})") from None
-    except ValueError as e:
-        raise UsageError(f"--tuned: {path} is not JSON ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != TUNED_FORMAT or not isinstance(d.get("models"), dict):
-        raise UsageError(f"--tuned: expected a {TUNED_FORMAT} file (best_configs.json of tnd suite tune), got {path}")
+    d = tuning.read_tuned_file(path, TUNED_FORMAT, "tnd suite tune")
     out = {}
     for key, entry in d["models"].items():
         cfg = entry.get("config") if isinstance(entry, dict) else None
