@@ -124,12 +124,14 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
     """Train and evaluate one (model, seed) cell and write its files; returns its metrics.
 
     ``variant``: see :func:`train_cell`. Single-threaded torch for the duration (restored
-    afterwards), so the numbers are a function of the settings and the seed only."""
+    afterwards), so the numbers are a function of the settings and the seed only. The evaluation
+    and the shifts play in one lockstep batch (:func:`~tnd.apps.pong.shifts.evaluate_with_shifts`):
+    ``eval_time_s`` and each shift's ``eval_time_s`` are their shares of that play's wall time, in
+    proportion to their env steps."""
     import torch
 
     from tnd.io import atomic_write_text, save_tensors
-    from .evaluate import play_rounds
-    from .shifts import evaluate_shifts
+    from .shifts import evaluate_with_shifts
 
     cfg = PongConfig(**cfg_dict)
     cpu0 = time.process_time()
@@ -137,10 +139,8 @@ def run_cell(cfg_dict: dict[str, Any], model_name: str, seed: int, data_path: st
     torch.set_num_threads(1)
     try:
         model, spec, tr, dag = train_cell(cfg, model_name, seed, Path(data_path), Path(out), show_progress, variant)
-        t0 = time.perf_counter()
-        ev = play_rounds(model, cfg.eval_rounds, env_kwargs=env_kwargs(cfg))
-        eval_time = time.perf_counter() - t0
-        shifted = evaluate_shifts(model, tuple(cfg.shifts), cfg.shift_eval_rounds, env_kwargs(cfg))
+        ev, eval_time, shifted = evaluate_with_shifts(model, cfg.eval_rounds, tuple(cfg.shifts),
+                                                      cfg.shift_eval_rounds, env_kwargs(cfg))
     finally:
         torch.set_num_threads(threads)
     variant = variant or {}

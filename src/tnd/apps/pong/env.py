@@ -401,6 +401,28 @@ class SinglePlayerPong(gym.Env):
     def obs_dim(self) -> int:
         return int(self.observation_space.shape[0])
 
+    # read-only views of the round's counters, for :class:`tnd.apps.pong.batch_env.PongBatch`
+    @property
+    def catches(self) -> int:
+        """Consecutive catches this round."""
+        return self._catches
+
+    @property
+    def steps(self) -> int:
+        """Steps taken this round."""
+        return self._steps
+
+    @property
+    def done(self) -> bool:
+        """Whether the round has ended (a miss, the cap or the step limit)."""
+        return self._done
+
+    @property
+    def motion_previous(self) -> np.ndarray | None:
+        """``"motion"`` mode: the (noisy) positions behind the last observation (the next one's
+        displacement is measured from them); None before the first observation."""
+        return None if self._prev_obs is None else self._prev_obs.copy()
+
     def _make_obs_space(self) -> spaces.Box:
         if self.obs_mode == "pixels":
             n = self.pixel_size * self.pixel_size

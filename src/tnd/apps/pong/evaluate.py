@@ -4,25 +4,30 @@ Greedy actions; the hidden state is reset at each serve and carried through the 
 observation at a time (as trained). Round ``i`` is served by ``env.reset(seed=seed + i)``,
 ``seed`` defaulting to ``EVAL_SEED_BASE``: the rounds :func:`~tnd.apps.pong.policies.evaluate_policy`
 plays with the reference policies. The rounds run in lockstep, batched over the still-running
-ones, with per-round results identical to playing them one by one. Protocol: docs/PONG.md
+ones (:class:`~tnd.apps.pong.batch_env.PongBatch`, the env's rounds bit for bit), with per-round
+results identical to playing them one by one; :func:`play_groups` plays several groups (the
+evaluation and its shifts) in one batch. Protocol: docs/PONG.md
 (section 5).
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from tnd.checks import check_positive_int
+from tnd.checks import check_int, check_positive_int
 from ..baselines import map_state
+from .batch_env import PongBatch
 from .env import SinglePlayerPong
 from .policies import EVAL_SEED_BASE
 
-__all__ = ["play_rounds", "summarize_rounds", "record_frames"]
+__all__ = ["play_rounds", "play_groups", "summarize_rounds", "record_frames"]
+
+_MISS, _CAP, _STEPS = 1, 2, 3  # how a round ended
 
 
 def summarize_rounds(per_round: list[int], misses: int, at_cap: int, cap: int) -> dict[str, Any]:
@@ -80,46 +85,89 @@ def play_rounds(
 
     Returns :func:`summarize_rounds`'s metrics plus ``per_round`` (catches per round, in round
     order), ``per_round_steps``, ``rounds_step_limited``, ``seed`` and ``total_steps``.
-    ``progress(n)`` is called with the number of rounds that just finished.
+    ``progress(n)`` is called with the number of rounds that just finished. The rounds run in one
+    :class:`~tnd.apps.pong.batch_env.PongBatch` (:func:`play_groups` with one group): the results
+    of stepping a list of envs, the model seeing the same batches of observation rows.
     """
     check_positive_int("rounds", rounds)
+    report = None if progress is None else (lambda _g, n: progress(n))
+    return play_groups(model, [(env_kwargs, rounds, seed)], progress=report)[0]
+
+
+@torch.inference_mode()
+def play_groups(
+    model: nn.Module,
+    groups: Sequence[tuple[dict[str, Any] | None, int, int]],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Play several groups of rounds with ``model`` in ONE lockstep batch.
+
+    ``groups``: ``(env_kwargs, rounds, seed)`` each; round ``i`` of a group is served by
+    ``SinglePlayerPong(**env_kwargs).reset(seed=seed + i)``; the groups must share the observation
+    layout (e.g. the evaluation and its shifts, :func:`tnd.apps.pong.shifts.evaluate_with_shifts`).
+    Returns one :func:`play_rounds` result per group, in order. ``progress(g, n)`` is called when
+    ``n`` rounds of group ``g`` just finished.
+
+    A round's observations, actions and results are those of playing its group alone, except that
+    the model steps a larger batch of rows: a batched matrix product may round differently from a
+    smaller one, so a logit may differ in its last bits, which changes an action only at an
+    (almost) exact tie. A model whose rows do not interact in rounding (elementwise policies) gives
+    the same ``per_round`` lists as :func:`play_rounds` per group; the models of this package agree
+    in practice (tests/test_pong_play_batch.py).
+    """
+    if not groups:
+        raise ValueError("groups: expected at least one (env_kwargs, rounds, seed), got none")
+    kwargs_rows: list[dict[str, Any]] = []
+    seeds: list[int] = []
+    for g, item in enumerate(groups):
+        if not (isinstance(item, (tuple, list)) and len(item) == 3):
+            raise ValueError(f"groups[{g}]: expected (env_kwargs, rounds, seed), got {item!r}")
+        kw, n, seed = item
+        if kw is not None and not isinstance(kw, dict):
+            raise ValueError(f"groups[{g}]: env_kwargs must be a dict or None, got {type(kw).__name__}")
+        check_positive_int(f"groups[{g}] rounds", n)
+        check_int(f"groups[{g}] seed", seed, 0)
+        kwargs_rows += [dict(kw or {})] * n
+        seeds += [int(seed) + i for i in range(n)]
+    group_of = np.repeat(np.arange(len(groups)), [n for _, n, _ in groups])
     was_training = model.training
     model.eval()
-    envs = [SinglePlayerPong(**(env_kwargs or {})) for _ in range(rounds)]
-    obs = np.stack([env.reset(seed=int(seed) + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
-    per_round = [0] * rounds
-    per_steps = [0] * rounds
-    ended = [""] * rounds
-    active = list(range(rounds))
+    batch, obs = PongBatch.serve(kwargs_rows, seeds)
+    caps = batch.max_catches.copy()
+    total = len(seeds)
+    per_round = np.zeros(total, dtype=np.int64)
+    per_steps = np.zeros(total, dtype=np.int64)
+    ended = np.zeros(total, dtype=np.int8)  # _MISS, _CAP or _STEPS once a round ends
     h: Any = None
     dtype = next(model.parameters()).dtype
     step = step_function(model)
-    while active:
-        x = torch.from_numpy(obs[active]).to(dtype)  # (A, C): one observation per active round
-        logits, h = step(x, h)
-        actions = logits.argmax(-1).tolist()
-        keep: list[int] = []
-        still: list[int] = []
-        for j, (i, a) in enumerate(zip(active, actions)):
-            o, _r, term, trunc, info = envs[i].step(int(a))
-            obs[i] = o
-            if term or trunc:
-                per_round[i] = int(info["catches"])
-                per_steps[i] = int(info["steps"])
-                ended[i] = "miss" if term else ("cap" if info["catches"] >= envs[i].max_catches else "steps")
-            else:
-                keep.append(j)
-                still.append(i)
-        if len(still) < len(active):
-            if progress is not None:
-                progress(len(active) - len(still))
-            if still:
-                h = _select(h, torch.tensor(keep, dtype=torch.long))
-        active = still
-    model.train(was_training)
-    out = summarize_rounds(per_round, ended.count("miss"), ended.count("cap"), envs[0].max_catches)
-    out.update(per_round=per_round, per_round_steps=per_steps, rounds_step_limited=ended.count("steps"),
-               seed=int(seed), total_steps=int(sum(per_steps)))
+    try:
+        while len(batch):
+            logits, h = step(torch.from_numpy(obs).to(dtype), h)  # (A, C): one observation per running round
+            rows = batch.rows
+            obs, term, trunc, catches, steps = batch.step(logits.argmax(-1).cpu().numpy())
+            done = term | trunc
+            if done.any():
+                r = rows[done]
+                per_round[r], per_steps[r] = catches[done], steps[done]
+                ended[r] = np.where(term[done], _MISS, np.where(catches[done] >= caps[r], _CAP, _STEPS))
+                if progress is not None:
+                    for g, n in zip(*np.unique(group_of[r], return_counts=True)):
+                        progress(int(g), int(n))
+                keep = np.flatnonzero(~done)
+                if keep.size:
+                    obs = obs[keep]
+                    h = _select(h, torch.from_numpy(keep))
+    finally:
+        model.train(was_training)
+    out = []
+    for g, (_, _, seed) in enumerate(groups):
+        sel = group_of == g
+        pr, ps, end = per_round[sel].tolist(), per_steps[sel].tolist(), ended[sel]
+        m = summarize_rounds(pr, int(np.sum(end == _MISS)), int(np.sum(end == _CAP)), int(caps[sel][0]))
+        m.update(per_round=pr, per_round_steps=ps, rounds_step_limited=int(np.sum(end == _STEPS)), seed=int(seed),
+                 total_steps=int(sum(ps)))
+        out.append(m)
     return out
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from .env import DEFAULT_PHYSICS
 
 __all__ = ["SHIFTS", "SHIFT_NAMES", "shift_overrides", "shifted_env_kwargs", "describe_shift", "evaluate_shifts",
-           "evaluate_reference_shifts", "stored_shift_is_current"]
+           "evaluate_with_shifts", "evaluate_reference_shifts", "stored_shift_is_current"]
 
 
 def _scaled(key: str, factor: float) -> float:
@@ -77,20 +77,50 @@ def shifted_env_kwargs(base: dict[str, Any], name: str) -> dict[str, Any]:
 
 def evaluate_shifts(model: Any, names: tuple[str, ...], rounds: int, base: dict[str, Any],
                     progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
-    """``play_rounds`` of ``model`` in each shift of ``names`` (``rounds`` evaluation serves each):
-    name -> its metrics plus ``overrides`` (the shift's env keywords) and ``eval_time_s``."""
+    """``play_rounds`` of ``model`` in each shift of ``names`` (``rounds`` evaluation serves each),
+    the shifts played together in one lockstep batch (:func:`~tnd.apps.pong.evaluate.play_groups`):
+    name -> its metrics plus ``overrides`` (the shift's env keywords) and ``eval_time_s`` (the
+    batch's wall time split in proportion to the shifts' env steps). ``progress(name)`` is called
+    as each shift's last round ends."""
+    return evaluate_with_shifts(model, None, names, rounds, base, progress)[2]
+
+
+def evaluate_with_shifts(model: Any, eval_rounds: int | None, names: tuple[str, ...], rounds: int,
+                         base: dict[str, Any], progress: Callable[[str], None] | None = None):
+    """The evaluation (``eval_rounds`` evaluation serves in ``base``; None: none) and the shifts of
+    ``names`` (``rounds`` serves each), all in ONE lockstep batch
+    (:func:`~tnd.apps.pong.evaluate.play_groups`; each group's results are those of playing it
+    alone with ``play_rounds``). Returns ``(evaluation metrics or None, its time, shifts)``, the
+    shifts as :func:`evaluate_shifts` returns them. The times: the batch's wall time split among
+    the groups in proportion to their env steps (they sum to the whole; a group's time is its share
+    of the shared play, not the time it would take alone)."""
     import time
 
-    from .evaluate import play_rounds
+    from .evaluate import play_groups
+    from .policies import EVAL_SEED_BASE
 
-    out = {}
-    for name in names:
-        t0 = time.perf_counter()
-        ev = play_rounds(model, rounds, env_kwargs=shifted_env_kwargs(base, name))
-        out[name] = {**ev, "overrides": shift_overrides(name), "eval_time_s": time.perf_counter() - t0}
-        if progress is not None:
-            progress(name)
-    return out
+    groups = [] if eval_rounds is None else [(dict(base), eval_rounds, EVAL_SEED_BASE)]
+    groups += [(shifted_env_kwargs(base, n), rounds, EVAL_SEED_BASE) for n in names]
+    if not groups:
+        return None, 0.0, {}
+    first = 0 if eval_rounds is None else 1
+    report = None
+    if progress is not None:
+        left = [n for _, n, _ in groups]
+
+        def report(g: int, n: int) -> None:
+            left[g] -= n
+            if not left[g] and g >= first:
+                progress(names[g - first])
+
+    t0 = time.perf_counter()
+    evs = play_groups(model, groups, progress=report)
+    whole = time.perf_counter() - t0
+    steps = sum(ev["total_steps"] for ev in evs)
+    share = [whole * ev["total_steps"] / steps if steps else whole / len(evs) for ev in evs]
+    shifted = {n: {**ev, "overrides": shift_overrides(n), "eval_time_s": t}
+               for n, ev, t in zip(names, evs[first:], share[first:])}
+    return (None, 0.0, shifted) if eval_rounds is None else (evs[0], share[0], shifted)
 
 
 def evaluate_reference_shifts(names: tuple[str, ...], rounds: int, base: dict[str, Any]) -> dict[str, dict[str, Any]]:
