@@ -1,5 +1,6 @@
-"""tnd.apps.pong.evaluate on the lockstep batch: play_rounds gives the results of stepping a list of
-envs, play_groups those of playing each group alone; the shifts and the evaluation in one batch."""
+"""The players on the lockstep batch: play_rounds gives the results of stepping a list of envs,
+play_groups those of playing each group alone (the shifts and the evaluation in one batch), DAgger's
+collect_rollouts the arrays of its scalar loop."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from torch import nn
 pytest.importorskip("gymnasium")
 
 from tnd.apps.baselines import map_state  # noqa: E402
-from tnd.apps.pong.env import SinglePlayerPong  # noqa: E402
+from tnd.apps.pong.config import DAGGER_SEED_BASE  # noqa: E402
+from tnd.apps.pong.dagger import collect_rollouts  # noqa: E402
+from tnd.apps.pong.env import PongState, SinglePlayerPong  # noqa: E402
 from tnd.apps.pong.evaluate import play_groups, play_rounds, step_function  # noqa: E402
 from tnd.apps.pong.models import build_model  # noqa: E402
-from tnd.apps.pong.policies import EVAL_SEED_BASE  # noqa: E402
+from tnd.apps.pong.policies import EVAL_SEED_BASE, ExpertPolicy, expert_actions  # noqa: E402
 from tnd.apps.pong.shifts import SHIFT_NAMES, evaluate_shifts, evaluate_with_shifts, shifted_env_kwargs  # noqa: E402
 
 
@@ -141,3 +144,76 @@ def test_play_groups_errors_name_the_argument():
         play_groups(model, [({}, 3, 0), ({}, 0, 0)])
     with pytest.raises(ValueError, match="observation layout"):
         play_groups(model, [({}, 2, 0), ({"obs_mode": "motion"}, 2, 0)])
+
+
+# ----------------------------------------------------------------------------- DAgger rollouts on the batch
+def test_expert_actions_are_the_expert_policy_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for kw in ({}, {"paddle_half_length": 0.06, "paddle_speed": 0.02}, {"paddle_x": 0.1}):
+        env = SinglePlayerPong(**kw)
+        expert = ExpertPolicy(env)
+        n = 3000
+        s = np.stack([rng.random(n), rng.random(n), rng.uniform(-0.03, 0.03, n), rng.uniform(-0.03, 0.03, n),
+                      rng.uniform(0.05, 0.95, n)], axis=1)
+        s[:50, 2] = 0.0  # vx == 0: the target is the ball's height
+        s[50:100, 4] = s[50:100, 1]  # on the dead band's edges and inside it
+        c = env.core
+        got = expert_actions(*s.T, c.paddle_x, c.half, 0.5 * c.paddle_speed)
+        assert got.dtype == np.int64
+        assert got.tolist() == [expert.act(PongState(*row)) for row in s.tolist()]
+
+
+def test_mix_draw_blocks_are_the_single_draws():
+    a, b = np.random.default_rng([5, 20_000_003]), np.random.default_rng([5, 20_000_003])
+    single = np.array([a.random() for _ in range(600)])
+    blocks = np.concatenate([b.random(256), b.random(256), b.random(88)])
+    assert np.array_equal(single.view(np.uint64), blocks.view(np.uint64))
+
+
+@torch.inference_mode()
+def scalar_rollouts(model: nn.Module, rounds: int, seed: int, beta: float, mix_seed: int, env_kwargs: dict,
+                    max_steps_per_round: int) -> dict[str, np.ndarray]:
+    """collect_rollouts' loop before the batch: envs stepped one by one, ExpertPolicy labels, one
+    ``rng.random()`` per step when 0 < beta < 1 (the arrays it recorded, by round)."""
+    envs = [SinglePlayerPong(**env_kwargs) for _ in range(rounds)]
+    obs = np.stack([e.reset(seed=seed + j)[0] for j, e in enumerate(envs)]).astype(np.float32)
+    experts = [ExpertPolicy(e) for e in envs]
+    mix = [np.random.default_rng([mix_seed, seed + j]) for j in range(rounds)]
+    rec = [{"o": [], "a": [], "r": [], "s": []} for _ in range(rounds)]
+    active, h, step = list(range(rounds)), None, step_function(model)
+    while active:
+        logits, h = step(torch.from_numpy(obs[active]), h)
+        keep, still = [], []
+        for k, (j, a) in enumerate(zip(active, logits.argmax(-1).tolist())):
+            label = experts[j].act(obs[j])
+            expert_acts = beta >= 1.0 or (beta > 0.0 and mix[j].random() < beta)
+            rec[j]["o"].append(obs[j].copy())
+            rec[j]["s"].append(envs[j].get_state().as_array())
+            rec[j]["a"].append(label)
+            o, rew, term, trunc, _info = envs[j].step(label if expert_acts else int(a))
+            obs[j] = o
+            rec[j]["r"].append(rew)
+            if not (term or trunc or len(rec[j]["a"]) >= max_steps_per_round):
+                keep.append(k)
+                still.append(j)
+        if len(still) < len(active) and still:
+            h = map_state(h, lambda t, idx=torch.tensor(keep): t.index_select(0, idx))
+        active = still
+    return {"observations": np.concatenate([np.stack(r["o"]) for r in rec]),
+            "actions": np.concatenate([np.asarray(r["a"], dtype=np.int64) for r in rec]),
+            "rewards": np.concatenate([np.asarray(r["r"], dtype=np.float32) for r in rec]),
+            "states": np.concatenate([np.stack(r["s"]) for r in rec]),
+            "round_lengths": np.array([len(r["a"]) for r in rec], dtype=np.int64)}
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+def test_collect_rollouts_equals_the_scalar_loop(beta):
+    kw = {"obs_mode": "motion", "obs_noise": 0.01, "max_catches": 6}
+    for model in (_lstm(5), Tracker()):
+        data, stats = collect_rollouts(model, 16, seed=DAGGER_SEED_BASE, beta=beta, mix_seed=9, env_kwargs=kw,
+                                       max_steps_per_round=250)
+        ref = scalar_rollouts(model, 16, DAGGER_SEED_BASE, beta, 9, kw, 250)
+        for k, v in ref.items():
+            assert data[k].dtype == v.dtype and np.array_equal(data[k], v), k
+        assert stats["steps"] == int(ref["round_lengths"].sum())
+    assert ref["round_lengths"].max() == 250  # the recording cut, too

@@ -140,5 +140,5 @@ for label, model in models:
         t1 = time.perf_counter()
         replay_batch(log, rounds, kw)
         t2 = time.perf_counter()
-        print(f"{label:13s} env only:    before {t1 - t0:6.2f} s, after {t2 - t1:6.2f} s, x{(t1 - t0) / (t2 - t1):.2f}  "
-              f"({len(log)} lockstep steps)", flush=True)
+        print(f"{label:13s} env only:    before {t1 - t0:6.2f} s, after {t2 - t1:6.2f} s, "
+              f"x{(t1 - t0) / (t2 - t1):.2f}  ({len(log)} lockstep steps)", flush=True)

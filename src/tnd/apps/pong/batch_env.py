@@ -46,13 +46,14 @@ class PongBatch:
 
     ``envs``: already reset (or ``set_state``) envs, one per round; the batch reads their state,
     counters, physics, observation bounds and ``np_random`` (it draws the rest of each round's
-    noise from it), and runs their ``core`` on contact steps: the envs themselves are not
-    advanced and should not be stepped afterwards. They must share ``obs_mode`` and the
-    observation size. ``noise_block``: noise rows drawn per round at a time.
+    noise from it), and runs their ``core`` on contact steps: the envs are used up (their state
+    is stale, their generator further on) and should not be stepped afterwards. They must share
+    ``obs_mode`` and the observation size. ``noise_block``: noise rows drawn per round at a time.
 
     Attributes (over the still-running rounds, in round order): ``rows`` (the rounds' indices in
     ``envs``), the true state ``bx, by, vx, vy, py`` (float64), ``catches``, ``steps``,
-    ``max_catches``, ``max_steps`` (int64).
+    ``max_catches``, ``max_steps`` (int64), and the physics ``paddle_x``, ``paddle_speed``,
+    ``pmin``, ``pmax`` (the paddle centre's range; ``pmin`` is the half-length).
     """
 
     def __init__(self, envs: Sequence[SinglePlayerPong], noise_block: int = NOISE_BLOCK) -> None:
@@ -196,7 +197,8 @@ class PongBatch:
                 out[sel] = pixels_from_positions(self.bx[sel], self.by[sel], self.py[sel], size=self._pixel_size,
                                                  paddle_x=px, paddle_half_length=half)
             return out
-        cols = (self.bx, self.by, self.vx, self.vy, self.py) if self.obs_mode == "state" else (self.bx, self.by, self.py)
+        state = self.obs_mode == "state"
+        cols = (self.bx, self.by, self.vx, self.vy, self.py) if state else (self.bx, self.by, self.py)
         o = np.empty((len(self), len(cols)))
         for j, c in enumerate(cols):  # cheaper than np.stack on short rows
             o[:, j] = c

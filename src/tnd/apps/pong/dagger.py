@@ -48,14 +48,34 @@ from ..baselines import map_state
 from .config import DAGGER_SEED_BASE, DAGGER_VAL_SEED_BASE, PongConfig
 from .data import (ROUND_END_CAP, ROUND_END_MISS, ROUND_END_RECORDING_CUT, ROUND_END_STEP_LIMIT, load_dataset,
                    make_windows, save_dataset)
-from .env import SinglePlayerPong
+from .batch_env import PongBatch
 from .evaluate import play_rounds, step_function
-from .policies import ExpertPolicy
+from .policies import expert_actions
 
 __all__ = ["rollout_seed", "beta_at", "train_seed", "collect_rollouts", "rollout_windows", "aggregate",
            "run_dagger", "select_iteration", "completed_iterations", "plot_dagger_curves"]
 
 ITER_SEED_STRIDE = 2**31  # training seeds stay C ints below it, so seed + i * stride never collide
+MIX_BLOCK = 256  # expert-or-learner draws per round at a time
+
+
+class _MixDraws:
+    """Each round's ``rng.random()`` per step, drawn ``block`` at a time (a block of ``random(size=k)``
+    is the same numbers in the same order as ``k`` single draws) and read in lockstep."""
+
+    def __init__(self, rngs: list[np.random.Generator], block: int) -> None:
+        self.rngs, self.block = rngs, block
+        self.draws = np.zeros((len(rngs), block))
+        self.cursor = block
+
+    def next(self, rows: np.ndarray) -> np.ndarray:
+        """The next draw of each round of ``rows`` (the still-recording rounds, which step together)."""
+        if self.cursor == self.block:
+            for r in rows.tolist():
+                self.draws[r] = self.rngs[r].random(self.block)
+            self.cursor = 0
+        self.cursor += 1
+        return self.draws[rows, self.cursor - 1]
 
 
 def rollout_seed(iteration: int, rounds: int) -> int:
@@ -85,70 +105,72 @@ def collect_rollouts(model: nn.Module, rounds: int, *, seed: int, beta: float = 
     ``numpy.random.default_rng([mix_seed, seed + j])`` per step of round ``j``). A round is
     recorded until a miss, the cap, the env's step limit or ``max_steps_per_round`` steps. Returns
     the rounds in :mod:`tnd.apps.pong.data`'s layout (``actions``: the expert's labels; ``states``:
-    the true states, float64; ``round_numbers`` = ``round_seeds``) and statistics."""
+    the true states, float64; ``round_numbers`` = ``round_seeds``) and statistics. The rounds step
+    together in a :class:`~tnd.apps.pong.batch_env.PongBatch`, labelled by
+    :func:`~tnd.apps.pong.policies.expert_actions` (``ExpertPolicy`` bit for bit): the arrays of
+    stepping each round's env alone."""
     rounds = check_int("rounds", rounds, 1)
     seed = check_int("seed", seed, 0)
     beta = float(check_real("beta", beta, 0.0, 1.0))
     max_steps_per_round = check_int("max_steps_per_round", max_steps_per_round, 1)
     was_training = model.training
     model.eval()
-    envs = [SinglePlayerPong(**(env_kwargs or {})) for _ in range(rounds)]
-    obs = np.stack([env.reset(seed=seed + j)[0] for j, env in enumerate(envs)]).astype(np.float32)
-    experts = [ExpertPolicy(env) for env in envs]  # reads its env's true state
-    mix = [np.random.default_rng([int(mix_seed), seed + j]) for j in range(rounds)]
-    rec: list[dict[str, list]] = [{"o": [], "a": [], "r": [], "s": [], "own": []} for _ in range(rounds)]
-    catches = [0] * rounds
-    ends = [ROUND_END_RECORDING_CUT] * rounds
-    active = list(range(rounds))
+    batch, obs = PongBatch.serve([dict(env_kwargs or {})] * rounds, [seed + j for j in range(rounds)])
+    caps = batch.max_catches.copy()
+    mix = _MixDraws([np.random.default_rng([int(mix_seed), seed + j]) for j in range(rounds)],
+                    min(max_steps_per_round, MIX_BLOCK)) if 0.0 < beta < 1.0 else None
+    log: list[tuple[np.ndarray, ...]] = []  # per lockstep step: rows, observations, states, labels, own, rewards
+    catches = np.zeros(rounds, dtype=np.int64)
+    ends = np.full(rounds, ROUND_END_RECORDING_CUT, dtype=np.int8)
     h: Any = None
     dtype = next(model.parameters()).dtype
     step = step_function(model)
-    while active:
-        logits, h = step(torch.from_numpy(obs[active]).to(dtype), h)
-        learner = logits.argmax(-1).tolist()
-        keep: list[int] = []
-        still: list[int] = []
-        for k, (j, a) in enumerate(zip(active, learner)):
-            r = rec[j]
-            label = experts[j].act(obs[j])
-            expert_acts = beta >= 1.0 or (beta > 0.0 and mix[j].random() < beta)
-            r["o"].append(obs[j].copy())
-            r["s"].append(envs[j].get_state().as_array())
-            r["a"].append(label)
-            r["own"].append(int(a))
-            o, rew, term, trunc, info = envs[j].step(label if expert_acts else int(a))
-            obs[j] = o
-            r["r"].append(rew)
-            if term:
-                ends[j] = ROUND_END_MISS
-            elif trunc:
-                ends[j] = ROUND_END_CAP if info["catches"] >= envs[j].max_catches else ROUND_END_STEP_LIMIT
-            catches[j] = int(info["catches"])
-            if not (term or trunc or len(r["a"]) >= max_steps_per_round):
-                keep.append(k)
-                still.append(j)
-        if len(still) < len(active) and still:
-            h = map_state(h, lambda t, idx=torch.tensor(keep, dtype=torch.long): t.index_select(0, idx))
-        active = still
-    model.train(was_training)
-    lengths = np.array([len(r["a"]) for r in rec], dtype=np.int64)
+    try:
+        while len(batch):
+            logits, h = step(torch.from_numpy(obs).to(dtype), h)
+            own = logits.argmax(-1).cpu().numpy()
+            rows = batch.rows
+            states = np.stack([batch.bx, batch.by, batch.vx, batch.vy, batch.py], axis=1)
+            labels = expert_actions(batch.bx, batch.by, batch.vx, batch.vy, batch.py, batch.paddle_x, batch.pmin,
+                                    0.5 * batch.paddle_speed)  # ExpertPolicy on the true state
+            if beta >= 1.0:
+                executed = labels
+            else:
+                executed = own if mix is None else np.where(mix.next(rows) < beta, labels, own)
+            before = batch.catches.copy()
+            nxt, term, trunc, now, steps = batch.step(executed)
+            log.append((rows, obs, states, labels, own, np.where(now > before, 1.0, np.where(term, -1.0, 0.0))))
+            catches[rows] = now
+            ends[rows[term]] = ROUND_END_MISS
+            ends[rows[trunc]] = np.where(now[trunc] >= caps[rows[trunc]], ROUND_END_CAP, ROUND_END_STEP_LIMIT)
+            done = term | trunc
+            cut = ~done & (steps >= max_steps_per_round)  # the recording cut: the round leaves unended
+            batch.drop(cut[~done])
+            keep = np.flatnonzero(~(done | cut))
+            if keep.size < rows.size and keep.size:
+                h = map_state(h, lambda t, idx=torch.from_numpy(keep): t.index_select(0, idx))
+            obs = nxt[keep]
+    finally:
+        model.train(was_training)
+    rows, o, st, lab, own, rew = (np.concatenate(x) for x in zip(*log))
+    order = np.argsort(rows, kind="stable")  # round by round, each in step order
+    lengths = np.bincount(rows, minlength=rounds).astype(np.int64)
     seeds = seed + np.arange(rounds, dtype=np.int64)
     starts = np.zeros(int(lengths.sum()), dtype=bool)
     starts[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = True
-    labels = np.concatenate([np.asarray(r["a"], dtype=np.int64) for r in rec])
-    own = np.concatenate([np.asarray(r["own"], dtype=np.int64) for r in rec])
+    labels, own = lab[order].astype(np.int64), own[order].astype(np.int64)
     data = {
-        "observations": np.concatenate([np.stack(r["o"]) for r in rec]).astype(np.float32),
+        "observations": o[order].astype(np.float32),
         "actions": labels,
-        "rewards": np.concatenate([np.asarray(r["r"], dtype=np.float32) for r in rec]),
-        "states": np.concatenate([np.stack(r["s"]) for r in rec]).astype(np.float64),
+        "rewards": rew[order].astype(np.float32),
+        "states": st[order].astype(np.float64),
         "round_ids": np.repeat(seeds, lengths),
         "episode_starts": starts,
         "round_numbers": seeds,
         "round_seeds": seeds,
         "round_lengths": lengths,
-        "round_catches": np.asarray(catches, dtype=np.int64),
-        "round_end": np.asarray(ends, dtype=np.int8),
+        "round_catches": catches,
+        "round_end": ends,
     }
     stats = {"rounds": rounds, "steps": int(lengths.sum()), "first_seed": seed, "beta": beta,
              "mean_catches": float(np.mean(catches)), "misses": int(np.sum(data["round_end"] == ROUND_END_MISS)),

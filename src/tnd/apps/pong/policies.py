@@ -32,6 +32,7 @@ __all__ = [
     "TrackerPolicy",
     "RandomPolicy",
     "predict_intercept",
+    "expert_actions",
     "evaluate_policy",
 ]
 
@@ -58,6 +59,23 @@ def predict_intercept(
         return ball_y
     m = (ball_y + t * ball_vy) % 2.0
     return m if m <= 1.0 else 2.0 - m
+
+
+def expert_actions(ball_x: np.ndarray, ball_y: np.ndarray, ball_vx: np.ndarray, ball_vy: np.ndarray,
+                   paddle_y: np.ndarray, paddle_x: np.ndarray | float, half: np.ndarray | float,
+                   dead_band: np.ndarray | float) -> np.ndarray:
+    """:meth:`ExpertPolicy.act` over arrays of true states (one per row; the physics per row or
+    shared: ``half`` = ``paddle_half_length``, ``dead_band`` = ``paddle_speed / 2``): int64
+    actions, the same as the policy's bit for bit, since :func:`predict_intercept`, the clip of
+    the target to ``[half, 1 - half]`` and the dead band use only ``+ - * /``, ``%`` and
+    comparisons, which numpy rounds as Python does."""
+    bx, by, vx, vy, py = (np.asarray(v, dtype=np.float64) for v in (ball_x, ball_y, ball_vx, ball_vy, paddle_y))
+    with np.errstate(divide="ignore", invalid="ignore"):  # vx == 0 rows take ball_y below
+        t = np.where(vx < 0.0, (bx - paddle_x) / -vx, ((1.0 - bx) + (1.0 - paddle_x)) / vx)
+        m = np.remainder(by + t * vy, 2.0)
+    y = np.where(vx == 0.0, by, np.where(m <= 1.0, m, 2.0 - m))
+    d = np.minimum(np.maximum(y, half), 1.0 - half) - py  # Python's min(max(y, h), 1 - h), h < 1 - h
+    return np.where(d > dead_band, 0, np.where(d < -np.asarray(dead_band), 2, 1)).astype(np.int64)
 
 
 def _move_towards(target: float, paddle_y: float, dead_band: float) -> int:
