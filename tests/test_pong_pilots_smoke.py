@@ -52,3 +52,8 @@ def test_summarize_runs_reads_a_run_folder(tmp_path):
     assert "mlp 0 catches" in text and "stop" in text
     m = json.loads((out / "cells" / "mlp" / "seed-0" / "metrics.json").read_text())
     assert f"catches {m['eval']['mean_catches']}" in text
+
+
+def test_play_cost_compares_the_batch_with_the_old_loop():
+    out = _run(str(PILOTS / "play_cost.py"), "2")  # it asserts that both give the same rounds
+    assert out.count("play_rounds: before") == 2 and "env only:" in out

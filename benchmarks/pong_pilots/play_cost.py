@@ -7,8 +7,10 @@ untrained LSTM (2,000 parameters; its rounds are short) and the same LSTM whose 
 hand-made intercept policy overrides (:class:`Steered`: rounds of thousands of steps, as a
 trained model's); with ``--cell RUN SEED_LABEL`` (e.g. ``runs/x lstm``) also a trained cell's
 model (seed 0, :func:`~tnd.apps.pong.cells.load_cell_model`; its stored evaluation must be
-reproduced when ROUNDS is its ``eval_rounds``). ``env only``: the same rounds' recorded actions
-replayed without the model.
+reproduced when ROUNDS is its ``eval_rounds``), and the cell's whole closed-loop evaluation: the
+evaluation and the three shifts (ROUNDS each) played one after the other by the old loop against
+``evaluate_with_shifts`` (one batch; the per-round results compared with separate plays).
+``env only``: the same rounds' recorded actions replayed without the model.
 
 Usage: python benchmarks/pong_pilots/play_cost.py [ROUNDS] [REPEATS] [--cell RUN LABEL]
 """
@@ -142,3 +144,17 @@ for label, model in models:
         t2 = time.perf_counter()
         print(f"{label:13s} env only:    before {t1 - t0:6.2f} s, after {t2 - t1:6.2f} s, "
               f"x{(t1 - t0) / (t2 - t1):.2f}  ({len(log)} lockstep steps)", flush=True)
+
+if cell is not None:
+    from tnd.apps.pong.shifts import SHIFT_NAMES, evaluate_with_shifts, shifted_env_kwargs
+
+    model = models[-1][1]
+    t0 = time.perf_counter()
+    old = [scalar_play(model, rounds, k) for k in [kw] + [shifted_env_kwargs(kw, n) for n in SHIFT_NAMES]]
+    t1 = time.perf_counter()
+    ev, _, shifted = evaluate_with_shifts(model, rounds, SHIFT_NAMES, rounds, kw)
+    t2 = time.perf_counter()
+    new = [ev] + [shifted[n] for n in SHIFT_NAMES]
+    same = [o[0] == e["per_round"] for o, e in zip(old, new)]
+    print(f"{models[-1][0]} evaluation + {len(SHIFT_NAMES)} shifts: before {t1 - t0:6.2f} s, after {t2 - t1:6.2f} s, "
+          f"x{(t1 - t0) / (t2 - t1):.2f}; per-round results identical to separate plays: {same}", flush=True)
