@@ -188,8 +188,9 @@ def test_a_kill_inside_an_iteration_resumes_from_its_training_checkpoint(tmp_pat
 
 
 def test_iteration_0_is_the_behaviour_cloning_cell(tmp_path):
-    bc = _config(["--quick", "--models", "mlp", *TINY])
-    dg = _config(["--quick", "--models", "mlp", *TINY, *DAGGER])
+    same = ["--obs-mode", "motion", "--obs-noise", "0.01"]  # --protocol bc alone brings BC_V1's observation
+    bc = _config(["--quick", "--models", "mlp", *TINY, "--protocol", "bc", *same])
+    dg = _config(["--quick", "--models", "mlp", *TINY, *DAGGER, *same])
     data = cells.prepare_data(bc, tmp_path / "d")
     r_bc = _cell(bc, tmp_path / "bc", data, model="mlp")
     r_dg = _cell(dg, tmp_path / "dg", data, model="mlp")
@@ -198,21 +199,25 @@ def test_iteration_0_is_the_behaviour_cloning_cell(tmp_path):
 
 
 def test_cell_keys_of_other_models_ignore_the_new_settings():
-    base = PongConfig()
+    base = PongConfig(protocol="bc")
     for m in ("tnd", "lstm", "mlp"):
-        assert cells.cell_key(base, m, 0) == cells.cell_key(PongConfig(mlp_frames=7), m, 0)
-    assert cells.cell_key(base, "mlp_k", 0) != cells.cell_key(PongConfig(mlp_frames=7), "mlp_k", 0)
+        assert cells.cell_key(base, m, 0) == cells.cell_key(PongConfig(protocol="bc", mlp_frames=7), m, 0)
+    assert cells.cell_key(base, "mlp_k", 0) != cells.cell_key(PongConfig(protocol="bc", mlp_frames=7), "mlp_k", 0)
     assert cells.cell_key(base, "lstm", 0) != cells.cell_key(PongConfig(protocol="dagger"), "lstm", 0)
+    # the TND base enters TND cells only, and v1 not at all (the keys of the runs before the option)
+    v1, ctl = PongConfig(tnd_base="v1"), PongConfig(tnd_base="control")
+    assert cells.cell_key(v1, "lstm", 0) == cells.cell_key(ctl, "lstm", 0)
+    assert cells.cell_key(v1, "tnd", 0) != cells.cell_key(ctl, "tnd", 0)
 
 
 def test_a_run_folder_from_before_the_new_settings_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["pong", "--quick", "--out", str(out), "--models", "rnn", *TINY]) == 0
+    assert main(["pong", "--quick", "--protocol", "bc", "--out", str(out), "--models", "rnn", *TINY]) == 0
     stored = json.loads((out / "config.json").read_text())
-    for k in ("protocol", "mlp_frames", *dagger_fields()):
+    for k in ("protocol", "mlp_frames", "obs_mode", "tnd_base", *dagger_fields()):
         stored.pop(k)
     (out / "config.json").write_text(json.dumps(stored))
-    assert main(["pong", "--quick", "--resume", "--out", str(out), "--models", "rnn", *TINY]) == 0
+    assert main(["pong", "--quick", "--protocol", "bc", "--resume", "--out", str(out), "--models", "rnn", *TINY]) == 0
     assert "1 finished cell(s) kept, 0 to run" in capsys.readouterr().err
 
 
@@ -279,7 +284,7 @@ def test_the_frame_buffer_resets_at_each_serve():
     (["--protocol", "dagger", "--dagger-iterations", "x"], "--dagger-iterations"),
     (["--mlp-frames", "0"], "--mlp-frames"),
     (["--mlp-frames", "1.5"], "--mlp-frames"),
-    (["--dagger-rounds", "5"], "--dagger-rounds"),  # a DAgger setting without --protocol dagger
+    (["--protocol", "bc", "--dagger-rounds", "5"], "--dagger-rounds"),  # a DAgger setting without DAgger
     (["--protocol", "dagger", "--dagger-beta", "1.5"], "--dagger-beta"),
     (["--protocol", "dagger", "--eval-rounds", "6000000"], "--eval-rounds"),
 ])
@@ -317,3 +322,25 @@ def test_the_cell_keeps_the_selected_iterations_weights(tmp_path):
         kept = load_tensors(cell / "model.safetensors")
         chosen = load_tensors(next(cell.glob("dagger-*")) / f"iter-{want}" / "model.safetensors")
         assert all(torch.equal(kept[k], chosen[k]) for k in kept)
+
+
+# ----------------------------------------------------------------------------- the default protocol
+def test_the_default_is_the_dagger_protocol_and_protocol_bc_brings_the_earlier_one(tmp_path):
+    from tnd.apps.pong.config import BC_V1
+
+    d = _config([])
+    assert (d.protocol, d.obs_mode, d.obs_noise, d.max_steps, d.eval_every, d.patience, d.seeds, d.tnd_base) == \
+        ("dagger", "motion", 0.01, 30000, 200, 10, (0, 1, 2, 3, 4), "control")
+    bc = _config(["--protocol", "bc"])
+    assert {k: getattr(bc, k) for k in BC_V1} == BC_V1
+    mixed = _config(["--protocol", "bc", "--max-steps", "777", "--obs-mode", "motion"])  # explicit options win
+    assert (mixed.max_steps, mixed.obs_mode, mixed.obs_noise) == (777, "motion", 0.0)
+    assert experiment.command_line(bc) == "tnd pong --protocol bc"
+    assert experiment.command_line(mixed) == "tnd pong --protocol bc --max-steps 777 --obs-mode motion"
+    out = tmp_path / "run"
+    assert main(["pong", "--quick", "--out", str(out), "--models", "tnd", "--shifts", "none", *TINY,
+                 "--dagger-iterations", "1", "--dagger-rounds", "3", "--dagger-val-rounds", "2"]) == 0
+    m = json.loads((out / "cells" / "tnd" / "seed-0" / "metrics.json").read_text())
+    assert len(m["dagger"]["iterations"]) == 2 and m["spec"]["input_size"] == 5  # motion observations
+    assert {k: m["spec"]["tnd"][k] for k in ("input_fraction", "dynamics_kw", "propagation_steps")} == \
+        {"input_fraction": 1.0, "dynamics_kw": {"tau_init": [0.25, 10.0]}, "propagation_steps": 2}

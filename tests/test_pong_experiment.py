@@ -22,7 +22,7 @@ from tnd.apps.pong.report import bootstrap_ci  # noqa: E402
 from tnd.apps.pong.data import generate_perturbed_demonstrations  # noqa: E402
 from tnd.apps.pong.train import train_model  # noqa: E402
 
-TINY = ["--max-steps", "4", "--eval-every", "2", "--eval-rounds", "3", "--demo-rounds", "6",
+TINY = ["--protocol", "bc", "--max-steps", "4", "--eval-every", "2", "--eval-rounds", "3", "--demo-rounds", "6",
         "--demo-steps-per-round", "60", "--frame-steps", "20", "--no-progress"]
 
 
@@ -197,7 +197,7 @@ def test_motion_observations_reach_data_models_play_and_keys(tmp_path):
     from tnd.apps.pong.cells import cell_key, data_settings, env_kwargs
     from tnd.apps.pong.config import PongConfig
 
-    default, motion = PongConfig(), PongConfig(obs_mode="motion")
+    default, motion = PongConfig(obs_mode="positions"), PongConfig(obs_mode="motion")
     # the default's keys and data settings do not mention the new option (old runs stay valid)
     assert "obs_mode" not in env_kwargs(default) and "obs_mode" not in data_settings(default)
     assert env_kwargs(motion)["obs_mode"] == "motion"

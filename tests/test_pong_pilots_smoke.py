@@ -40,9 +40,11 @@ def test_the_tuned_files_are_valid_chosen_configurations():
 
 def test_step_cost_times_every_model():
     out = _run(str(PILOTS / "step_cost.py"), "1")
-    for label in ("lstm", "mlp_k", "transformer", "tnd-p1", "tnd-p2"):
+    from tnd.apps.pong.config import PongConfig
+
+    for label in ("lstm", "mlp_k", "transformer", "cfc", "tnd-p1", "tnd-p2", "tnd_shared-p2"):
         assert label in out
-    assert out.count("ms/step") == 5
+    assert out.count("ms/step") == len(PongConfig().models) + 1
 
 
 def test_summarize_runs_reads_a_run_folder(tmp_path):

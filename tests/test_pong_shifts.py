@@ -79,7 +79,7 @@ def test_the_shifted_envs_have_the_shifted_physics():
 
 
 def test_motion_observations_keep_the_training_unit_in_a_faster_ball():
-    kw = shifted_env_kwargs(env_kwargs(PongConfig(obs_mode="motion")), "ball_fast")
+    kw = shifted_env_kwargs(env_kwargs(PongConfig(obs_mode="motion", obs_noise=0.0)), "ball_fast")
     assert kw["motion_unit"] == DEFAULT_PHYSICS["ball_speed"]
     env = SinglePlayerPong(**kw)
     env.reset(seed=EVAL_SEED_BASE)
@@ -89,7 +89,7 @@ def test_motion_observations_keep_the_training_unit_in_a_faster_ball():
     plain.reset(seed=EVAL_SEED_BASE)
     obs, *_ = plain.step(1)
     assert math.hypot(obs[2], obs[3]) == pytest.approx(1.0, rel=1e-5)
-    assert "motion_unit" not in shifted_env_kwargs(env_kwargs(PongConfig()), "ball_fast")  # positions: no unit
+    assert "motion_unit" not in shifted_env_kwargs(env_kwargs(PongConfig(obs_mode="positions")), "ball_fast")  # positions: no unit
 
 
 @pytest.mark.parametrize("name", SHIFT_NAMES)

@@ -22,7 +22,7 @@ from tnd.apps.pong.tuning_spaces import BUDGET_TOLERANCE, SPACES, build_options,
 from tnd.apps.settings import UsageError
 from tnd.apps.tuning import ray_tune_missing, sample_trials
 
-TINY = ["--quick", "--no-progress", "--max-steps", "4", "--eval-every", "2", "--demo-rounds", "6",
+TINY = ["--quick", "--protocol", "bc", "--no-progress", "--max-steps", "4", "--eval-every", "2", "--demo-rounds", "6",
         "--demo-steps-per-round", "60", "--tune-val-rounds", "3", "--backend", "local"]
 
 
@@ -163,7 +163,7 @@ def test_tuned_configurations_reach_the_cell_and_its_key(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pong_train, "train_model", spy_train)
     out = tmp_path / "run"
-    argv = ["pong", "--quick", "--no-progress", "--models", "rnn", "lstm", "--max-steps", "4", "--eval-every", "2",
+    argv = ["pong", "--quick", "--protocol", "bc", "--no-progress", "--models", "rnn", "lstm", "--max-steps", "4", "--eval-every", "2",
             "--eval-rounds", "3", "--demo-rounds", "6", "--demo-steps-per-round", "60", "--frame-steps", "10",
             "--out", str(out), "--tuned", str(path)]
     rc, _, err = _run(argv)

@@ -1,18 +1,24 @@
-"""Pong pilot: seconds per training step (batch 64, window 32, 2,000 parameters, one thread) of the
-models of the candidate protocol, in one process, so the ratios say where a cell's time goes.
+"""Pong pilot: CPU seconds per training step (batch 64, window 32, 2,000 parameters, motion
+observations, one thread) of every model of the default ``tnd pong`` run, in one process, so the
+ratios say where the main job's time goes. TND is the protocol's default (``TND_BASES["control"]``:
+2 rounds of interaction) and, for comparison, with 1 round.
 
 Usage: python benchmarks/pong_pilots/step_cost.py [STEPS]
 """
-import json, sys, time
+import sys
+import time
+
 import torch
 import torch.nn.functional as F
+
+from tnd.apps.pong.config import TND_BASES, PongConfig
 from tnd.apps.pong.models import build_model
 
 torch.set_num_threads(1)
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-tnd_fast_p2 = {"input_fraction": 1.0, "dynamics_kw": {"tau_init": [0.25, 10.0]}, "propagation_steps": 2}
-tnd_fast_p1 = {"input_fraction": 1.0, "dynamics_kw": {"tau_init": [0.25, 10.0]}}
-models = [("lstm", None), ("mlp_k", None), ("transformer", None), ("tnd", tnd_fast_p1), ("tnd", tnd_fast_p2)]
+control = TND_BASES["control"]
+models = [(m, control if m.startswith("tnd") else None) for m in PongConfig().models]
+models.append(("tnd", {**control, "propagation_steps": 1}))
 x = torch.rand(64, 32, 5)
 y = torch.randint(0, 3, (64, 32))
 out = {}
@@ -22,11 +28,16 @@ for name, ov in models:
     opt = torch.optim.Adam(m.parameters(), 5e-3)
     label = name + ("" if ov is None else f"-p{ov.get('propagation_steps', 1)}")
     for phase in ("warm", "timed"):
-        t0 = time.perf_counter()
-        for _ in range(steps if phase == "timed" else 20):
+        n = steps if phase == "timed" else min(20, steps)
+        t0 = time.process_time()  # CPU time: another busy process on the machine does not count
+        for _ in range(n):
             logits, _ = m(x)
             loss = F.cross_entropy(logits.reshape(-1, 3), y.reshape(-1))
-            opt.zero_grad(); loss.backward(); opt.step()
-        dt = (time.perf_counter() - t0) / steps
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opt.step()
+        dt = (time.process_time() - t0) / n
     out[label] = dt
-    print(f"{label:14s} {spec['params']:5d} params  {1000 * dt:6.2f} ms/step  x{dt / out['lstm']:.2f} of lstm", flush=True)
+    print(f"{label:14s} {spec['params']:5d} params  {1000 * dt:6.2f} ms/step  x{dt / out.get('lstm', dt):.2f} of lstm",
+          flush=True)

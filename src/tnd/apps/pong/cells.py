@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import open_run_folder, run_calls, set_resume_command
-from .config import ADDED_FIELDS, DAGGER_FIELDS, RESUME_MAY_CHANGE, PongConfig
+from .config import ADDED_FIELDS, DAGGER_FIELDS, RESUME_MAY_CHANGE, TND_BASES, PongConfig
+from .models import TND_NAMES
 
 __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
            "run_cell", "train_cell", "load_cell_model", "missing_shifts", "add_missing_shifts", "run_cells", "start_run"]
@@ -59,6 +60,8 @@ def cell_key(cfg: PongConfig, model: str, seed: int, variant: dict[str, Any] | N
             d["dagger_select"] = cfg.dagger_select
     if model == "mlp_k":
         d["mlp_frames"] = cfg.mlp_frames
+    if model in TND_NAMES and cfg.tnd_base != "v1":  # absent for v1, what TND cells were before the option
+        d["tnd_base"] = cfg.tnd_base
     if variant is not None:
         d["variant"] = variant
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -187,8 +190,9 @@ def train_cell(cfg: PongConfig, model_name: str, seed: int, data_path: Path, out
     variant = variant or {}
     label = variant.get("label", model_name)
     lr = float(variant.get("lr", cfg.lr))
+    tnd = {**TND_BASES[cfg.tnd_base], **(variant.get("tnd") or {})} if model_name in TND_NAMES else variant.get("tnd")
     model, spec = build_model(model_name, Xt.shape[-1], 3, cfg.param_budget, window=cfg.window,
-                              graph_seed=cfg.graph_seed, tnd_overrides=variant.get("tnd"),
+                              graph_seed=cfg.graph_seed, tnd_overrides=tnd or None,
                               mlp_frames=cfg.mlp_frames, model_kw=variant.get("model_kw"))
     dagger = cfg.protocol == "dagger"
     if dagger and variant.get("learn"):
@@ -326,7 +330,7 @@ def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False
 
     def stored(p: Path) -> dict[str, Any]:  # a run from before a setting existed used its old value
         return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, "protocol": "bc", "dagger_select": "last",
-                **json.loads(p.read_text())}
+                "obs_mode": "positions", "tnd_base": "v1", **json.loads(p.read_text())}
 
     open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force,
                     may_change=may_change, option=option)

@@ -12,7 +12,7 @@ from .models import MODEL_NAMES
 from .policies import EVAL_SEED_BASE
 from .shifts import SHIFT_NAMES
 
-__all__ = ["PongConfig", "OBSERVATIONS", "DAGGER_SELECT", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
+__all__ = ["PongConfig", "BC_V1", "TND_BASES", "presets_for", "OBSERVATIONS", "DAGGER_SELECT", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
            "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS"]
 
 PROTOCOLS = ("bc", "dagger")
@@ -27,6 +27,19 @@ DAGGER_VAL_SEED_BASE = 15_000_000
 DAGGER_FIELDS = ("dagger_iterations", "dagger_rounds", "dagger_beta", "dagger_max_steps", "dagger_val_rounds")
 #: which DAgger iteration a cell keeps
 DAGGER_SELECT = ("best", "last")
+#: the TND architectures a run starts from before tuning (``--tnd-base``; keys of build_model's
+#: tnd_overrides): ``control``, the protocol's default (every neuron an input, time constants from a
+#: quarter of a step to 10 steps, two rounds of interaction per observation: docs/PONG.md, section
+#: 9, why), and ``v1``, the default of the earlier releases' paper reproduction
+TND_BASES: dict[str, dict[str, Any]] = {
+    "control": {"input_fraction": 1.0, "dynamics_kw": {"tau_init": [0.25, 10.0]}, "propagation_steps": 2},
+    "v1": {},
+}
+#: ``--protocol bc`` on the command line: the earlier releases' protocol as a whole (positions only,
+#: no noise, the 2,500-step budget, 3 seeds, the v1 TND), so that its documented numbers hold;
+#: explicit options still win (docs/PONG.md, section 9)
+BC_V1: dict[str, Any] = {"protocol": "bc", "obs_mode": "positions", "obs_noise": 0.0, "max_steps": 2500,
+                         "eval_every": 100, "patience": 6, "seeds": (0, 1, 2), "tnd_base": "v1"}
 
 
 @dataclass
@@ -39,7 +52,7 @@ class PongConfig:
                                        "mlp_k"),
                                       choices=MODEL_NAMES, metavar="MODEL")
     """models to train and evaluate (mlp and mlp_k: the non-recurrent references)"""
-    seeds: tuple[int, ...] = setting((0, 1, 2), metavar="SEED")
+    seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), metavar="SEED")
     """training seeds (initial weights and batch order); one cell per (model, seed)"""
     quick: bool = False
     """tiny smoke-test budget (whole run well under a minute); explicit options still win"""
@@ -60,11 +73,12 @@ class PongConfig:
     """windows per gradient step"""
     lr: float = setting(5e-3, low=0.0, low_open=True)
     """Adam learning rate (the same for every model)"""
-    max_steps: int = setting(2500, low=1)
-    """gradient-step budget per cell (the same for every model)"""
-    eval_every: int = setting(100, low=1)
+    max_steps: int = setting(30000, low=1)
+    """gradient-step cap per training (the same for every model; early stopping ends training long
+    before it: the stopping step of every cell is reported)"""
+    eval_every: int = setting(200, low=1)
     """validate every this many gradient steps"""
-    patience: int = setting(6, low=1)
+    patience: int = setting(10, low=1)
     """early stopping: validations without improvement of the validation loss"""
     grad_clip: float = setting(1.0, low=0.0)
     """gradient-norm clipping (0: none)"""
@@ -92,16 +106,17 @@ class PongConfig:
     from the demonstration seeds)"""
     max_catches: int = setting(100, low=1)
     """cap of consecutive catches that ends a round (truncation)"""
-    obs_noise: float = setting(0.0, low=0.0)
+    obs_noise: float = setting(0.01, low=0.0)
     """std of Gaussian observation noise (demonstrations and evaluation)"""
-    obs_mode: str = setting("positions", choices=OBSERVATIONS)
+    obs_mode: str = setting("motion", choices=OBSERVATIONS)
     """what a model observes: positions (ball x, y, paddle y: the velocity must come from
     history) or motion (the same plus the ball's displacement since the previous observation, in
     ball speeds: velocity from one frame difference; docs/PONG.md, section 1)"""
     frame_steps: int = setting(300, low=1)
     """steps of TND play drawn in the frame strip"""
-    protocol: str = setting("bc", choices=PROTOCOLS)
-    """training protocol: bc (behaviour cloning on the demonstrations) or dagger (the same, then
+    protocol: str = setting("dagger", choices=PROTOCOLS)
+    """training protocol: bc (behaviour cloning on the demonstrations; on the command line it also
+    brings the earlier releases' observation, budget and seeds, BC_V1, unless given) or dagger (the same, then
     --dagger-iterations iterations of: the learner plays, the expert labels every visited observation,
     the data are aggregated and the model retrains from its weights)"""
     dagger_iterations: int = setting(4, low=1)
@@ -130,6 +145,11 @@ class PongConfig:
     validation mean catches, on the validation serves; ties: the later one) or last"""
     mlp_frames: int = setting(4, low=1, high=256, high_open=False)
     """k, the observations the mlp_k reference sees (the current one and the k - 1 before it)"""
+    tnd_base: str = setting("control", choices=tuple(TND_BASES))
+    """the TND architecture before tuning: control (every neuron an input, time constants from 0.25
+    to 10 steps, 2 rounds of interaction per observation) or v1 (the earlier releases' default: a
+    quarter of the neurons input, time constants from 1 to 10 steps, 1 round); --tuned options
+    come on top"""
     tuned: str | None = setting(None, kind="file", example="--tuned runs/pong-tune/best_configs.json")
     """chosen configurations (best_configs.json of tnd pong tune): each model listed there trains with
     its chosen learning rate and options, the others with the defaults; none: no file (default: the
@@ -179,7 +199,17 @@ QUICK: dict[str, Any] = {
 
 #: fields added after run folders were first written: --resume reads a config.json without them
 #: with this run's values (they change no cell of such a run), except protocol, which was bc
-ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "dagger_select", "mlp_frames", "tuned", "obs_mode", "shifts", "shift_rounds")
+ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "dagger_select", "mlp_frames", "tuned", "obs_mode", "shifts", "shift_rounds",
+                "tnd_base")
+
+
+def presets_for(protocol: str | None, quick: bool) -> dict[str, Any]:
+    """The presets of a command line: ``BC_V1`` when it asks for ``--protocol bc``, then ``QUICK``
+    with ``--quick`` (explicit options win over both)."""
+    out: dict[str, Any] = dict(BC_V1) if protocol == "bc" else {}
+    if quick:
+        out.update(QUICK)
+    return out
 
 #: settings a resumed run may change: which cells run and how, not what a cell trains (the shifts
 #: are evaluation only: a resumed run plays the missing ones with the saved models)

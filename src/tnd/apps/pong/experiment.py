@@ -47,7 +47,7 @@ from ..runs import FolderOptions, Interrupted, note
 from ..settings import add_options, command_args, from_args
 from .cells import (add_missing_shifts, cell_done, cell_key, env_kwargs, load_cell_model, missing_shifts,
                     prepare_data, run_cell, run_cells, start_run)
-from .config import QUICK, PongConfig
+from .config import QUICK, PongConfig, presets_for
 
 __all__ = ["PongConfig", "QUICK", "add_arguments", "run", "config_from_args", "run_experiment", "run_cell",
            "cell_done", "cell_key", "prepare_data", "load_cell_model", "command_line", "PROTOCOL"]
@@ -167,14 +167,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PongConfig:
-    """Defaults <- --quick presets <- explicit options; checked (UsageError names the option)."""
-    return from_args(PongConfig, args, QUICK if getattr(args, "quick", None) else None)
+    """Defaults <- --protocol bc's and --quick's presets <- explicit options; checked (UsageError
+    names the option)."""
+    return from_args(PongConfig, args, presets_for(getattr(args, "protocol", None), bool(getattr(args, "quick", None))))
 
 
 def command_line(cfg: PongConfig) -> str:
     """The ``tnd pong`` command that reproduces ``cfg`` (options that differ from the defaults)."""
-    default = PongConfig(**QUICK) if cfg.quick else PongConfig()
-    parts = ["tnd", "pong"] + (["--quick"] if cfg.quick else [])
+    default = PongConfig(**presets_for(cfg.protocol, cfg.quick))
+    parts = ["tnd", "pong"] + (["--quick"] if cfg.quick else []) + (["--protocol", "bc"] if cfg.protocol == "bc" else [])
     return " ".join(parts + command_args(cfg, default, skip=("quick", "resume", "progress")))
 
 

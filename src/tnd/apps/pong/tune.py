@@ -37,7 +37,7 @@ from ..runs import FolderOptions, Interrupted, note
 from ..settings import UsageError, add_options, command_args, from_args, setting
 from ..tuning import BACKENDS, check_backend_options, ray_tune_missing, run_search, sample_trials, write_best_configs
 from .models import MODEL_NAMES
-from .config import DAGGER_SEED_BASE, DAGGER_VAL_SEED_BASE, QUICK, RESUME_MAY_CHANGE, PongConfig
+from .config import DAGGER_SEED_BASE, DAGGER_VAL_SEED_BASE, QUICK, RESUME_MAY_CHANGE, PongConfig, presets_for
 
 __all__ = ["TuneConfig", "QUICK_TUNE", "TUNE_VAL_SEED_BASE", "add_arguments", "config_from_args",
            "run", "run_tune", "pong_objective", "command_line"]
@@ -143,8 +143,9 @@ def _fingerprint(cfg: TuneConfig) -> dict[str, Any]:
 
 def command_line(cfg: TuneConfig) -> str:
     """The ``tnd pong tune`` command that reproduces ``cfg``."""
-    default = TuneConfig(**QUICK_TUNE) if cfg.quick else TuneConfig()
-    parts = ["tnd", "pong", "tune"] + (["--quick"] if cfg.quick else [])
+    default = TuneConfig(**_presets(cfg.protocol, cfg.quick))
+    parts = (["tnd", "pong", "tune"] + (["--quick"] if cfg.quick else [])
+             + (["--protocol", "bc"] if cfg.protocol == "bc" else []))
     return " ".join(parts + command_args(cfg, default, skip=("quick", "resume", "progress", *NOT_OPTIONS)))
 
 
@@ -192,7 +193,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TuneConfig:
     """Defaults <- --quick presets <- explicit options; checked (UsageError names the option)."""
-    return from_args(TuneConfig, args, QUICK_TUNE if getattr(args, "quick", None) else None, skip=NOT_OPTIONS)
+    return from_args(TuneConfig, args, _presets(getattr(args, "protocol", None), bool(getattr(args, "quick", None))),
+                     skip=NOT_OPTIONS)
+
+
+def _presets(protocol: str | None, quick: bool) -> dict[str, Any]:
+    """``tnd pong``'s presets (--protocol bc, --quick), with the search's own under --quick."""
+    out = presets_for(protocol, False)
+    if quick:
+        out.update(QUICK_TUNE)
+    return {k: v for k, v in out.items() if k not in NOT_OPTIONS}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -109,9 +109,44 @@ static void matmul_rows(T* __restrict out, const T* __restrict in, const T* __re
 
 // out[b, i] += sum_{e in row i} w[e] * in[b, src[e]]   (CSR over targets); four rows of the
 // batch share each pass over the edge list.
+// From this many rows on, the edge loops run batch-inner: over a transposed (M, B) copy of the
+// states, each edge is one vectorised multiply-add over the rows instead of scalar gathers (about
+// 4x faster at B = 64); fewer rows (the control loop's B = 1) take the row-blocked loops.
+constexpr int BATCH_INNER_ROWS = 8;
+
+// dst[j * B + b] = src[b * M + j]
+template <typename T>
+static inline void transpose_rows(T* __restrict dst, const T* __restrict src, int B, int M) {
+    for (int b = 0; b < B; ++b) {
+        const T* __restrict s = src + (i64)b * M;
+        for (int j = 0; j < M; ++j) dst[(i64)j * B + b] = s[j];
+    }
+}
+
+// csr_gather, batch-inner: the same sums in the same order for every (b, i).
+template <typename T>
+static void csr_gather_bt(T* __restrict out, const T* __restrict in, const i64* __restrict rowptr,
+                          const i32* __restrict src, const T* __restrict w, int B, int M) {
+    thread_local std::vector<T> buf;
+    buf.resize((size_t)M * B + B);
+    T* __restrict inT = buf.data();
+    T* __restrict acc = inT + (i64)M * B;
+    transpose_rows(inT, in, B, M);
+    for (int i = 0; i < M; ++i) {
+        for (int b = 0; b < B; ++b) acc[b] = 0;
+        for (i64 e = rowptr[i]; e < rowptr[i + 1]; ++e) {
+            const T wv = w[e];
+            const T* __restrict r = inT + (i64)src[e] * B;
+            for (int b = 0; b < B; ++b) acc[b] += wv * r[b];
+        }
+        for (int b = 0; b < B; ++b) out[(i64)b * M + i] += acc[b];
+    }
+}
+
 template <typename T>
 static void csr_gather(T* __restrict out, const T* __restrict in, const i64* __restrict rowptr,
                        const i32* __restrict src, const T* __restrict w, int B, int M) {
+    if (B >= BATCH_INNER_ROWS) return csr_gather_bt(out, in, rowptr, src, w, B, M);
     int b = 0;
     for (; b + 4 <= B; b += 4) {
         const T* s0 = in + (i64)b * M;
@@ -148,10 +183,46 @@ static void csr_gather(T* __restrict out, const T* __restrict in, const i64* __r
 
 // The transpose of csr_gather plus the edge-weight gradient, for B rows:
 //     gn[b, src[e]] += w[e] * gp[b, i],   acc_w[e] += sum_b gp[b, i] * s[b, src[e]]   (e in row i)
+// csr_scatter_grad, batch-inner (see csr_gather_bt): gn's new terms are summed apart and then
+// added, and each edge's weight gradient is one sum over the rows (other rounding, same sums).
+template <typename T>
+static void csr_scatter_grad_bt(T* __restrict gn, const T* __restrict gp, const T* __restrict s,
+                                const i64* __restrict rowptr, const i32* __restrict src, const T* __restrict w,
+                                double* __restrict acc_w, int B, int M) {
+    thread_local std::vector<T> buf;
+    const i64 MB = (i64)M * B;
+    buf.assign((size_t)(3 * MB), T(0));
+    T* __restrict gpT = buf.data();
+    T* __restrict sT = gpT + MB;
+    T* __restrict gnT = sT + MB;
+    transpose_rows(gpT, gp, B, M);
+    transpose_rows(sT, s, B, M);
+    for (int i = 0; i < M; ++i) {
+        const T* __restrict g = gpT + (i64)i * B;
+        for (i64 e = rowptr[i]; e < rowptr[i + 1]; ++e) {
+            const i64 j = (i64)src[e] * B;
+            const T wv = w[e];
+            T* __restrict gr = gnT + j;
+            const T* __restrict sr = sT + j;
+            T dot = 0;
+            for (int b = 0; b < B; ++b) {
+                gr[b] += wv * g[b];
+                dot += g[b] * sr[b];
+            }
+            acc_w[e] += (double)dot;
+        }
+    }
+    for (int b = 0; b < B; ++b) {
+        T* __restrict o = gn + (i64)b * M;
+        for (int j = 0; j < M; ++j) o[j] += gnT[(i64)j * B + b];
+    }
+}
+
 template <typename T>
 static void csr_scatter_grad(T* __restrict gn, const T* __restrict gp, const T* __restrict s,
                              const i64* __restrict rowptr, const i32* __restrict src, const T* __restrict w,
                              double* __restrict acc_w, int B, int M) {
+    if (B >= BATCH_INNER_ROWS) return csr_scatter_grad_bt(gn, gp, s, rowptr, src, w, acc_w, B, M);
     int b = 0;
     for (; b + 4 <= B; b += 4) {
         const i64 o = (i64)b * M;
@@ -334,8 +405,18 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
     const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
     std::vector<T> pre((i64)nb * M), decay(M);
     const T* r = A.r;
-    if (!A.dt)
-        for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
+    // the decays exp(-r dt) are computed once per distinct dt in a row (dt is usually the same
+    // for every step: a fixed step, or dt / K for K propagation rounds), not once per element
+    T decay_h = T(0);
+    bool have_decay = false;  // a flag, not a NaN sentinel: -ffast-math assumes there are no NaNs
+    auto decay_for = [&](T h) {
+        if (!have_decay || h != decay_h) {
+            for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m] * h);
+            decay_h = h;
+            have_decay = true;
+        }
+    };
+    if (!A.dt) decay_for(T(1));
     forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         T* c = A.C ? A.C + off : pre.data();
         // pre = bias + x_t  (x only at input units)
@@ -352,29 +433,22 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
             T* __restrict nbp = nxt + (i64)bb * M;
             if (A.act == 0)
                 for (int m = 0; m < M; ++m) cb[m] = std::tanh(cb[m]);
-            if (A.dt) {
-                const T h = A.dt[(i64)t * B + b0 + bb];
-                for (int m = 0; m < M; ++m) {
-                    const T a = std::exp(-r[m] * h);
-                    nbp[m] = cb[m] + (sb[m] - cb[m]) * a;
-                }
-            } else {
-                const T* __restrict dc = decay.data();
-                for (int m = 0; m < M; ++m) nbp[m] = cb[m] + (sb[m] - cb[m]) * dc[m];
-            }
+            if (A.dt) decay_for(A.dt[(i64)t * B + b0 + bb]);
+            const T* __restrict dc = decay.data();
+            for (int m = 0; m < M; ++m) nbp[m] = cb[m] + (sb[m] - cb[m]) * dc[m];
         }
     });
 }
 
 // The element-wise part of one backward step of the leaky update, for one batch row.
-template <typename T, bool DT, bool TANH>
+// ``decay`` holds exp(-r h) for this row's step h (h = 1 without dt).
+template <typename T, bool TANH>
 __attribute__((noinline)) static void leaky_bwd_elem(int M, const T* __restrict sb, const T* __restrict cb,
-                                                     const T* __restrict gb, const T* __restrict r,
-                                                     const T* __restrict decay, T h, T* __restrict gpb,
-                                                     T* __restrict gnb, double* __restrict acc_r,
+                                                     const T* __restrict gb, const T* __restrict decay, T h,
+                                                     T* __restrict gpb, T* __restrict gnb, double* __restrict acc_r,
                                                      double* __restrict acc_bias) {
     for (int m = 0; m < M; ++m) {
-        const T a = DT ? std::exp(-r[m] * h) : decay[m];
+        const T a = decay[m];
         const T gv = gb[m], cv = cb[m];
         const T dact = TANH ? T(1) - cv * cv : T(1);
         const T gpre = gv * (T(1) - a) * dact;
@@ -411,8 +485,16 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
     const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
     const T* r = A.r;
     std::vector<T> gp_buf(A.sparse ? (i64)nb * M : 0), decay(M);
-    if (!A.dt)
-        for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m]);
+    T decay_h = T(0);  // as in forward_rows: once per distinct dt
+    bool have_decay = false;
+    auto decay_for = [&](T h) {
+        if (!have_decay || h != decay_h) {
+            for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m] * h);
+            decay_h = h;
+            have_decay = true;
+        }
+    };
+    if (!A.dt) decay_for(T(1));
     backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         const T* st = A.S_in + off;
         const T* ct = A.C_in + off;
@@ -424,17 +506,11 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
             T* __restrict gpb = gp + (i64)bb * M;
             T* __restrict gnb = gn + (i64)bb * M;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
-            if (A.dt) {
-                if (A.act == 0)
-                    leaky_bwd_elem<T, true, true>(M, sb, cb, gb, r, decay.data(), h, gpb, gnb, acc_r, acc_bias);
-                else
-                    leaky_bwd_elem<T, true, false>(M, sb, cb, gb, r, decay.data(), h, gpb, gnb, acc_r, acc_bias);
-            } else {
-                if (A.act == 0)
-                    leaky_bwd_elem<T, false, true>(M, sb, cb, gb, r, decay.data(), h, gpb, gnb, acc_r, acc_bias);
-                else
-                    leaky_bwd_elem<T, false, false>(M, sb, cb, gb, r, decay.data(), h, gpb, gnb, acc_r, acc_bias);
-            }
+            if (A.dt) decay_for(h);
+            if (A.act == 0)
+                leaky_bwd_elem<T, true>(M, sb, cb, gb, decay.data(), h, gpb, gnb, acc_r, acc_bias);
+            else
+                leaky_bwd_elem<T, false>(M, sb, cb, gb, decay.data(), h, gpb, gnb, acc_r, acc_bias);
             T* gPt = A.g_P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) gPt[k] = gpb[A.in_idx[k]];
         }
