@@ -344,3 +344,15 @@ def test_the_default_is_the_dagger_protocol_and_protocol_bc_brings_the_earlier_o
     assert len(m["dagger"]["iterations"]) == 2 and m["spec"]["input_size"] == 5  # motion observations
     assert {k: m["spec"]["tnd"][k] for k in ("input_fraction", "dynamics_kw", "propagation_steps")} == \
         {"input_fraction": 1.0, "dynamics_kw": {"tau_init": [0.25, 10.0]}, "propagation_steps": 2}
+
+
+def test_the_report_title_names_the_protocol_and_what_was_compared():
+    from tnd.apps.pong.report import report_title
+
+    everything = dict.fromkeys(PongConfig().models)
+    assert report_title({"protocol": "dagger"}, everything) == \
+        "Single-player Pong, DAgger: TND against five baselines and two non-recurrent references"
+    assert report_title({"protocol": "bc"}, dict.fromkeys(["tnd", "lstm"])) == \
+        "Single-player Pong, behaviour cloning: TND against one baseline"
+    assert report_title({"protocol": "bc"}, dict.fromkeys(["mlp"])) == \
+        "Single-player Pong, behaviour cloning: models against one non-recurrent reference"

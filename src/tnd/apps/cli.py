@@ -24,7 +24,7 @@ from pathlib import Path
 
 COMMANDS = {
     "demo": ("tnd.apps.demo", "train TND on a small built-in sequence task and print its metrics"),
-    "pong": ("tnd.apps.pong.experiment", "the paper's experiment: Pong behaviour cloning against five baselines"),
+    "pong": ("tnd.apps.pong.experiment", "the paper's experiment: Pong (DAgger by default) against five baselines and two references"),
     "pong tune": ("tnd.apps.pong.tune", "equal-budget hyper-parameter search of every Pong model on validation "
                                         "serves, on Ray Tune; writes best_configs.json for tnd pong --tuned"),
     "bench": ("tnd.apps.bench", "speed and memory benchmark of TND against its peers"),

@@ -328,11 +328,29 @@ def memory_headline(models: dict[str, Any]) -> list[str]:
     return [line for o in out for line in (o, "")]
 
 
+def report_title(cfg: dict[str, Any], models: dict[str, Any]) -> str:
+    """The report's title: the protocol and what the run compared (the models it trained)."""
+    from .models import BASELINE_NAMES, REFERENCE_NAMES, TND_NAMES
+
+    protocol = "DAgger" if cfg.get("protocol") == "dagger" else "behaviour cloning"
+    names = [str(k) for k in models]  # keyed by model name
+    tnds = sum(n in TND_NAMES for n in names)
+    base = sum(n in BASELINE_NAMES for n in names)
+    refs = sum(n in REFERENCE_NAMES for n in names)
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
+
+    def count(n: int, what: str) -> str:
+        return f"{words.get(n, str(n))} {what}{'' if n == 1 else 's'}"
+    parts = [p for p, n in ((count(base, "baseline"), base), (count(refs, "non-recurrent reference"), refs)) if n]
+    lead = "TND" if tnds else "models"
+    return f"Single-player Pong, {protocol}: {lead}" + (f" against {' and '.join(parts)}" if parts else "")
+
+
 def write_report_md(path: str | Path, results: dict[str, Any], protocol_md: str, plots: dict[str, str]) -> None:
     """Write the Markdown report: table, paper comparison, per-seed table, protocol, plots."""
     cfg = results["config"]
     models = results["models"]
-    lines = ["# Single-player Pong behaviour cloning: TND against five baselines", ""]
+    lines = [f"# {report_title(cfg, models)}", ""]
     resumed = results.get("resumed_cells") or 0
     lines += [f"Run: `{results.get('command', 'tnd pong')}`; wall time {format_number(results.get('wall_time_s'), 1)} s"
               + (f" ({resumed} cell(s) resumed from an earlier run, not counted)" if resumed else "") + "; "
