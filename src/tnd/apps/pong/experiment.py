@@ -78,7 +78,8 @@ Everything the paper leaves open is fixed here (docs/PAPER-NOTES.md lists what i
 * **Models** (`tnd.apps.pong.models`): matched to `{param_budget}` trainable parameters (counts in the
   table; the sparse RNN on its unmasked parameters). TND: small-world graph (k = 4, 10 % rewired),
   leaky dynamics (per-neuron learnable time constants), per-neuron F, state size 2, linear
-  interaction, discrete update; `tnd_shared` the paper's shared F (same family, more neurons).
+  interaction, discrete update; {tnd_base_md}; `tnd_shared` the paper's shared F (same family,
+  more neurons).
   Sparse RNN mask density = the TND graph's. CfC = `ncps.torch.CfC` (backbone 32 units, 1 layer).
   Transformer: 1 pre-norm layer, 2 heads, relative positions, sliding window of T steps.
   Non-recurrent references (`tnd.apps.pong.references`): `mlp` on the current observation alone
@@ -118,6 +119,15 @@ DAGGER_PROTOCOL = """* **DAgger** (`--protocol dagger`, `tnd.apps.pong.dagger`):
 """
 
 
+TND_BASE_TEXT = {
+    "control": "`--tnd-base control`: every neuron an input, time constants initialised log-uniformly "
+               "from 0.25 to 10 steps (some neurons follow the newest observation within a step), 2 rounds "
+               "of interaction per observation (docs/PONG.md, section 9)",
+    "v1": "`--tnd-base v1`: a quarter of the neurons input, the last quarter output, time constants "
+          "from 1 to 10 steps, one round of interaction per observation",
+}
+
+
 OBSERVATION_TEXT = {
     "positions": "positions only (ball x, ball y, paddle y), so velocity must be inferred from history",
     "motion": "`--obs-mode motion`: positions and the ball's displacement since the previous observation "
@@ -147,7 +157,7 @@ def protocol_text(cfg: PongConfig) -> str:
         if cfg.protocol == "dagger" else ""
     obs = OBSERVATION_TEXT[cfg.obs_mode]
     text = PROTOCOL.format(**d, val_pct=100 * cfg.val_fraction, dagger_md=dagger, obs_md=obs,
-                           shifts_md=shifts_text(cfg))
+                           shifts_md=shifts_text(cfg), tnd_base_md=TND_BASE_TEXT[cfg.tnd_base])
     from .tuning_spaces import tuned_variants
 
     tuned = tuned_variants(cfg.tuned, cfg.models)
