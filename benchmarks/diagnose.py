@@ -359,9 +359,11 @@ def pong_data(p: dict, quick: bool, work: Path):
     """Pong behaviour-cloning windows (positions only, ``p``: demo_rounds, window) generated into
     ``work``: ``(xtr, ytr, xva, yva, constant)``, ``constant`` the training-label-frequency predictor."""
     from tnd.apps.pong.cells import load_windows, prepare_data
-    from tnd.apps.pong.config import PongConfig
+    from tnd.apps.pong.config import BC_V1, PongConfig
 
-    pc = PongConfig(demo_rounds=p["demo_rounds"], window=p["window"], val_windows=32 if quick else 512,
+    # the earlier protocol's observations (positions only, no noise): what this study measured
+    pc = PongConfig(**BC_V1, demo_rounds=p["demo_rounds"], window=p["window"],
+                    val_windows=32 if quick else 512,
                     max_catches=3 if quick else 100, demo_steps_per_round=120 if quick else 300)
     data = prepare_data(pc, work)
     xtr, ytr, xva, yva = (torch.as_tensor(a) for a in load_windows(pc, data))

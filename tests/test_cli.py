@@ -62,7 +62,7 @@ def test_every_option_is_described_and_defaults_read_as_typed(cmd):
 
 def test_defaults_print_as_typed():
     pong = " ".join(_subparser("pong").format_help().split())
-    assert "(default: 0 1 2)" in pong and "(default: tnd tnd_shared rnn sparse_rnn lstm cfc transformer mlp mlp_k)" in pong
+    assert "(default: 0 1 2 3 4)" in pong and "(default: tnd tnd_shared rnn sparse_rnn lstm cfc transformer mlp mlp_k)" in pong
     topo = " ".join(_subparser("topology").format_help().split())
     assert "(default: 2 4 8)" in topo and "(default: 0.75)" in topo and "--no-learned" in topo and "--models" not in topo
     suite = " ".join(_subparser("suite").format_help().split())
@@ -103,7 +103,7 @@ def test_lists_take_spaces_or_commas_everywhere(cmd, option, forms, parsed):
     (["pong", "--seeds"], "tnd pong: error: --seeds: expected integers", "got nothing"),
     (["pong", "--models", "tnd", "lsm"], "tnd pong: error: --models: expected names from tnd", "such as --models"),
     (["pong", "--max-steps", "0"], "tnd pong: error: --max-steps: expected an integer in [1, 2**31)",
-     "such as --max-steps 2500"),
+     "such as --max-steps 30000"),
     (["pong", "--lr", "nan"], "tnd pong: error: --lr: expected a finite number > 0", "such as --lr 0.005"),
     (["pong", "--bogus"], "tnd pong: error: unrecognized arguments: --bogus", "see tnd pong --help"),
     (["topology", "--families", "hypercube"], "tnd topology: error: --families:", "such as --families"),

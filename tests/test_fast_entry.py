@@ -303,3 +303,20 @@ def test_one_key_per_family():
     assert fast.family(m).name == "gated"
     m.cell.solver = "rk4"
     assert fast.family(m) is None
+
+
+def test_a_first_call_in_inference_mode_leaves_training_working():
+    """The fused path's index cache built under torch.inference_mode (a control loop before any
+    training, e.g. a resumed DAgger iteration's rollouts) must not hold inference tensors."""
+    import torch
+
+    from tnd import TND, NeuronGraph
+
+    torch.manual_seed(0)
+    m = TND(3, NeuronGraph.small_world(16, k=4, rewire_prob=0.1, seed=0), 2)
+    with torch.inference_mode():
+        m(torch.rand(2, 5, 3))
+        m.step(torch.rand(2, 3))
+    y, _ = m(torch.rand(2, 5, 3))
+    y.sum().backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)

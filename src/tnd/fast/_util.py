@@ -187,6 +187,14 @@ def index_data(model, d: int, device: torch.device) -> dict:
     per_model = _cache.setdefault(model, {})
     if per_model.get("key") == key:
         return per_model
+    # built outside inference mode even when first asked for inside it (a control loop before
+    # any training): inference tensors in the cache would break every later training call
+    with torch.inference_mode(False):
+        return _build_index_data(model, d, device, key, per_model)
+
+
+def _build_index_data(model, d: int, device: torch.device, key: tuple, per_model: dict) -> dict:
+    inter = model.cell.interaction
     n = model.num_neurons
     m = n * d
     ar = torch.arange(d, device=device)

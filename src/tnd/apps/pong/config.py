@@ -44,7 +44,8 @@ BC_V1: dict[str, Any] = {"protocol": "bc", "obs_mode": "positions", "obs_noise":
 
 @dataclass
 class PongConfig:
-    """Settings of ``tnd pong`` (every default is the paper-reproduction setting)."""
+    """Settings of ``tnd pong``: the defaults are the protocol of docs/PONG.md, section 10 (DAgger,
+    motion observations with noise, training to convergence, 5 seeds); ``BC_V1`` the earlier one."""
 
     out: str | None = setting(None, kind="folder", example="--out runs/pong")
     """run folder (default: runs/pong-<UTC timestamp>)"""

@@ -1,8 +1,9 @@
 """``tnd pong``: the paper's experiment in one command.
 
-Single-player Pong behaviour cloning: expert demonstrations -> every model of
-:mod:`tnd.apps.pong.models` trained with the same budget (:mod:`tnd.apps.pong.train`; with
-``--protocol dagger`` followed by DAgger iterations, :mod:`tnd.apps.pong.dagger`) for several seeds ->
+Single-player Pong imitation of an analytic expert: expert-labelled demonstrations -> every model of
+:mod:`tnd.apps.pong.models` trained by the same protocol (:mod:`tnd.apps.pong.train`; by default,
+``--protocol dagger``, followed by DAgger iterations, :mod:`tnd.apps.pong.dagger`; ``--protocol bc``
+brings the earlier releases' protocol, ``config.BC_V1``) for several seeds ->
 closed-loop evaluation (:mod:`tnd.apps.pong.evaluate`) beside the reference policies -> a run
 folder with ``results.json``, ``report.md``, plots and a frame strip of TND playing
 (:mod:`tnd.apps.pong.report`).
