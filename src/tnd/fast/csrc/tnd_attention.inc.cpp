@@ -125,10 +125,9 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
     const int B = A.B, N = A.N, d = A.d, M = N * d, nb = b1 - b0, n_in = A.n_in;
     const i64 nbM = (i64)nb * M;
     double *akey = acc, *ar = acc + M, *abias = acc + 2 * M, *awv = acc + 3 * M, *awp = awv + (A.sparse ? A.E : 0);
-    std::vector<T> gp(M), decay(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
+    std::vector<T> gp(M), th((i64)nb * N), ges(nbM), gef(nbM), fkey(M);
     std::vector<T> ef_buf(A.EF ? 0 : nbM), es_buf(A.ES ? 0 : nbM), gnum_buf(A.Gnum ? 0 : nbM), gden_buf(A.Gden ? 0 : nbM);
-    T decay_h = T(1);  // decay holds exp(-r h) for h = decay_h, recomputed when a row's dt differs
-    for (int m = 0; m < M; ++m) decay[m] = std::exp(-A.r[m]);
+    Decays<T> decays(A.r, M);  // once per distinct dt (tnd_loop.cpp)
     backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         const T* st = A.S_in + off;
         T* gnum = A.Gnum ? A.Gnum + off : gnum_buf.data();
@@ -141,14 +140,11 @@ static void attn_backward_rows(const AArgs<T>& A, int b0, int b1, double* acc) {
             const T *sb = st + ro, *cb = A.C_in + off + ro, *ub = A.U_in + off + ro, *db = A.D_in + off + ro;
             const T* gb = g + ro;
             T* gnb = gn + ro;
-            if (!(h == decay_h)) {
-                for (int m = 0; m < M; ++m) decay[m] = std::exp(-A.r[m] * h);
-                decay_h = h;
-            }
+            const T* dc = decays.at(h);
             if (A.act == 0)
-                leaky_bwd_elem<T, true>(M, sb, cb, gb, decay.data(), h, gp.data(), gnb, ar, abias);
+                leaky_bwd_elem<T, true>(M, sb, cb, gb, dc, h, gp.data(), gnb, ar, abias);
             else
-                leaky_bwd_elem<T, false>(M, sb, cb, gb, decay.data(), h, gp.data(), gnb, ar, abias);
+                leaky_bwd_elem<T, false>(M, sb, cb, gb, dc, h, gp.data(), gnb, ar, abias);
             T* gPt = A.g_P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) gPt[k] = gp[A.in_idx[k]];
             for (int m = 0; m < M; ++m) {  // u = num / den

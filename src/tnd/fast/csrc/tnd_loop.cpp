@@ -107,8 +107,6 @@ static void matmul_rows(T* __restrict out, const T* __restrict in, const T* __re
     for (; b < B; ++b) mm_rows<T, 1, 8 * V>(out + (i64)b * M, in + (i64)b * M, W, M);
 }
 
-// out[b, i] += sum_{e in row i} w[e] * in[b, src[e]]   (CSR over targets); four rows of the
-// batch share each pass over the edge list.
 // From this many rows on, the edge loops run batch-inner: over a transposed (M, B) copy of the
 // states, each edge is one vectorised multiply-add over the rows instead of scalar gathers (about
 // 4x faster at B = 64); fewer rows (the control loop's B = 1) take the row-blocked loops.
@@ -143,6 +141,8 @@ static void csr_gather_bt(T* __restrict out, const T* __restrict in, const i64* 
     }
 }
 
+// out[b, i] += sum_{e in row i} w[e] * in[b, src[e]]   (CSR over targets); four rows of the
+// batch share each pass over the edge list.
 template <typename T>
 static void csr_gather(T* __restrict out, const T* __restrict in, const i64* __restrict rowptr,
                        const i32* __restrict src, const T* __restrict w, int B, int M) {
@@ -181,8 +181,6 @@ static void csr_gather(T* __restrict out, const T* __restrict in, const i64* __r
     }
 }
 
-// The transpose of csr_gather plus the edge-weight gradient, for B rows:
-//     gn[b, src[e]] += w[e] * gp[b, i],   acc_w[e] += sum_b gp[b, i] * s[b, src[e]]   (e in row i)
 // csr_scatter_grad, batch-inner (see csr_gather_bt): gn's new terms are summed apart and then
 // added, and each edge's weight gradient is one sum over the rows (other rounding, same sums).
 template <typename T>
@@ -218,6 +216,8 @@ static void csr_scatter_grad_bt(T* __restrict gn, const T* __restrict gp, const 
     }
 }
 
+// The transpose of csr_gather plus the edge-weight gradient, for B rows:
+//     gn[b, src[e]] += w[e] * gp[b, i],   acc_w[e] += sum_b gp[b, i] * s[b, src[e]]   (e in row i)
 template <typename T>
 static void csr_scatter_grad(T* __restrict gn, const T* __restrict gp, const T* __restrict s,
                              const i64* __restrict rowptr, const i32* __restrict src, const T* __restrict w,
@@ -400,23 +400,32 @@ static inline void aggregate_grad(const Args_& A, T* gn, const T* gp, const T* s
         matmul_rows(gn, gp, A.WT, nb, M);
 }
 
+// exp(-r[m] h) for every unit, recomputed only when h changes: dt is usually the same at every
+// step (a fixed step, or dt / K for K propagation rounds), so the decays cost M exps per call,
+// not one per element. A flag, not a NaN sentinel, marks "none yet": -ffast-math assumes no NaNs.
+template <typename T>
+struct Decays {
+    const T* r;
+    int M;
+    std::vector<T> v;
+    T h = T(0);
+    bool have = false;
+    Decays(const T* r_, int M_) : r(r_), M(M_), v(M_) {}
+    const T* at(T h_) {
+        if (!have || h_ != h) {
+            for (int m = 0; m < M; ++m) v[m] = std::exp(-r[m] * h_);
+            h = h_;
+            have = true;
+        }
+        return v.data();
+    }
+};
+
 template <typename T>
 static void forward_rows(const Args<T>& A, int b0, int b1) {
     const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
-    std::vector<T> pre((i64)nb * M), decay(M);
-    const T* r = A.r;
-    // the decays exp(-r dt) are computed once per distinct dt in a row (dt is usually the same
-    // for every step: a fixed step, or dt / K for K propagation rounds), not once per element
-    T decay_h = T(0);
-    bool have_decay = false;  // a flag, not a NaN sentinel: -ffast-math assumes there are no NaNs
-    auto decay_for = [&](T h) {
-        if (!have_decay || h != decay_h) {
-            for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m] * h);
-            decay_h = h;
-            have_decay = true;
-        }
-    };
-    if (!A.dt) decay_for(T(1));
+    std::vector<T> pre((i64)nb * M);
+    Decays<T> decays(A.r, M);
     forward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* cur, T* nxt) {
         T* c = A.C ? A.C + off : pre.data();
         // pre = bias + x_t  (x only at input units)
@@ -433,8 +442,7 @@ static void forward_rows(const Args<T>& A, int b0, int b1) {
             T* __restrict nbp = nxt + (i64)bb * M;
             if (A.act == 0)
                 for (int m = 0; m < M; ++m) cb[m] = std::tanh(cb[m]);
-            if (A.dt) decay_for(A.dt[(i64)t * B + b0 + bb]);
-            const T* __restrict dc = decay.data();
+            const T* __restrict dc = decays.at(A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1));
             for (int m = 0; m < M; ++m) nbp[m] = cb[m] + (sb[m] - cb[m]) * dc[m];
         }
     });
@@ -483,18 +491,8 @@ __attribute__((noinline)) static void gated_bwd_elem(int M, const T* __restrict 
 template <typename T>
 static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, double* acc_r, double* acc_w) {
     const int B = A.B, M = A.M, nb = b1 - b0, n_in = A.n_in;
-    const T* r = A.r;
-    std::vector<T> gp_buf(A.sparse ? (i64)nb * M : 0), decay(M);
-    T decay_h = T(0);  // as in forward_rows: once per distinct dt
-    bool have_decay = false;
-    auto decay_for = [&](T h) {
-        if (!have_decay || h != decay_h) {
-            for (int m = 0; m < M; ++m) decay[m] = std::exp(-r[m] * h);
-            decay_h = h;
-            have_decay = true;
-        }
-    };
-    if (!A.dt) decay_for(T(1));
+    std::vector<T> gp_buf(A.sparse ? (i64)nb * M : 0);
+    Decays<T> decays(A.r, M);
     backward_time_loop<T>(A, b0, b1, M, [&](int t, i64 off, const T* g, T* gn) {
         const T* st = A.S_in + off;
         const T* ct = A.C_in + off;
@@ -506,11 +504,11 @@ static void backward_rows(const Args<T>& A, int b0, int b1, double* acc_bias, do
             T* __restrict gpb = gp + (i64)bb * M;
             T* __restrict gnb = gn + (i64)bb * M;
             const T h = A.dt ? A.dt[(i64)t * B + b0 + bb] : T(1);
-            if (A.dt) decay_for(h);
+            const T* dc = decays.at(h);
             if (A.act == 0)
-                leaky_bwd_elem<T, true>(M, sb, cb, gb, decay.data(), h, gpb, gnb, acc_r, acc_bias);
+                leaky_bwd_elem<T, true>(M, sb, cb, gb, dc, h, gpb, gnb, acc_r, acc_bias);
             else
-                leaky_bwd_elem<T, false>(M, sb, cb, gb, decay.data(), h, gpb, gnb, acc_r, acc_bias);
+                leaky_bwd_elem<T, false>(M, sb, cb, gb, dc, h, gpb, gnb, acc_r, acc_bias);
             T* gPt = A.g_P + ((i64)t * B + b0 + bb) * n_in;
             for (int k = 0; k < n_in; ++k) gPt[k] = gpb[A.in_idx[k]];
         }
