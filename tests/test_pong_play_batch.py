@@ -17,7 +17,7 @@ from tnd.apps.baselines import map_state  # noqa: E402
 from tnd.apps.pong.config import DAGGER_SEED_BASE  # noqa: E402
 from tnd.apps.pong.dagger import collect_rollouts  # noqa: E402
 from tnd.apps.pong.env import PongState, SinglePlayerPong  # noqa: E402
-from tnd.apps.pong.evaluate import play_groups, play_rounds, step_function  # noqa: E402
+from tnd.apps.pong.evaluate import play_groups, play_rounds, play_rounds_reference, step_function  # noqa: E402
 from tnd.apps.pong.models import build_model  # noqa: E402
 from tnd.apps.pong.policies import EVAL_SEED_BASE, ExpertPolicy, expert_actions  # noqa: E402
 from tnd.apps.pong.shifts import SHIFT_NAMES, evaluate_shifts, evaluate_with_shifts, shifted_env_kwargs  # noqa: E402
@@ -40,34 +40,6 @@ class Tracker(nn.Module):
         return logits[:, None], h + 1
 
 
-@torch.inference_mode()
-def scalar_play(model: nn.Module, rounds: int, seed: int, env_kwargs: dict) -> tuple[list[int], list[int], list[str]]:
-    """The straightforward loop: a list of envs, one ``env.step`` per round per step, the model
-    stepping the still-running rounds' observations together (what play_rounds ran before the batch)."""
-    envs = [SinglePlayerPong(**env_kwargs) for _ in range(rounds)]
-    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
-    per_round, per_steps, ended = [0] * rounds, [0] * rounds, [""] * rounds
-    active, h = list(range(rounds)), None
-    dtype = next(model.parameters()).dtype
-    step = step_function(model)
-    while active:
-        logits, h = step(torch.from_numpy(obs[active]).to(dtype), h)
-        keep, still = [], []
-        for j, (i, a) in enumerate(zip(active, logits.argmax(-1).tolist())):
-            o, _r, term, trunc, info = envs[i].step(int(a))
-            obs[i] = o
-            if term or trunc:
-                per_round[i], per_steps[i] = info["catches"], info["steps"]
-                ended[i] = "miss" if term else ("cap" if info["catches"] >= envs[i].max_catches else "steps")
-            else:
-                keep.append(j)
-                still.append(i)
-        if len(still) < len(active) and still:
-            h = map_state(h, lambda t, idx=torch.tensor(keep): t.index_select(0, idx))
-        active = still
-    return per_round, per_steps, ended
-
-
 def _lstm(dim: int) -> nn.Module:
     torch.manual_seed(3)
     return build_model("lstm", dim, 3, 600)[0]
@@ -83,7 +55,7 @@ def test_play_rounds_equals_the_scalar_loop(kw):
     dim = 3 if kw.get("obs_mode", "positions") == "positions" else 5
     for model in (_lstm(dim), Tracker()):
         ev = play_rounds(model, 24, seed=EVAL_SEED_BASE + 7, env_kwargs=kw)
-        per_round, per_steps, ended = scalar_play(model, 24, EVAL_SEED_BASE + 7, kw)
+        per_round, per_steps, ended = play_rounds_reference(model, 24, EVAL_SEED_BASE + 7, kw)
         assert ev["per_round"] == per_round and ev["per_round_steps"] == per_steps
         assert (ev["misses"], ev["rounds_at_cap"], ev["rounds_step_limited"]) == \
                (ended.count("miss"), ended.count("cap"), ended.count("steps"))

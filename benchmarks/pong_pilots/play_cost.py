@@ -18,10 +18,9 @@ import sys, time
 import numpy as np
 import torch
 from torch import nn
-from tnd.apps.baselines import map_state
 from tnd.apps.pong.batch_env import PongBatch
 from tnd.apps.pong.env import SinglePlayerPong
-from tnd.apps.pong.evaluate import play_rounds, step_function
+from tnd.apps.pong.evaluate import play_rounds, play_rounds_reference
 from tnd.apps.pong.models import build_model
 from tnd.apps.pong.policies import EVAL_SEED_BASE
 
@@ -58,26 +57,8 @@ class Steered(nn.Module):
 
 @torch.inference_mode()
 def scalar_play(model, rounds, env_kwargs, seed=EVAL_SEED_BASE):
-    """The loop ``play_rounds`` ran before the batch: one ``env.step`` per round per step."""
-    envs = [SinglePlayerPong(**env_kwargs) for _ in range(rounds)]
-    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
-    per_round, per_steps, active, h = [0] * rounds, [0] * rounds, list(range(rounds)), None
-    step = step_function(model)
-    while active:
-        logits, h = step(torch.from_numpy(obs[active]), h)
-        keep, still = [], []
-        for j, (i, a) in enumerate(zip(active, logits.argmax(-1).tolist())):
-            o, _r, term, trunc, info = envs[i].step(int(a))
-            obs[i] = o
-            if term or trunc:
-                per_round[i], per_steps[i] = int(info["catches"]), int(info["steps"])
-            else:
-                keep.append(j)
-                still.append(i)
-        if len(still) < len(active) and still:
-            h = map_state(h, lambda t, idx=torch.tensor(keep): t.index_select(0, idx))
-        active = still
-    return per_round, per_steps
+    """The loop ``play_rounds`` ran before the batch (its reference): one ``env.step`` per round per step."""
+    return play_rounds_reference(model, rounds, seed, env_kwargs)[:2]
 
 
 def replay_scalar(log, rounds, env_kwargs, seed=EVAL_SEED_BASE):

@@ -25,7 +25,7 @@ from .batch_env import PongBatch
 from .env import SinglePlayerPong
 from .policies import EVAL_SEED_BASE
 
-__all__ = ["play_rounds", "play_groups", "summarize_rounds", "record_frames"]
+__all__ = ["play_rounds", "play_groups", "play_rounds_reference", "summarize_rounds", "record_frames"]
 
 _MISS, _CAP, _STEPS = 1, 2, 3  # how a round ended
 
@@ -169,6 +169,36 @@ def play_groups(
                  total_steps=int(sum(ps)))
         out.append(m)
     return out
+
+
+@torch.inference_mode()
+def play_rounds_reference(model: nn.Module, rounds: int, seed: int = EVAL_SEED_BASE,
+                          env_kwargs: dict[str, Any] | None = None) -> tuple[list[int], list[int], list[str]]:
+    """The readable definition :func:`play_rounds` is tested against: a list of envs, one
+    ``env.step`` per round per step, the model stepping the still-running rounds' observations
+    together. Returns ``(catches, steps, how each round ended: "miss", "cap" or "steps")`` per round."""
+    envs = [SinglePlayerPong(**(env_kwargs or {})) for _ in range(rounds)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    per_round, per_steps, ended = [0] * rounds, [0] * rounds, [""] * rounds
+    active, h = list(range(rounds)), None
+    dtype = next(model.parameters()).dtype
+    step = step_function(model)
+    while active:
+        logits, h = step(torch.from_numpy(obs[active]).to(dtype), h)
+        keep, still = [], []
+        for j, (i, a) in enumerate(zip(active, logits.argmax(-1).tolist())):
+            o, _r, term, trunc, info = envs[i].step(int(a))
+            obs[i] = o
+            if term or trunc:
+                per_round[i], per_steps[i] = info["catches"], info["steps"]
+                ended[i] = "miss" if term else ("cap" if info["catches"] >= envs[i].max_catches else "steps")
+            else:
+                keep.append(j)
+                still.append(i)
+        if len(still) < len(active) and still:
+            h = _select(h, torch.tensor(keep))
+        active = still
+    return per_round, per_steps, ended
 
 
 @torch.inference_mode()
