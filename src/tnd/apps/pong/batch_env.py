@@ -30,6 +30,7 @@ import numpy as np
 
 from tnd.checks import check_int
 from .env import EVENT_CATCH, EVENT_MISS, SinglePlayerPong, pixels_from_positions
+from .lockstep_draws import LockstepDraws
 
 __all__ = ["PongBatch", "NOISE_BLOCK"]
 
@@ -101,12 +102,11 @@ class PongBatch:
         self._pixel_keys = list(dict.fromkeys(keys))
         self.pixel_group = np.array([self._pixel_keys.index(k) for k in keys], dtype=np.int64)
         self._pixel_size = envs[0].pixel_size
-        # noise: a (K, W) block per round from its env's Generator, read in lockstep at row _cursor
-        self._rngs = [e.np_random for e in envs]
-        self._noise = [e.obs_noise for e in envs]
+        # noise: a (K, W) block per round from its env's Generator, read in lockstep
         width = 5 if self.obs_mode == "state" else 3
-        self._block = np.zeros((r, self.noise_block, width) if self.noisy.any() else (0, 0, 0))
-        self._cursor = self.noise_block  # empty: the first observation draws
+        self._noise = LockstepDraws(
+            [lambda k, g=e.np_random, s=e.obs_noise: g.normal(0.0, s, size=(k, width)) for e in envs],
+            self.noise_block, (width,)) if self.noisy.any() else None
 
     @classmethod
     def serve(cls, env_kwargs: Sequence[dict[str, Any]], seeds: Sequence[int],
@@ -202,14 +202,11 @@ class PongBatch:
         o = np.empty((len(self), len(cols)))
         for j, c in enumerate(cols):  # cheaper than np.stack on short rows
             o[:, j] = c
-        if self._block.shape[0] and self.noisy.any():
-            if self._cursor == self.noise_block:
-                self._refill()
+        if self._noise is not None and self.noisy.any():
             if self.noisy.all():
-                o += self._block[self.rows, self._cursor]
+                o += self._noise.next(self.rows)
             else:  # a noiseless round adds nothing (not even 0.0, which would turn -0.0 into 0.0)
-                o[self.noisy] += self._block[self.rows[self.noisy], self._cursor]
-            self._cursor += 1
+                o[self.noisy] += self._noise.next(self.rows[self.noisy])
         if self.obs_mode == "motion":
             m = np.empty((len(self), 5))
             m[:, :2] = o[:, :2]
@@ -217,9 +214,3 @@ class PongBatch:
             m[:, 4] = o[:, 2]
             self.prev, o = o, m
         return np.clip(o, self.low, self.high).astype(np.float32)
-
-    def _refill(self) -> None:
-        """The next ``noise_block`` observations' noise of every still-running noisy round."""
-        for r in self.rows[self.noisy].tolist():
-            self._block[r] = self._rngs[r].normal(0.0, self._noise[r], size=self._block.shape[1:])
-        self._cursor = 0

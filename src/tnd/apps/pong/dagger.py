@@ -50,6 +50,7 @@ from .data import (ROUND_END_CAP, ROUND_END_MISS, ROUND_END_RECORDING_CUT, ROUND
                    make_windows, save_dataset)
 from .batch_env import PongBatch
 from .evaluate import play_rounds, step_function
+from .lockstep_draws import LockstepDraws
 from .policies import expert_actions
 
 __all__ = ["rollout_seed", "beta_at", "train_seed", "collect_rollouts", "rollout_windows", "aggregate",
@@ -57,25 +58,6 @@ __all__ = ["rollout_seed", "beta_at", "train_seed", "collect_rollouts", "rollout
 
 ITER_SEED_STRIDE = 2**31  # training seeds stay C ints below it, so seed + i * stride never collide
 MIX_BLOCK = 256  # expert-or-learner draws per round at a time
-
-
-class _MixDraws:
-    """Each round's ``rng.random()`` per step, drawn ``block`` at a time (a block of ``random(size=k)``
-    is the same numbers in the same order as ``k`` single draws) and read in lockstep."""
-
-    def __init__(self, rngs: list[np.random.Generator], block: int) -> None:
-        self.rngs, self.block = rngs, block
-        self.draws = np.zeros((len(rngs), block))
-        self.cursor = block
-
-    def next(self, rows: np.ndarray) -> np.ndarray:
-        """The next draw of each round of ``rows`` (the still-recording rounds, which step together)."""
-        if self.cursor == self.block:
-            for r in rows.tolist():
-                self.draws[r] = self.rngs[r].random(self.block)
-            self.cursor = 0
-        self.cursor += 1
-        return self.draws[rows, self.cursor - 1]
 
 
 def rollout_seed(iteration: int, rounds: int) -> int:
@@ -117,8 +99,9 @@ def collect_rollouts(model: nn.Module, rounds: int, *, seed: int, beta: float = 
     model.eval()
     batch, obs = PongBatch.serve([dict(env_kwargs or {})] * rounds, [seed + j for j in range(rounds)])
     caps = batch.max_catches.copy()
-    mix = _MixDraws([np.random.default_rng([int(mix_seed), seed + j]) for j in range(rounds)],
-                    min(max_steps_per_round, MIX_BLOCK)) if 0.0 < beta < 1.0 else None
+    # each round's rng.random() per step (the still-recording rounds step together)
+    mix = LockstepDraws([np.random.default_rng([int(mix_seed), seed + j]).random for j in range(rounds)],
+                        min(max_steps_per_round, MIX_BLOCK)) if 0.0 < beta < 1.0 else None
     log: list[tuple[np.ndarray, ...]] = []  # per lockstep step: rows, observations, states, labels, own, rewards
     catches = np.zeros(rounds, dtype=np.int64)
     ends = np.full(rounds, ROUND_END_RECORDING_CUT, dtype=np.int8)
