@@ -26,7 +26,7 @@ from typing import Any
 from ..runs import FolderOptions, Interrupted, note
 from ..settings import UsageError, add_options, command_args, from_args, setting
 from .cells import cell_done, run_cells, start_run
-from .config import OBSERVATIONS, PROTOCOLS, QUICK, RESUME_MAY_CHANGE, TND_BASES, PongConfig
+from .config import BC_V1, OBSERVATIONS, PROTOCOLS, QUICK, RESUME_MAY_CHANGE, TND_BASES, PongConfig
 
 __all__ = ["TopologyConfig", "add_arguments", "run", "run_sweep", "variants", "config_from_args"]
 
@@ -39,23 +39,24 @@ class TopologyConfig(PongConfig):
 
     out: str | None = setting(None, kind="folder", example="--out runs/topology")
     """run folder (default: runs/topology-<UTC timestamp>)"""
-    # the sweep keeps the earlier releases' protocol (config.BC_V1): its documented numbers were
-    # measured with it, and the learnable topology trains by behaviour cloning only
-    seeds: tuple[int, ...] = setting((0, 1, 2), metavar="SEED")
+    # the sweep keeps the earlier releases' protocol (config.BC_V1, its defaults read from there):
+    # its documented numbers were measured with it, and the learnable topology trains by behaviour
+    # cloning only
+    seeds: tuple[int, ...] = setting(BC_V1["seeds"], metavar="SEED")
     """training seeds (initial weights and batch order); one cell per (variant, seed)"""
-    protocol: str = setting("bc", choices=PROTOCOLS)
+    protocol: str = setting(BC_V1["protocol"], choices=PROTOCOLS)
     """training protocol: bc (behaviour cloning on the demonstrations) or dagger (with --no-learned)"""
-    obs_mode: str = setting("positions", choices=OBSERVATIONS)
+    obs_mode: str = setting(BC_V1["obs_mode"], choices=OBSERVATIONS)
     """what a model observes: positions or motion (docs/PONG.md, section 1)"""
-    obs_noise: float = setting(0.0, low=0.0)
+    obs_noise: float = setting(BC_V1["obs_noise"], low=0.0)
     """std of Gaussian observation noise (demonstrations and evaluation)"""
-    max_steps: int = setting(2500, low=1)
+    max_steps: int = setting(BC_V1["max_steps"], low=1)
     """gradient-step budget per cell (the same for every variant)"""
-    eval_every: int = setting(100, low=1)
+    eval_every: int = setting(BC_V1["eval_every"], low=1)
     """validate every this many gradient steps"""
-    patience: int = setting(6, low=1)
+    patience: int = setting(BC_V1["patience"], low=1)
     """early stopping: validations without improvement of the validation loss"""
-    tnd_base: str = setting("v1", choices=tuple(TND_BASES))
+    tnd_base: str = setting(BC_V1["tnd_base"], choices=tuple(TND_BASES))
     """the TND architecture the variants change: v1 (the earlier releases' default) or control"""
     families: tuple[str, ...] = setting(FAMILIES, choices=FAMILIES, metavar="FAMILY")
     """graph families to compare"""
