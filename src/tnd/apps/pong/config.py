@@ -204,13 +204,16 @@ ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "dagger_select", "mlp_frames", "tune
                 "tnd_base")
 
 
-def presets_for(protocol: str | None, quick: bool) -> dict[str, Any]:
-    """The presets of a command line: ``BC_V1`` when it asks for ``--protocol bc``, then ``QUICK``
-    with ``--quick`` (explicit options win over both)."""
+def presets_for(protocol: str | None, quick: bool, quick_preset: dict[str, Any] = QUICK,
+                skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The presets of a command line: ``BC_V1`` when it asks for ``--protocol bc``, then
+    ``quick_preset`` (default ``QUICK``; a command's own, such as ``tnd pong tune``'s) with
+    ``--quick`` (explicit options win over both); without the settings in ``skip`` (those the
+    command has no option for)."""
     out: dict[str, Any] = dict(BC_V1) if protocol == "bc" else {}
     if quick:
-        out.update(QUICK)
-    return out
+        out.update(quick_preset)
+    return {k: v for k, v in out.items() if k not in skip}
 
 #: settings a resumed run may change: which cells run and how, not what a cell trains (the shifts
 #: are evaluation only: a resumed run plays the missing ones with the saved models)

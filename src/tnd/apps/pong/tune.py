@@ -143,7 +143,7 @@ def _fingerprint(cfg: TuneConfig) -> dict[str, Any]:
 
 def command_line(cfg: TuneConfig) -> str:
     """The ``tnd pong tune`` command that reproduces ``cfg``."""
-    default = TuneConfig(**_presets(cfg.protocol, cfg.quick))
+    default = TuneConfig(**presets_for(cfg.protocol, cfg.quick, QUICK_TUNE, skip=NOT_OPTIONS))
     parts = (["tnd", "pong", "tune"] + (["--quick"] if cfg.quick else [])
              + (["--protocol", "bc"] if cfg.protocol == "bc" else []))
     return " ".join(parts + command_args(cfg, default, skip=("quick", "resume", "progress", *NOT_OPTIONS)))
@@ -193,16 +193,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TuneConfig:
     """Defaults <- --quick presets <- explicit options; checked (UsageError names the option)."""
-    return from_args(TuneConfig, args, _presets(getattr(args, "protocol", None), bool(getattr(args, "quick", None))),
-                     skip=NOT_OPTIONS)
-
-
-def _presets(protocol: str | None, quick: bool) -> dict[str, Any]:
-    """``tnd pong``'s presets (--protocol bc, --quick), with the search's own under --quick."""
-    out = presets_for(protocol, False)
-    if quick:
-        out.update(QUICK_TUNE)
-    return {k: v for k, v in out.items() if k not in NOT_OPTIONS}
+    presets = presets_for(getattr(args, "protocol", None), bool(getattr(args, "quick", None)), QUICK_TUNE,
+                          skip=NOT_OPTIONS)
+    return from_args(TuneConfig, args, presets, skip=NOT_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
