@@ -13,7 +13,7 @@ from .policies import EVAL_SEED_BASE
 from .shifts import SHIFT_NAMES
 
 __all__ = ["PongConfig", "BC_V1", "TND_BASES", "presets_for", "OBSERVATIONS", "DAGGER_SELECT", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
-           "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS"]
+           "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS", "ADDED_FIELDS_BEFORE"]
 
 PROTOCOLS = ("bc", "dagger")
 #: the observation modes a Pong run may use (the env has more: state, pixels)
@@ -199,9 +199,13 @@ QUICK: dict[str, Any] = {
 }
 
 #: fields added after run folders were first written: --resume reads a config.json without them
-#: with this run's values (they change no cell of such a run), except protocol, which was bc
+#: with this run's values (they change no cell of such a run), except those of ADDED_FIELDS_BEFORE
 ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "dagger_select", "mlp_frames", "tuned", "obs_mode", "shifts", "shift_rounds",
                 "tnd_base")
+#: the added fields whose value a run folder written before the field existed implies (what such
+#: a run did): behaviour cloning, the last DAgger iteration, positions only, the v1 TND
+ADDED_FIELDS_BEFORE: dict[str, Any] = {"protocol": "bc", "dagger_select": "last", "obs_mode": "positions",
+                                       "tnd_base": "v1"}
 
 
 def presets_for(protocol: str | None, quick: bool, quick_preset: dict[str, Any] = QUICK,
