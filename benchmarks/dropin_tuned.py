@@ -48,6 +48,7 @@ import torch  # noqa: E402
 
 import diagnose  # noqa: E402
 import dropin  # noqa: E402
+from tnd.apps.pong.report import bootstrap_ci  # noqa: E402
 from tnd.apps.tuning import SearchSpace, loguniform, run_search, sample_trials  # noqa: E402
 from tnd.io import atomic_write_text  # noqa: E402
 
@@ -141,6 +142,8 @@ def run_finals(tasks, models, lrs: dict, quick: bool, work: str, path: Path, job
         prev = json.loads(path.read_text())
         if prev.get("settings") == settings:
             doc["results"] = prev["results"]
+            # the rates of models tuned by an earlier call (--models) stay beside this call's
+            doc["lrs"] = {t: prev.get("lrs", {}).get(t, {}) | lrs.get(t, {}) for t in prev.get("lrs", {}).keys() | lrs.keys()}
     todo = []
     for label in tasks:
         data = task_data(label, quick, work)  # Pong's data made once, before the workers read them
@@ -178,8 +181,33 @@ def tuning_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def before_after(doc: dict, before: str = "tnd-v0", after: str = "tnd-default") -> str:
+    """Per task: the constant predictor, the LSTM and the TND before / after the default change on
+    the primary metric, mean over the seeds [95 % percentile-bootstrap CI of the mean]."""
+    def cell(label: str, name: str) -> str:
+        seeds = doc["results"][label]["models"].get(name)
+        if not seeds:
+            return "-"
+        key = dropin.PRIMARY[label][0]
+        vals = [dropin.metric(r, key) for r in seeds.values()]
+        lo, hi = bootstrap_ci(vals, np.mean)
+        d = 4 if key == "loss" else 3
+        return f"{np.mean(vals):.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+
+    names = ("lstm", before, after)
+    lines = ["| task | metric | constant | LSTM | TND before | TND after |", "|---|---|---:|---:|---:|---:|"]
+    for label, entry in doc["results"].items():
+        key, what, higher = dropin.PRIMARY[label]
+        const = entry["constant"].get(key)
+        c = "-" if const is None else f"{const:.4g}"
+        lines.append(f"| {label} | {what} ({'higher' if higher else 'lower'} is better) | {c} | "
+                     + " | ".join(cell(label, n) for n in names) + " |")
+    return "\n".join(lines)
+
+
 def tables(doc: dict) -> str:
-    return "\n".join(["## Chosen learning rates (best validation loss of the equal trials)", "", tuning_table(doc), "",
+    return "\n".join(["## Before / after (mean over seeds [95 % bootstrap CI])", "", before_after(doc), "",
+                      "## Chosen learning rates (best validation loss of the equal trials)", "", tuning_table(doc), "",
                       "## Against the earlier default (tnd-v0)", "", dropin.summary_table(doc, ref="tnd-v0"), "",
                       dropin.tables(doc)])
 

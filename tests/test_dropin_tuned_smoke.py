@@ -61,6 +61,12 @@ def test_quick_run_uses_the_chosen_rates_and_resumes(tmp_path, capsys):
         assert doc["lrs"]["irregular_jv"][name] == search["best"]["config"]["lr"]
         cell = doc["results"]["irregular_jv"]["models"][name]["0"]
         assert cell["lr"] == search["best"]["config"]["lr"]
-    assert "Chosen learning rates" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    before_after = printed.split("## Before / after")[1].split("## Chosen learning rates")[0]
+    assert "| irregular_jv | accuracy" in before_after
     d.main(argv)
     assert "finals: 0 cell(s) to run" in capsys.readouterr().out
+    # a model tuned by a later call joins the earlier ones' rates and cells
+    doc = d.main(argv[:argv.index("--models") + 1] + ["tnd-v0"] + argv[argv.index("--models") + 2:])
+    assert set(doc["lrs"]["irregular_jv"]) == {"lstm", "tnd-default", "tnd-v0"}
+    assert set(doc["results"]["irregular_jv"]["models"]) == {"lstm", "tnd-default", "tnd-v0"}
