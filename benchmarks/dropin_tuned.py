@@ -143,7 +143,11 @@ def run_finals(tasks, models, lrs: dict, quick: bool, work: str, path: Path, job
         if prev.get("settings") == settings:
             doc["results"] = prev["results"]
             # the rates of models tuned by an earlier call (--models) stay beside this call's
-            doc["lrs"] = {t: prev.get("lrs", {}).get(t, {}) | lrs.get(t, {}) for t in prev.get("lrs", {}).keys() | lrs.keys()}
+            old = prev.get("lrs", {})
+            doc["lrs"] = {t: old.get(t, {}) | lrs.get(t, {}) for t in old.keys() | lrs.keys()}
+    order = [*tasks, *(t for t in dropin.FULL["tasks"] if t not in tasks)]  # the tables' row order
+    doc["lrs"] = {t: doc["lrs"][t] for t in order if t in doc["lrs"]}
+    doc["results"] = {t: doc["results"][t] for t in order if t in doc["results"]}
     todo = []
     for label in tasks:
         data = task_data(label, quick, work)  # Pong's data made once, before the workers read them
@@ -164,10 +168,10 @@ def run_finals(tasks, models, lrs: dict, quick: bool, work: str, path: Path, job
             label, name, seed, lr = futs[fut]
             rec = fut.result()
             doc["results"][label]["models"].setdefault(name, {})[str(seed)] = rec
-            doc["seconds"] = doc.get("seconds", 0.0) + rec["seconds"]
             atomic_write_text(path, json.dumps(diagnose.compact(doc), separators=(",", ":")))
             print(f"{label:13s} {name:22s} seed {seed} lr {lr:.2e} test {rec['test']['loss']:.4f} "
                   f"[{rec['seconds']:.0f}s, total {time.time() - t0:.0f}s]", flush=True)
+    doc["seconds"] = sum(r["seconds"] for e in doc["results"].values() for m in e["models"].values() for r in m.values())
     return doc
 
 
@@ -253,7 +257,9 @@ def main(argv=None) -> dict:
     if missing:
         raise SystemExit(f"tuning did not finish for {', '.join(missing)}: rerun to resume")
     doc = run_finals(tasks, models, lrs, bool(args.quick), str(work), out / "dropin_tuned.json", args.jobs)
-    doc["tuning_wall_s"] = summary["wall_time_s"]
+    # compute of every trial of this call's models (a resumed search's wall time would say nothing)
+    doc["tuning_seconds"] = sum(t["result"]["seconds"] for v in summary["models"].values() for t in v["trials"]
+                                if t["result"])
     atomic_write_text(out / "dropin_tuned.json", json.dumps(diagnose.compact(doc), separators=(",", ":")))
     print(tables(doc))
     return doc

@@ -172,7 +172,8 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
     try:
         summary = run_search(pong_objective, trials, out, context=context, fingerprint=_fingerprint(cfg), mode="max",
                              backend=cfg.backend, ray_address=cfg.ray_address, num_cpus=cfg.num_cpus,
-                             progress=cfg.progress, spaces=spaces, log=note if cfg.resume else say)
+                             progress=cfg.progress, spaces=spaces, log=note if cfg.resume else say,
+                             reuse_workers=True)  # a trial seeds all it draws and restores torch's threads
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and getattr(e, "partial", None):
             e.partial += f"; continue with: {resume_command(cfg)}"

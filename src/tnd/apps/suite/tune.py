@@ -238,7 +238,8 @@ def run_tune(s: TuneSettings, force: bool = False, log=None) -> dict[str, Any]:
     try:
         summary = run_search(suite_objective, trials, out, context=context, fingerprint=_protocol(s), mode="max",
                              backend=s.backend, ray_address=s.ray_address, num_cpus=s.num_cpus, progress=s.progress,
-                             spaces={k: SPACES[k.partition("/")[2]] for k in trials}, log=log)
+                             spaces={k: SPACES[k.partition("/")[2]] for k in trials}, log=log,
+                             reuse_workers=True)  # a trial seeds all it draws and restores torch's threads
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and getattr(e, "partial", None):
             e.partial += f"; continue with: {command_line(s)} --resume"
