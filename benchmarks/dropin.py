@@ -386,12 +386,32 @@ def merge(paths: list[str], out: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
+def add_selection_arguments(ap: argparse.ArgumentParser, out_file: str, models=MODELS) -> None:
+    """``--quick``, ``--out``, ``--only`` and ``--models``: what this script and dropin_tuned.py share."""
+    ap.add_argument("--quick", action="store_true", help="tiny run in seconds (smoke test)")
+    ap.add_argument("--out", default=None, help=f"folder for {out_file} (default docs/figures; --quick: a temporary one)")
+    ap.add_argument("--only", default=None, help=f"comma-separated tasks ({','.join(FULL['tasks'])})")
+    ap.add_argument("--models", default=None, help=f"comma-separated models ({','.join(models)})")
+
+
+def selection(ap: argparse.ArgumentParser, args: argparse.Namespace, models=MODELS) -> tuple[list[str], list[str]]:
+    """The tasks and models ``--only`` / ``--models`` name (default: all; ``models`` the default
+    set), each checked against those that exist (``ap.error`` naming the option)."""
+    cfg = QUICK if args.quick else FULL
+    tasks = list(cfg["tasks"]) if not args.only else args.only.split(",")
+    chosen = list(models) if not args.models else args.models.split(",")
+    for t in tasks:
+        if t not in cfg["tasks"]:
+            ap.error(f"--only: unknown task {t!r}; expected some of {','.join(cfg['tasks'])}")
+    for m in chosen:
+        if m not in MODELS:
+            ap.error(f"--models: unknown model {m!r}; expected some of {','.join(MODELS)}")
+    return tasks, chosen
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny run in seconds (smoke test)")
-    ap.add_argument("--out", default=None, help="folder for dropin.json (default docs/figures; --quick: a temporary one)")
-    ap.add_argument("--only", default=None, help=f"comma-separated tasks ({','.join(FULL['tasks'])})")
-    ap.add_argument("--models", default=None, help=f"comma-separated models ({','.join(MODELS)})")
+    add_selection_arguments(ap, "dropin.json")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="merge the cells of earlier runs with the same settings into --out/dropin.json; runs nothing")
     ap.add_argument("--table", default=None, metavar="JSON", help="print the markdown tables of a dropin.json; runs nothing")
@@ -402,14 +422,7 @@ def main(argv=None) -> dict:
     cfg = QUICK if args.quick else FULL
     if args.merge:
         return merge(args.merge, Path(args.out) if args.out else ROOT / "docs" / "figures")
-    tasks = list(cfg["tasks"]) if not args.only else args.only.split(",")
-    models = list(MODELS) if not args.models else args.models.split(",")
-    for t in tasks:
-        if t not in cfg["tasks"]:
-            ap.error(f"--only: unknown task {t!r}; expected some of {','.join(cfg['tasks'])}")
-    for m in models:
-        if m not in MODELS:
-            ap.error(f"--models: unknown model {m!r}; expected some of {','.join(MODELS)}")
+    tasks, models = selection(ap, args)
     torch.set_num_threads(1)
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="dropin-")) if args.quick else ROOT / "docs" / "figures")
     out.mkdir(parents=True, exist_ok=True)

@@ -137,17 +137,15 @@ def run_finals(tasks, models, lrs: dict, quick: bool, work: str, path: Path, job
     cfg = dropin.QUICK if quick else dropin.FULL
     seeds = [0] if quick else FINAL_SEEDS
     settings = json.loads(json.dumps(cfg)) | {"seeds": seeds, "tuned": "lr, equal trials per model"}
-    doc = {"settings": settings, "quick": quick, "torch": torch.__version__, "results": {}, "lrs": lrs}
-    if path.is_file():  # resume: keep cells made with these settings and the same chosen lr
-        prev = json.loads(path.read_text())
-        if prev.get("settings") == settings:
-            doc["results"] = prev["results"]
-            # the rates of models tuned by an earlier call (--models) stay beside this call's
-            old = prev.get("lrs", {})
-            doc["lrs"] = {t: old.get(t, {}) | lrs.get(t, {}) for t in old.keys() | lrs.keys()}
+    prev = json.loads(path.read_text()) if path.is_file() else {}
+    if prev.get("settings") != settings:  # resume only cells made with these settings (and the same lr)
+        prev = {}
+    old_results, old_lrs = prev.get("results", {}), prev.get("lrs", {})
     order = [*tasks, *(t for t in dropin.FULL["tasks"] if t not in tasks)]  # the tables' row order
-    doc["lrs"] = {t: doc["lrs"][t] for t in order if t in doc["lrs"]}
-    doc["results"] = {t: doc["results"][t] for t in order if t in doc["results"]}
+    doc = {"settings": settings, "quick": quick, "torch": torch.__version__,
+           "results": {t: old_results[t] for t in order if t in old_results},
+           # the rates of models tuned by an earlier call (--models) stay beside this call's
+           "lrs": {t: old_lrs.get(t, {}) | lrs.get(t, {}) for t in order if t in old_lrs or t in lrs}}
     todo = []
     for label in tasks:
         data = task_data(label, quick, work)  # Pong's data made once, before the workers read them
@@ -219,10 +217,7 @@ def tables(doc: dict) -> str:
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny run in seconds (smoke test)")
-    ap.add_argument("--out", default=None, help="folder for dropin_tuned.json (default docs/figures; --quick: a temporary one)")
-    ap.add_argument("--only", default=None, help=f"comma-separated tasks ({','.join(dropin.FULL['tasks'])})")
-    ap.add_argument("--models", default=None, help=f"comma-separated models ({','.join(MODELS)})")
+    dropin.add_selection_arguments(ap, "dropin_tuned.json", MODELS)
     ap.add_argument("--trials", type=int, default=6, help="learning-rate trials per (task, model), the same for all")
     ap.add_argument("--backend", default="auto", choices=("auto", "ray", "local"), help="where the trials run")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the trials and final cells")
@@ -231,15 +226,7 @@ def main(argv=None) -> dict:
     if args.table:
         print(tables(json.loads(Path(args.table).read_text())))
         return {}
-    cfg = dropin.QUICK if args.quick else dropin.FULL
-    tasks = list(cfg["tasks"]) if not args.only else args.only.split(",")
-    models = list(MODELS) if not args.models else args.models.split(",")
-    for t in tasks:
-        if t not in cfg["tasks"]:
-            ap.error(f"--only: unknown task {t!r}; expected some of {','.join(cfg['tasks'])}")
-    for m in models:
-        if m not in dropin.MODELS:
-            ap.error(f"--models: unknown model {m!r}; expected some of {','.join(dropin.MODELS)}")
+    tasks, models = dropin.selection(ap, args, MODELS)
     if args.jobs < 1:
         ap.error(f"--jobs: expected an integer >= 1, got {args.jobs}")
     torch.set_num_threads(1)
