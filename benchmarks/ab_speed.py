@@ -20,14 +20,14 @@ import time
 import torch
 
 CONFIGS = [  # (label, B, N, TND keyword arguments)
-    ("leaky, B=1, N=64", 1, 64, {}),
-    ("leaky, B=64, N=64", 64, 64, {}),
-    ("leaky, B=64, N=256", 64, 256, {}),
+    ("leaky, B=1, N=64", 1, 64, {"dynamics": "leaky"}),
+    ("leaky, B=64, N=64", 64, 64, {"dynamics": "leaky"}),
+    ("leaky, B=64, N=256", 64, 256, {"dynamics": "leaky"}),
     ("gated, B=64, N=64", 64, 64, {"dynamics": "gated"}),
     ("gated d=2, B=1, N=64", 1, 64, {"dynamics": "gated", "state_size": 2}),
     ("mlp, B=64, N=64", 64, 64, {"dynamics": "mlp"}),
-    ("attention, B=64, N=64", 64, 64, {"interaction": "attention"}),
-    ("leaky sparse, B=8, N=2048", 8, 2048, {"density": 1 / 128}),
+    ("attention, B=64, N=64", 64, 64, {"interaction": "attention", "dynamics": "leaky"}),
+    ("leaky sparse, B=8, N=2048", 8, 2048, {"density": 1 / 128, "dynamics": "leaky"}),
 ]
 T, C_IN, C_OUT = 256, 3, 2
 

@@ -69,12 +69,12 @@ def variant_options(name: str, horizon: int) -> tuple[dict, dict]:
     """(graph options, TND keyword options) of a what-if variant; ``horizon``: the task's length.
     ``tnd`` is the library default this study measured (before docs/DROPIN.md), spelled out."""
     span = {"tau_init": (1.0, float(horizon)), "tau_max": float(max(1000.0, 2.0 * horizon))}
-    v0 = {"dynamics_kw": {"tau_init": TAU_INIT_V0}}
+    v0 = {"dynamics": "leaky", "dynamics_kw": {"tau_init": TAU_INIT_V0}}
     return {
         "tnd": ({}, v0),
-        "tnd_tau_span": ({}, {"dynamics_kw": span}),
+        "tnd_tau_span": ({}, {"dynamics": "leaky", "dynamics_kw": span}),
         "tnd_all_input": ({"all_input": True}, v0),
-        "tnd_span_all_input": ({"all_input": True}, {"dynamics_kw": span}),
+        "tnd_span_all_input": ({"all_input": True}, {"dynamics": "leaky", "dynamics_kw": span}),
         "tnd_gated_span": ({}, {"dynamics": "gated", "dynamics_kw": span}),
         "tnd_io_overlap": ({"overlap": True}, v0),
     }[name]
@@ -409,7 +409,7 @@ def pong_all_input_tnd(c: int, budget: int) -> TND:
     """Pong's default TND (small-world k=4, state_size 2, leaky, discrete) with every neuron an input neuron."""
     def make(n: int) -> TND:
         g = NeuronGraph.small_world(n, k=4, rewire_prob=0.1, seed=0, num_inputs=n)
-        return TND(c, g, 3, state_size=2, dynamics_kw={"tau_init": TAU_INIT_V0})
+        return TND(c, g, 3, state_size=2, dynamics="leaky", dynamics_kw={"tau_init": TAU_INIT_V0})
 
     def count(n: int) -> int:
         with torch.random.fork_rng(devices=[]):

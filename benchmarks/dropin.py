@@ -14,11 +14,13 @@ what a name means; ``tnd-default`` passes nothing and the JSON records what that
 * ``lstm`` -- one-layer LSTM + linear readout.
 * ``tnd-default`` -- no options: the library's defaults at the commit that ran.
 * ``tnd-v0`` -- the defaults before docs/DROPIN.md: a quarter of the neurons take input
-  (``num_inputs=N // 4``), ``tau_init=(1, 10)``.
+  (``num_inputs=N // 4``), ``tau_init=(1, 10)``, ``dynamics="leaky"`` (the family of every
+  variant below whose name does not say ``gated``).
 * ``tnd-allin`` -- every neuron an input neuron (``num_inputs=N``), ``tau_init=(1, 10)``.
 * ``tnd-span`` -- a quarter input, ``tau_init="span"`` (1 to ``tau_max`` = 1,000 steps).
-* ``tnd-allin-span`` -- both.
-* ``tnd-gated-allin-span`` -- both, with ``dynamics="gated"``.
+* ``tnd-allin-span`` -- both (the defaults from docs/DROPIN.md's first change until the gated family
+  became the default).
+* ``tnd-gated-allin-span`` -- both, with ``dynamics="gated"`` (today's defaults).
 * ``tnd-gated-allin`` -- every neuron input, ``dynamics="gated"``, ``tau_init=(1, 10)``.
 
 Tasks (``apps.tasks``; constant predictor as reference): ``adding_100`` / ``adding_1000`` (MSE of
@@ -68,16 +70,16 @@ OLD_TAU = (1.0, 10.0)
 #: "tau_init", "dynamics"; None: pass nothing (the library's defaults)
 VARIANTS: dict[str, dict | None] = {
     "tnd-default": None,
-    "tnd-v0": {"inputs": "quarter", "tau_init": OLD_TAU},
-    "tnd-allin": {"inputs": "all", "tau_init": OLD_TAU},
-    "tnd-span": {"inputs": "quarter", "tau_init": "span"},
-    "tnd-allin-span": {"inputs": "all", "tau_init": "span"},
+    "tnd-v0": {"inputs": "quarter", "tau_init": OLD_TAU, "dynamics": "leaky"},
+    "tnd-allin": {"inputs": "all", "tau_init": OLD_TAU, "dynamics": "leaky"},
+    "tnd-span": {"inputs": "quarter", "tau_init": "span", "dynamics": "leaky"},
+    "tnd-allin-span": {"inputs": "all", "tau_init": "span", "dynamics": "leaky"},
     "tnd-gated-allin-span": {"inputs": "all", "tau_init": "span", "dynamics": "gated"},
     "tnd-gated-allin": {"inputs": "all", "tau_init": OLD_TAU, "dynamics": "gated"},
     # fast neurons too: time constants from tau_min = 0.25 steps (a neuron can follow its input
     # within a step), to 10 or to tau_max (Pong pilots, docs/DROPIN.md)
-    "tnd-allin-fast": {"inputs": "all", "tau_init": (0.25, 10.0)},
-    "tnd-allin-fastspan": {"inputs": "all", "tau_init": (0.25, 1000.0)},
+    "tnd-allin-fast": {"inputs": "all", "tau_init": (0.25, 10.0), "dynamics": "leaky"},
+    "tnd-allin-fastspan": {"inputs": "all", "tau_init": (0.25, 1000.0), "dynamics": "leaky"},
 }
 MODELS = ("lstm", *VARIANTS)
 
@@ -113,10 +115,7 @@ def tnd_kwargs(name: str, n: int) -> tuple[dict, dict]:
     if v is None:
         return {}, {}
     g = {"num_inputs": n if v["inputs"] == "all" else max(1, n // 4)}
-    kw = {"dynamics_kw": {"tau_init": v["tau_init"]}}
-    if "dynamics" in v:
-        kw["dynamics"] = v["dynamics"]
-    return g, kw
+    return g, {"dynamics": v["dynamics"], "dynamics_kw": {"tau_init": v["tau_init"]}}
 
 
 def build_tnd(name: str, c: int, o: int, budget: int, seed: int, strict: bool = True) -> TND:
@@ -415,11 +414,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="merge the cells of earlier runs with the same settings into --out/dropin.json; runs nothing")
     ap.add_argument("--table", default=None, metavar="JSON", help="print the markdown tables of a dropin.json; runs nothing")
+    ap.add_argument("--updates", type=int, default=None, metavar="N",
+                    help="updates per cell for every --only task instead of each task's own (a longer budget); "
+                         "the settings then differ from the default run's, so give a separate --out")
     args = ap.parse_args(argv)
     if args.table:
         print(tables(json.loads(Path(args.table).read_text())))
         return {}
     cfg = QUICK if args.quick else FULL
+    if args.updates is not None:
+        if args.updates < 1:
+            ap.error(f"--updates: expected a positive number of updates, got {args.updates}")
+        if not args.only or not args.out:
+            ap.error("--updates needs --only (the tasks it applies to) and --out (a folder other than the default run's)")
+        cfg = {**cfg, "tasks": {t: args.updates for t in args.only.split(",") if t in cfg["tasks"]}}
     if args.merge:
         return merge(args.merge, Path(args.out) if args.out else ROOT / "docs" / "figures")
     tasks, models = selection(ap, args)

@@ -30,7 +30,8 @@ N = GRAPH.num_neurons
     (dict(dynamics_kw={"tau_init": 3.0}), TypeError, "tau_init must be a pair"),
     (dict(dynamics_kw={"tau_init": (1.0, "10")}), TypeError, r"tau_init\[1\] must be a number"),
     (dict(dynamics="mlp", dynamics_kw={"hidden_size": 2.5}), TypeError, "hidden_size must be an int"),
-    (dict(dynamics_kw={"activation": ["tanh"]}), TypeError, "activation must be one of"),
+    (dict(dynamics="leaky", dynamics_kw={"activation": ["tanh"]}), TypeError, "activation must be one of"),
+    (dict(dynamics_kw={"activation": "tanh"}), TypeError, "'activation' is not an option of dynamics='gated'"),
     (dict(interaction_kw={"gain": float("nan")}), ValueError, "gain must be a finite number"),
     (dict(interaction_kw={"gain": -1.0}), ValueError, "gain must be in"),
     (dict(interaction="attention", interaction_kw={"key_scale": float("inf")}), ValueError, "key_scale"),
@@ -129,7 +130,7 @@ def test_hx_outside_the_state_bound_is_refused_with_the_bound(kw, bound):
 
 
 def test_unbounded_family_accepts_any_finite_hx():
-    m = TND(3, GRAPH, 2, dynamics_kw={"activation": "identity"})
+    m = TND(3, GRAPH, 2, dynamics="leaky", dynamics_kw={"activation": "identity"})
     assert m.cell.state_bound() is None
     y, _ = m(torch.randn(2, 4, 3), torch.full((2, N), 50.0))
     assert bool(torch.isfinite(y).all())

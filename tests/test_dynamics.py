@@ -88,7 +88,7 @@ def test_continuous_reduces_to_discrete_without_coupling(dynamics):
     ts = torch.rand(2, 6, dtype=torch.float64) + 0.2
     torch.testing.assert_close(cont(x, timespans=ts)[0], disc(x, timespans=ts)[0], rtol=0, atol=0)
     if dynamics == "leaky":
-        rk = TND(3, g, 2, mode="continuous", solver="rk4", substeps=50).double()
+        rk = TND(3, g, 2, dynamics="leaky", mode="continuous", solver="rk4", substeps=50).double()
         rk.load_state_dict(disc.state_dict())
         torch.testing.assert_close(rk(x, timespans=ts)[0], disc(x, timespans=ts)[0], rtol=1e-9, atol=1e-9)
 
@@ -97,7 +97,7 @@ def linear_system():
     g = NeuronGraph.random(6, 0.5, seed=2, num_inputs=2, num_outputs=2)
     torch.manual_seed(1)
     m = TND(2, g, 2, mode="continuous", solver="rk4", substeps=1, readout="linear",
-            dynamics_kw={"activation": "identity", "tau_init": (1.0, 3.0)}).double()
+            dynamics="leaky", dynamics_kw={"activation": "identity", "tau_init": (1.0, 3.0)}).double()
     return g, m
 
 

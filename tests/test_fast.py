@@ -34,7 +34,7 @@ def make_model(n=9, c=3, impl="dense", signed=False, per_neuron=True, d=1, seq=T
                            inhibitory_fraction=0.4 if signed else 0.0)
     torch.manual_seed(seed)
     m = TND(c, g, 4, return_sequences=seq, impl=impl, state_size=d, per_neuron=per_neuron,
-            dynamics_kw={"activation": activation}, **kw).to(dtype)
+            dynamics=kw.pop("dynamics", "leaky"), dynamics_kw={"activation": activation}, **kw).to(dtype)
     with torch.no_grad():  # non-trivial biases and time constants
         m.cell.dynamics.bias.normal_(0, 0.3)
         m.cell.dynamics.tau_raw.normal_(0, 1.0)
@@ -172,7 +172,7 @@ def test_empty_graph_and_single_step():
 def test_unsupported_configurations_fall_back():
     x = torch.randn(2, 4, 3)
     for kw in [dict(dynamics="mlp", mode="continuous"), dict(interaction="attention", dynamics="gated"),
-               dict(interaction="attention", dynamics_kw={"activation": "tanh"}, mode="continuous"), dict(mode="continuous"),
+               dict(interaction="attention", dynamics="leaky", dynamics_kw={"activation": "tanh"}, mode="continuous"), dict(mode="continuous"),
                dict(mode="continuous", solver="exp_euler", substeps=2),
                dict(dynamics="gated", mode="continuous", solver="midpoint")]:
         g = NeuronGraph.random(6, 0.4, seed=1, num_inputs=2, num_outputs=2, allow_unreachable=True)
@@ -263,7 +263,7 @@ def test_scattered_input_and_output_neurons(backend, impl, d):
     g = NeuronGraph(8, base.edge_index, [5, 0, 3], [6, 1], allow_unreachable=True)
     torch.manual_seed(1)
     for seq in (True, False):
-        m = TND(3, g, 2, impl=impl, state_size=d, return_sequences=seq).double()
+        m = TND(3, g, 2, impl=impl, state_size=d, return_sequences=seq, dynamics="leaky").double()
         check(m, torch.randn(3, 5, 3, dtype=torch.float64), (0.4 * torch.randn(3, 8, d, dtype=torch.float64)).clamp(-1, 1),
               torch.rand(3, 5, dtype=torch.float64) + 0.5)
 
@@ -378,7 +378,7 @@ def test_attention_matches_reference(dtype, impl, d, signed, timespans):
     torch.manual_seed(0)
     for seq, per_neuron, act in [(True, True, "tanh"), (False, False, "identity")]:
         m = TND(3, g, 4, return_sequences=seq, impl=impl, state_size=d, per_neuron=per_neuron,
-                interaction="attention", dynamics_kw={"activation": act}).to(dtype)
+                interaction="attention", dynamics="leaky", dynamics_kw={"activation": act}).to(dtype)
         with torch.no_grad():
             for p in m.parameters():
                 p.add_(0.3 * torch.randn_like(p))
@@ -397,7 +397,7 @@ def test_attention_gradcheck_threads_and_lesion(impl, d):
     fast.THREADS = 2
     g = NeuronGraph.random(8, 0.4, seed=5, num_inputs=2, num_outputs=2, allow_unreachable=True)
     torch.manual_seed(0)
-    m = TND(3, g, 2, impl=impl, state_size=d, interaction="attention").double()
+    m = TND(3, g, 2, impl=impl, state_size=d, interaction="attention", dynamics="leaky").double()
     with torch.no_grad():
         m.cell.interaction.prior.normal_(0, 0.5)
     x = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)

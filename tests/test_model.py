@@ -219,7 +219,7 @@ STEP_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 STEP_CONFIGS = [
     dict(),
     dict(impl="sparse", state_size=2, per_neuron=False),
-    dict(dynamics_kw={"activation": "identity"}, readout="identity", output_size=3),
+    dict(dynamics="leaky", dynamics_kw={"activation": "identity"}, readout="identity", output_size=3),
     dict(dynamics="gated", state_size=2),
     dict(dynamics="mlp"),
     dict(interaction="attention"),
@@ -266,7 +266,7 @@ def test_step_lean_path_unbatched_zero_state_and_parameter_updates(graph, monkey
     from tnd.fast import c_available
     from tnd.fast.step import Stepper
 
-    m = _step_model(graph, torch.float64, {})
+    m = _step_model(graph, torch.float64, {"dynamics": "leaky"})  # the family with the one-call path
     st = m.stepper()
     assert m.stepper() is st
     if c_available():  # the leaky model never leaves the one-call path under no_grad

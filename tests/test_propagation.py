@@ -319,13 +319,13 @@ def test_config_round_trip_and_old_configs(tmp_path):
 
 
 def test_k1_is_the_unchanged_update():
-    """K = 1 given explicitly is the default model, bit for bit (fused and reference), and the
+    """K = 1 given explicitly is the model that leaves K out, bit for bit (fused and reference), and the
     one-round definition of the cell: c + (s - c) exp(-lambda dt)."""
     g = random_graph(seed=5)
     a, b = make(g, 1), make(g, 1)
     b.load_state_dict(a.state_dict())
     torch.manual_seed(0)
-    plain = TND(3, g, 2).double()
+    plain = TND(3, g, 2, dynamics="leaky").double()
     plain.load_state_dict(a.state_dict())
     x = torch.randn(2, 6, 3, dtype=torch.float64)
     for use_fast in (True, False):

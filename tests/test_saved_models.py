@@ -90,11 +90,11 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, keep_hash):
     assert not (tmp_path / "never" / "config.json").exists()
     save_model(m, tmp_path / "m")
     state = {k: v.clone() for k, v in m.state_dict().items()}
-    state["cell.dynamics.bias"][1, 0] = float("inf")
+    state["cell.dynamics.gate_bias"][1, 0] = float("inf")
     _rewrite_weights(tmp_path / "m", state, keep_hash)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="cell.dynamics.bias") as e:
+        with pytest.raises(ValueError, match="cell.dynamics.gate_bias") as e:
             load_model(tmp_path / "m")
     assert "model.safetensors" in str(e.value) and "non-finite" in str(e.value)
 

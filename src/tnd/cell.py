@@ -39,7 +39,9 @@ class TNDCell(nn.Module):
         graph: the neuron graph G.
         state_size: d, dimensions of each neuron's state.
         interaction: I by name (``"linear"`` or ``"attention"``).
-        dynamics: F by name (``"leaky"``, ``"gated"``, ``"mlp"``).
+        dynamics: F by name: ``"gated"`` (default: a state- and input-dependent time constant, so
+            a neuron can hold a value or follow its input; docs/DROPIN.md), ``"leaky"`` (a fixed
+            time constant per neuron; the default before docs/DROPIN.md) or ``"mlp"``.
         per_neuron: one F per neuron (True) or one F shared by all (False, the paper's).
         mode: ``"discrete"`` (the paper's update, exponential Euler with one sub-step) or
             ``"continuous"`` (F as a vector field, integrated by ``solver``).
@@ -83,7 +85,7 @@ class TNDCell(nn.Module):
         graph: NeuronGraph,
         state_size: int = 1,
         interaction: str = "linear",
-        dynamics: str = "leaky",
+        dynamics: str = "gated",
         per_neuron: bool = True,
         mode: str = "discrete",
         solver: str | None = None,

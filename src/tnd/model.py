@@ -13,6 +13,8 @@ from .cell import TNDCell
 from .graph import NeuronGraph
 
 READOUTS = ("linear", "identity")
+#: F of a config that names none (see :meth:`TND.from_config`)
+LEGACY_DYNAMICS = "leaky"
 
 
 def _check_ids(name: str, ids: list) -> None:
@@ -38,7 +40,7 @@ class TND(nn.Module):
     Keyword-only options of the cell (:class:`TNDCell`, which documents them in full):
         state_size: d, dimensions of each neuron's state (1).
         interaction: I, ``"linear"`` (default) or ``"attention"``.
-        dynamics: F, ``"leaky"`` (default), ``"gated"`` or ``"mlp"``.
+        dynamics: F, ``"gated"`` (default), ``"leaky"`` (the default before docs/DROPIN.md) or ``"mlp"``.
         per_neuron: one F per neuron (True, default) or one shared F (False).
         mode: ``"discrete"`` (default) or ``"continuous"``.
         solver: continuous mode's solver (``"rk4"`` by default, ``"euler"``, ``"midpoint"``,
@@ -72,7 +74,7 @@ class TND(nn.Module):
         *,
         state_size: int = 1,
         interaction: str = "linear",
-        dynamics: str = "leaky",
+        dynamics: str = "gated",
         per_neuron: bool = True,
         mode: str = "discrete",
         solver: str | None = None,
@@ -126,10 +128,14 @@ class TND(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "TND":
         """A new model (freshly initialised weights) from :meth:`config`'s dict (one saved before
-        ``propagation_steps`` existed has none: K = 1, the update it was trained with)."""
+        ``propagation_steps`` existed has none: K = 1, the update it was trained with). Every config
+        tnd writes names its F; one without ``"dynamics"`` is read as ``"leaky"``, the default of
+        the releases before the gated family became it, so old hand-written configs keep meaning
+        what they meant (:meth:`state_shapes` reads it the same way)."""
         if not isinstance(cfg, dict):
             raise TypeError(f"config must be a dict, got {type(cfg).__name__}")
         cfg = dict(cfg)
+        cfg.setdefault("dynamics", LEGACY_DYNAMICS)
         if "graph" not in cfg:
             raise ValueError("config is missing key 'graph'")
         graph = NeuronGraph.from_dict(cfg.pop("graph"))
@@ -176,7 +182,7 @@ class TND(nn.Module):
         d = check_positive_int("state_size", cfg.get("state_size", 1))
         rows = n if check_bool("per_neuron", cfg.get("per_neuron", True)) else 1
         inter = INTERACTIONS[check_choice("interaction", cfg.get("interaction", "linear"), tuple(sorted(INTERACTIONS)))]
-        dyn = DYNAMICS[check_choice("dynamics", cfg.get("dynamics", "leaky"), tuple(sorted(DYNAMICS)))]
+        dyn = DYNAMICS[check_choice("dynamics", cfg.get("dynamics", LEGACY_DYNAMICS), tuple(sorted(DYNAMICS)))]
         inter_kw = check_kwargs("interaction_kw", cfg.get("interaction_kw"))
         dyn_kw = check_kwargs("dynamics_kw", cfg.get("dynamics_kw"))
         readout = check_choice("readout", cfg.get("readout", "linear"), READOUTS)

@@ -100,7 +100,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, dict[str, float]]:
     graph = demo_graph(cfg)
     results = {}
     torch.manual_seed(cfg.seed)
-    tnd_model = TND(1, graph, len(cfg.taus), dynamics_kw={"tau_init": TAU_INIT_V0})  # the documented demo's init
+    tnd_model = TND(1, graph, len(cfg.taus), dynamics="leaky", dynamics_kw={"tau_init": TAU_INIT_V0})  # the documented demo's F and init
     results["TND"] = train(tnd_model, cfg, data, torch.Generator().manual_seed(cfg.seed + 1))
     budget = results["TND"]["params"]
     hidden = max(1, round((-(6 + 4 * 2) + ((6 + 4 * 2) ** 2 + 16 * (budget - 2)) ** 0.5) / 8))  # 4h^2+14h+2 ~ budget
