@@ -305,7 +305,7 @@ def compare(summ: dict, name: str, ref: str, consts: dict) -> dict:
     return out
 
 
-def summary_table(doc: dict, ref: str = "tnd-default") -> str:
+def summary_table(doc: dict, ref: str = "tnd-v0") -> str:
     """Tasks x models on each task's primary metric (mean over seeds), then each model against ``ref``."""
     summ = summarise(doc)
     names = [m for m in MODELS if any(m in rows for rows in summ.values())]
@@ -319,6 +319,8 @@ def summary_table(doc: dict, ref: str = "tnd-default") -> str:
             v = rows.get(m, {}).get(key)
             cells.append("-" if v is None else f"{v['mean']:.4g}")
         lines.append(f"| {label} ({what}, {'higher' if higher else 'lower'} is better) | {c} | " + " | ".join(cells) + " |")
+    if ref not in names:  # nothing to compare against (a run without the reference model)
+        return "\n".join(lines)
     lines += ["", f"| model | against `{ref}`, per task (mean over seeds; \"same\": within 1 % of the constant MSE, 1 accuracy point or 2 catch-rate points; \"clearly\": every seed beyond every seed of the other) |", "|---|---|"]
     for m in names:
         if m == ref:

@@ -53,7 +53,9 @@ from tnd.apps.tuning import SearchSpace, loguniform, run_search, sample_trials  
 from tnd.io import atomic_write_text  # noqa: E402
 
 ROOT = HERE.parent
-MODELS = ("lstm", "tnd-v0", "tnd-default", "tnd-allin-fastspan", "tnd-gated-allin-span")
+#: the tuned study's models: the defaults before docs/DROPIN.md (tnd-v0), after its first change
+#: (tnd-allin-span, run as "tnd-default" when that was its meaning), and today's (tnd-gated-allin-span)
+MODELS = ("lstm", "tnd-v0", "tnd-allin-span", "tnd-allin-fastspan", "tnd-gated-allin-span")
 SPACE = SearchSpace({"lr": loguniform(1e-3, 3e-2)}, default={"lr": 5e-3},
                     doc={"lr": "Adam's learning rate (the plain loop's one knob; 5e-3 is dropin.py's)"})
 VAL_FRACTION = 0.2
@@ -176,16 +178,19 @@ def run_finals(tasks, models, lrs: dict, quick: bool, work: str, path: Path, job
 # ----------------------------------------------------------------------------- tables
 def tuning_table(doc: dict) -> str:
     tasks = list(doc["lrs"])
-    names = [m for m in MODELS if any(m in doc["lrs"][t] for t in tasks)]
+    seen = list(dict.fromkeys(m for t in tasks for m in doc["lrs"][t]))
+    names = [m for m in MODELS if m in seen] + [m for m in seen if m not in MODELS]
     lines = ["| task | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for t in tasks:
         lines.append(f"| {t} | " + " | ".join(f"{doc['lrs'][t][m]:.2g}" if m in doc["lrs"][t] else "-" for m in names) + " |")
     return "\n".join(lines)
 
 
-def before_after(doc: dict, before: str = "tnd-v0", after: str = "tnd-default") -> str:
-    """Per task: the constant predictor, the LSTM and the TND before / after the default change on
-    the primary metric, mean over the seeds [95 % percentile-bootstrap CI of the mean]."""
+def before_after(doc: dict, before: str = "tnd-v0", between: str = "tnd-allin-span",
+                 after: str = "tnd-gated-allin-span") -> str:
+    """Per task: the constant predictor, the LSTM and the TND before the default changes, after
+    the first (inputs and time constants) and after the second (the gated family), on the primary
+    metric, mean over the seeds [95 % percentile-bootstrap CI of the mean]."""
     def cell(label: str, name: str) -> str:
         seeds = doc["results"][label]["models"].get(name)
         if not seeds:
@@ -196,8 +201,9 @@ def before_after(doc: dict, before: str = "tnd-v0", after: str = "tnd-default") 
         d = 4 if key == "loss" else 3
         return f"{np.mean(vals):.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
 
-    names = ("lstm", before, after)
-    lines = ["| task | metric | constant | LSTM | TND before | TND after |", "|---|---|---:|---:|---:|---:|"]
+    names = ("lstm", before, between, after)
+    lines = [f"| task | metric | constant | LSTM | TND before ({before}) | TND between ({between}) | TND after ({after}) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for label, entry in doc["results"].items():
         key, what, higher = dropin.PRIMARY[label]
         const = entry["constant"].get(key)
