@@ -218,7 +218,10 @@ def test_cli_demo(capsys):
 STEP_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 STEP_CONFIGS = [
     dict(),
-    dict(impl="sparse", state_size=2, per_neuron=False),
+    dict(dynamics="leaky"),
+    dict(dynamics="leaky", impl="sparse", state_size=2, per_neuron=False),
+    dict(impl="sparse", state_size=2, per_neuron=False, propagation_steps=2),
+    dict(readout="identity", output_size=3, propagation_steps=3),
     dict(dynamics="leaky", dynamics_kw={"activation": "identity"}, readout="identity", output_size=3),
     dict(dynamics="gated", state_size=2),
     dict(dynamics="mlp"),
@@ -262,14 +265,15 @@ def test_step_equals_forward_over_the_sequence(graph, dtype, kw, dt_kind):
     assert h.shape == h_ref.shape
 
 
-def test_step_lean_path_unbatched_zero_state_and_parameter_updates(graph, monkeypatch):
+@pytest.mark.parametrize("dynamics", ["leaky", "gated"])  # the families with a one-call step
+def test_step_lean_path_unbatched_zero_state_and_parameter_updates(graph, monkeypatch, dynamics):
     from tnd.fast import c_available
     from tnd.fast.step import Stepper
 
-    m = _step_model(graph, torch.float64, {"dynamics": "leaky"})  # the family with the one-call path
+    m = _step_model(graph, torch.float64, {"dynamics": dynamics})
     st = m.stepper()
     assert m.stepper() is st
-    if c_available():  # the leaky model never leaves the one-call path under no_grad
+    if c_available():  # the model never leaves the one-call path under no_grad
         monkeypatch.setattr(Stepper, "general", lambda *a: (_ for _ in ()).throw(AssertionError("general path")))
     x = torch.randn(5, 3, dtype=torch.float64)
     with torch.no_grad():
@@ -284,7 +288,9 @@ def test_step_lean_path_unbatched_zero_state_and_parameter_updates(graph, monkey
         torch.testing.assert_close(h, h_full)
         # in-place parameter updates (an optimiser step, a lesion) refresh the snapshot
         h2 = 0.4 * torch.rand(2, 16, dtype=torch.float64) - 0.2
-        for p in (m.cell.interaction.weight_raw, m.cell.dynamics.tau_raw, m.cell.input_proj.weight, m.readout.bias):
+        dyn = m.cell.dynamics
+        own = (dyn.tau_raw,) if dynamics == "leaky" else (dyn.gate_s, dyn.gate_x, dyn.cand_x, dyn.gate_bias)
+        for p in (m.cell.interaction.weight_raw, *own, m.cell.input_proj.weight, m.readout.bias):
             before = m.step(x[:2], h2)
             p.add_(0.3)
             after = m.step(x[:2], h2)

@@ -243,14 +243,13 @@ def single_step(n: int = 64, repeats: int = 200) -> dict:
                 bucket.append((CLOCK() - t0) / 10)
         out["TND (leaky, linear; TND.step)"] = statistics.median(t_step) * 1e6
         out["TND (leaky, linear; forward on a 1-step sequence)"] = statistics.median(t_fwd) * 1e6
-        # the default family has no one-call step kernel: TND.step takes the general path
         gated, hg = _tnd(n, dynamics="gated"), None
 
         def gated_step():
             nonlocal hg
             _, hg = gated.step(x1, hg)
 
-        out["TND (gated, the default F; TND.step, general path)"] = _median_time(gated_step, repeats, warmup=10) * 1e6
+        out["TND (gated, the default F; TND.step)"] = _median_time(gated_step, repeats, warmup=10) * 1e6
         lstm = nn.LSTM(C_IN, n, batch_first=True)
         hc = None
 

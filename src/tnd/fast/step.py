@@ -12,10 +12,14 @@ aggregation, update and readout in **one** C call (``tnd_step`` in ``csrc/tnd_st
 
 which is the model's discrete update and readout for one step (``model(x[:, None], h)`` up to
 rounding); with ``propagation_steps = K`` the update is K rounds of ``dt / K`` (the projected
-input held), still in the one call, and y reads the state after the last. The lean path applies to the fused leaky family (the same configurations as the
-leaky fast path) on CPU with the C kernel, with autograd off or nothing requiring a gradient;
-everything else (gated, MLP, attention, other solvers, grad mode) takes a general path through
-the model's own time loop (``TND.run_loop``), with the same results, only slower.
+input held), still in the one call, and y reads the state after the last. The gated family has
+its own one-call kernel (``tnd_gated_step`` in ``csrc/tnd_gated_step.inc.cpp``: the same
+structure, with the input projection folded into each input neuron's gate and candidate shares
+at refresh). The lean path applies to the fused leaky and gated families (the same
+configurations as their fast paths) on CPU with the C kernel, with autograd off or nothing
+requiring a gradient; everything else (MLP, attention, other solvers, grad mode) takes a
+general path through the model's own time loop (``TND.run_loop``), with the same results, only
+slower.
 
 Checks stay cheap: x's type, rank, width and dtype in Python; finiteness of x, h and dt inside
 the C call (bit tests, no extra torch call); a failing check raises the same errors as
@@ -33,6 +37,7 @@ from .. import checks
 from .. import fast as _fast
 from . import abi, cbuild
 from ._util import index_data, tensor_problem
+from .gated import GATED
 from .loop import LEAKY
 
 
@@ -64,6 +69,13 @@ def _install_hooks() -> None:
 StepArgs = abi.struct("step", """
     i:M i:C i:n_in i:n_out i:O i:sparse i:act i:readout l:in_idx l:out_idx f:Win f:bin f:W l:rowptr n:src f:w
     f:r f:decay f:bias f:Wout f:bout i:rounds d:s_bound i:B f:x f:s f:dt i:dt_stride d:dt_scalar i:has_dt f:s_out f:y""")
+
+
+#: mirrors TND_GSTEP_FIELDS in csrc/tnd_gated_step.inc.cpp (the gated family's step)
+GatedStepArgs = abi.struct("gstep", """
+    i:N i:d i:C i:n_in i:n_out i:O i:sparse i:readout l:in_idx l:out_idx f:WinG f:binG f:WinC f:binC f:W l:rowptr
+    n:src f:w f:A f:G f:V f:beta f:cb d:rmin d:rspan f:Wout f:bout i:rounds d:s_bound i:B f:x f:s f:dt i:dt_stride
+    d:dt_scalar i:has_dt f:s_out f:y""")
 
 
 def _tensors(model) -> list:
@@ -102,7 +114,8 @@ class Stepper:
         self.dtype = p.dtype
         self.needs_grad = any(t.requires_grad for t in self._watch)
         lib = cbuild.load()
-        self._lean = bool(m.use_fast_path and _fast.family(m) is LEAKY and lib is not None and _fast.BACKEND != "torch"
+        fam = _fast.family(m)
+        self._lean = bool(m.use_fast_path and fam in (LEAKY, GATED) and lib is not None and _fast.BACKEND != "torch"
                           and p.device.type == "cpu"
                           and p.dtype in (torch.float32, torch.float64)
                           and all(t.dtype == p.dtype and t.device == p.device for t in self._watch
@@ -110,13 +123,18 @@ class Stepper:
         if not self._lean:
             self._keep = None
             return
-        self._fn = abi.entry(lib, "tnd_step_f32" if p.dtype == torch.float32 else "tnd_step_f64", StepArgs,
-                             restype=ctypes.c_int)
         n, d = cell.num_neurons, cell.state_size
         M = n * d
         inter, dyn = cell.interaction, cell.dynamics
         idx = index_data(m, d, p.device)
         sparse = _fast.use_edge_list(inter, M, int(idx["src"].numel()), p.device)  # as the fused loops
+        self.M, self.N, self.d, self.C = M, n, d, m.input_size
+        self.O = m.output_size
+        if fam is GATED:
+            self._refresh_gated(lib, idx, sparse)
+            return
+        self._fn = abi.entry(lib, "tnd_step_f32" if p.dtype == torch.float32 else "tnd_step_f64", StepArgs,
+                             restype=ctypes.c_int)
         with torch.no_grad():
             W, r, bias = (t.detach().contiguous() for t in LEAKY.prepare(inter, dyn, idx, n, d, sparse))
             rounds = cell.propagation_steps
@@ -131,8 +149,6 @@ class Stepper:
             bout = None if identity else m.readout.bias.detach().contiguous()
         self._keep = (W, r, bias, decay, win, bin_, wout, bout, idx["in_idx"], idx["out_idx"], idx["rowptr"],
                       idx["src32"])
-        self.M, self.N, self.d, self.C = M, n, d, m.input_size
-        self.O = m.output_size
         ptr = (lambda t: None if t is None else t.data_ptr())
         self._cfg = StepArgs(
             M=M, C=m.input_size, n_in=win.shape[0], n_out=idx["out_idx"].numel(), O=m.output_size, sparse=int(sparse),
@@ -141,6 +157,43 @@ class Stepper:
             rowptr=ptr(idx["rowptr"]), src=ptr(idx["src32"]), w=ptr(W) if sparse else None, r=ptr(r),
             decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout), rounds=rounds,
             s_bound=s_bound)
+        self._cfg_ref = ctypes.byref(self._cfg)
+
+    def _refresh_gated(self, lib, idx: dict, sparse: bool) -> None:
+        """The gated family's snapshot: the coupling and per-neuron matrices as its fused loop
+        takes them, and the input projection folded into each input neuron's gate and candidate
+        shares (``gate_x``, ``cand_x``), so the kernel forms both with two small products."""
+        m = self.model
+        cell = m.cell
+        p = cell.input_proj.weight
+        self._fn = abi.entry(lib, "tnd_gated_step_f32" if p.dtype == torch.float32 else "tnd_gated_step_f64",
+                             GatedStepArgs, restype=ctypes.c_int)
+        n, d, C = self.N, self.d, self.C
+        dyn = cell.dynamics
+        with torch.no_grad():
+            W, A, G, V, beta, cb = (t.detach().contiguous() for t in GATED.prepare(cell.interaction, dyn, idx, n, d, sparse))
+            n_in = cell.input_neurons.numel()
+            rows = (lambda q: q[cell.input_neurons]) if dyn.per_neuron else (lambda q: q.expand(n_in, d, d))
+            win = cell.input_proj.weight.detach().view(n_in, d, C)
+            bin_ = cell.input_proj.bias.detach().view(n_in, d)
+            # xg[j, k] = sum_l (Win x + bin)[j, l] gate_x[j, l, k]: the same sum as the loop's einsum
+            fold = lambda q: (torch.einsum("jlc,jlk->jkc", win, rows(q)).reshape(n_in * d, C).contiguous(),
+                              torch.einsum("jl,jlk->jk", bin_, rows(q)).reshape(n_in * d).contiguous())
+            (wg, bg), (wc, bc) = fold(dyn.gate_x.detach()), fold(dyn.cand_x.detach())
+            bound = cell.state_bound()
+            identity = m.readout_kind == "identity"
+            wout = None if identity else m.readout.weight.detach().contiguous()
+            bout = None if identity else m.readout.bias.detach().contiguous()
+        self._keep = (W, A, G, V, beta, cb, wg, bg, wc, bc, wout, bout, idx["in_idx"], idx["out_idx"], idx["rowptr"],
+                      idx["src32"])
+        ptr = (lambda t: None if t is None else t.data_ptr())
+        self._cfg = GatedStepArgs(
+            N=n, d=d, C=C, n_in=n_in * d, n_out=idx["out_idx"].numel(), O=m.output_size, sparse=int(sparse),
+            readout=0 if identity else 1, in_idx=ptr(idx["in_idx"]), out_idx=ptr(idx["out_idx"]), WinG=ptr(wg),
+            binG=ptr(bg), WinC=ptr(wc), binC=ptr(bc), W=None if sparse else ptr(W), rowptr=ptr(idx["rowptr"]),
+            src=ptr(idx["src32"]), w=ptr(W) if sparse else None, A=ptr(A), G=ptr(G), V=ptr(V), beta=ptr(beta),
+            cb=ptr(cb), rmin=dyn.rate_min, rspan=dyn.rate_max - dyn.rate_min, Wout=ptr(wout), bout=ptr(bout),
+            rounds=cell.propagation_steps, s_bound=0.0 if bound is None else bound * (1 + checks.STATE_BOUND_RTOL))
         self._cfg_ref = ctypes.byref(self._cfg)
 
     # ---------------------------------------------------------------------- call

@@ -1,6 +1,6 @@
 // Fused time loops of the TND discrete mode (exponential Euler, 1 sub-step): the leaky update
 // with the linear interaction is spelled out below; the gated, MLP and attention loops and the
-// single-step kernel (tnd_{gated,mlp,attention,step}.inc.cpp) are #included at the end, in this
+// single-step kernels (tnd_{gated,mlp,attention,step,gated_step}.inc.cpp) are #included at the end, in this
 // translation unit (never compiled on their own), and share its interaction code and its
 // batch-parallel structure.
 //
@@ -558,3 +558,4 @@ TND_EXPORT(double, f64)
 #include "tnd_attention.inc.cpp"
 #include "tnd_mlp.inc.cpp"
 #include "tnd_step.inc.cpp"
+#include "tnd_gated_step.inc.cpp"

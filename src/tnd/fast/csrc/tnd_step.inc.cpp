@@ -41,23 +41,17 @@ static bool any_nonfinite(const T* v, i64 n) {
     return false;
 }
 
+// The step kernels' input checks: x, s finite; s within s_bound (> 0; 0: none); dt finite and
+// > 0 (per row, or the scalar). Returns the flags (0: all valid).
 template <typename T>
-static int tnd_step(const step_raw& c) {
-    const int M = (int)c.M, C = (int)c.C, n_in = (int)c.n_in, n_out = (int)c.n_out, O = (int)c.O;
-    const T *Win = (const T*)c.Win, *bin = (const T*)c.bin, *W = (const T*)c.W, *w = (const T*)c.w;
-    const T *r = (const T*)c.r, *decay = (const T*)c.decay, *bias = (const T*)c.bias;
-    const T *Wout = (const T*)c.Wout, *bout = (const T*)c.bout;
-    const i64 *in_idx = (const i64*)c.in_idx, *out_idx = (const i64*)c.out_idx;
-    const int B = (int)c.B, dt_stride = (int)c.dt_stride, has_dt = (int)c.has_dt;
-    const T *x = (const T*)c.x, *s = (const T*)c.s, *dt = (const T*)c.dt;
-    const double dt_scalar = c.dt_scalar;
-    T *s_out = (T*)c.s_out, *y = (T*)c.y;
+static int step_input_flags(const T* x, i64 nx, const T* s, i64 ns, double s_bound, int has_dt, const T* dt, int B,
+                            int dt_stride, double dt_scalar) {
     int flags = 0;
-    if (any_nonfinite(x, (i64)B * C)) flags |= 1;
-    if (s && any_nonfinite(s, (i64)B * M)) flags |= 2;
-    if (s && !(flags & 2) && c.s_bound > 0.0) {
-        const T lim = (T)c.s_bound;
-        for (i64 i = 0, n = (i64)B * M; i < n; ++i)
+    if (any_nonfinite(x, nx)) flags |= 1;
+    if (s && any_nonfinite(s, ns)) flags |= 2;
+    if (s && !(flags & 2) && s_bound > 0.0) {
+        const T lim = (T)s_bound;
+        for (i64 i = 0; i < ns; ++i)
             if (s[i] > lim || s[i] < -lim) { flags |= 8; break; }
     }
     if (has_dt) {
@@ -70,6 +64,41 @@ static int tnd_step(const step_raw& c) {
             flags |= 4;
         }
     }
+    return flags;
+}
+
+// y_b = Wout s_b[out units] + bout (readout = 1) or s_b[out units] (identity).
+template <typename T>
+static void step_readout(T* y, const T* s_out, const T* Wout, const T* bout, const i64* out_idx, int B, int M, int O,
+                         int n_out, int readout) {
+    for (int b = 0; b < B; ++b) {
+        const T* o = s_out + (i64)b * M;
+        T* yb = y + (i64)b * O;
+        if (readout) {
+            for (int q = 0; q < O; ++q) {
+                const T* wq = Wout + (i64)q * n_out;
+                T acc = bout[q];
+                for (int k = 0; k < n_out; ++k) acc += wq[k] * o[out_idx[k]];
+                yb[q] = acc;
+            }
+        } else {
+            for (int k = 0; k < n_out; ++k) yb[k] = o[out_idx[k]];
+        }
+    }
+}
+
+template <typename T>
+static int tnd_step(const step_raw& c) {
+    const int M = (int)c.M, C = (int)c.C, n_in = (int)c.n_in, n_out = (int)c.n_out, O = (int)c.O;
+    const T *Win = (const T*)c.Win, *bin = (const T*)c.bin, *W = (const T*)c.W, *w = (const T*)c.w;
+    const T *r = (const T*)c.r, *decay = (const T*)c.decay, *bias = (const T*)c.bias;
+    const T *Wout = (const T*)c.Wout, *bout = (const T*)c.bout;
+    const i64 *in_idx = (const i64*)c.in_idx, *out_idx = (const i64*)c.out_idx;
+    const int B = (int)c.B, dt_stride = (int)c.dt_stride, has_dt = (int)c.has_dt;
+    const T *x = (const T*)c.x, *s = (const T*)c.s, *dt = (const T*)c.dt;
+    const double dt_scalar = c.dt_scalar;
+    T *s_out = (T*)c.s_out, *y = (T*)c.y;
+    const int flags = step_input_flags<T>(x, (i64)B * C, s, (i64)B * M, c.s_bound, has_dt, dt, B, dt_stride, dt_scalar);
     if (flags) return flags;
     const int rounds = c.rounds > 1 ? (int)c.rounds : 1;
     const i64 BM = (i64)B * M;
@@ -119,20 +148,7 @@ static int tnd_step(const step_raw& c) {
         }
         cur = out;
     }
-    for (int b = 0; b < B; ++b) {
-        const T* o = s_out + (i64)b * M;
-        T* yb = y + (i64)b * O;
-        if (c.readout) {
-            for (int q = 0; q < O; ++q) {
-                const T* wq = Wout + (i64)q * n_out;
-                T acc = bout[q];
-                for (int k = 0; k < n_out; ++k) acc += wq[k] * o[out_idx[k]];
-                yb[q] = acc;
-            }
-        } else {
-            for (int k = 0; k < n_out; ++k) yb[k] = o[out_idx[k]];
-        }
-    }
+    step_readout<T>(y, s_out, Wout, bout, out_idx, B, M, O, n_out, (int)c.readout);
     return 0;
 }
 
