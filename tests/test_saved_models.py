@@ -507,3 +507,28 @@ def test_a_save_written_by_the_previous_tnd_still_loads(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _same(m, load_model(tmp_path / "again"))
+
+
+def test_a_config_without_dynamics_reads_as_leaky_and_new_models_are_gated(tmp_path):
+    """The default F changed from leaky to gated (docs/DROPIN.md): every config tnd saves names its
+    family, so saved models keep their F; one without the key (hand-written for an older release)
+    means leaky, in from_config and in the weights check alike, and loads."""
+    assert TND(3, GRAPH, 2).cell.dynamics_name == "gated"
+    old = TND(3, GRAPH, 2, dynamics="leaky")
+    save_model(old, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["config"]["dynamics"] == "leaky"
+    cfg = old.config()
+    del cfg["dynamics"]
+    assert TNDClass.from_config(cfg).cell.dynamics_name == "leaky"
+    assert TNDClass.state_shapes(cfg) == {k: tuple(v.shape) for k, v in old.state_dict().items()}
+    path = tmp_path / "m" / "config.json"
+    doc = json.loads(path.read_text())
+    del doc["config"]["dynamics"]
+    doc.pop("sha256", None)
+    path.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the removed hash may warn
+        m = load_model(tmp_path / "m")
+    assert m.cell.dynamics_name == "leaky"
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(m(x)[0], old(x)[0])
