@@ -36,7 +36,7 @@ import torch
 from .. import checks
 from .. import fast as _fast
 from . import abi, cbuild
-from ._util import index_data, tensor_problem
+from ._util import index_data, suffix, tensor_problem
 from .gated import GATED
 from .loop import LEAKY
 
@@ -76,6 +76,11 @@ GatedStepArgs = abi.struct("gstep", """
     i:N i:d i:C i:n_in i:n_out i:O i:sparse i:readout l:in_idx l:out_idx f:WinG f:binG f:WinC f:binC f:W l:rowptr
     n:src f:w f:A f:G f:V f:beta f:cb d:rmin d:rspan f:Wout f:bout i:rounds d:s_bound i:B f:x f:s f:dt i:dt_stride
     d:dt_scalar i:has_dt f:s_out f:y""")
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    """A kernel field's address (None: the kernel reads nothing there)."""
+    return None if t is None else t.data_ptr()
 
 
 def _tensors(model) -> list:
@@ -133,31 +138,35 @@ class Stepper:
         if fam is GATED:
             self._refresh_gated(lib, idx, sparse)
             return
-        self._fn = abi.entry(lib, "tnd_step_f32" if p.dtype == torch.float32 else "tnd_step_f64", StepArgs,
-                             restype=ctypes.c_int)
+        self._fn = abi.entry(lib, f"tnd_step_{suffix(p.dtype)}", StepArgs, restype=ctypes.c_int)
         with torch.no_grad():
             W, r, bias = (t.detach().contiguous() for t in LEAKY.prepare(inter, dyn, idx, n, d, sparse))
             rounds = cell.propagation_steps
-            bound = cell.state_bound()  # an h outside it is refused by the kernel (flag 8)
-            s_bound = 0.0 if bound is None else bound * (1 + checks.STATE_BOUND_RTOL)
             # each round's decay without dt: exp(-r / K), as the reference's h = 1 / K
             decay = (torch.exp(-r) if rounds == 1 else torch.exp(-r * (1.0 / rounds))).contiguous()
             win = cell.input_proj.weight.detach().contiguous()
             bin_ = cell.input_proj.bias.detach().contiguous()
-            identity = m.readout_kind == "identity"
-            wout = None if identity else m.readout.weight.detach().contiguous()
-            bout = None if identity else m.readout.bias.detach().contiguous()
-        self._keep = (W, r, bias, decay, win, bin_, wout, bout, idx["in_idx"], idx["out_idx"], idx["rowptr"],
-                      idx["src32"])
-        ptr = (lambda t: None if t is None else t.data_ptr())
-        self._cfg = StepArgs(
-            M=M, C=m.input_size, n_in=win.shape[0], n_out=idx["out_idx"].numel(), O=m.output_size, sparse=int(sparse),
-            act=0 if dyn.activation == "tanh" else 1, readout=0 if identity else 1, in_idx=ptr(idx["in_idx"]),
-            out_idx=ptr(idx["out_idx"]), Win=ptr(win), bin=ptr(bin_), W=None if sparse else ptr(W),
-            rowptr=ptr(idx["rowptr"]), src=ptr(idx["src32"]), w=ptr(W) if sparse else None, r=ptr(r),
-            decay=ptr(decay), bias=ptr(bias), Wout=ptr(wout), bout=ptr(bout), rounds=rounds,
-            s_bound=s_bound)
+            shared, keep = self._shared_fields(idx, sparse, W)
+        self._keep = (r, bias, decay, win, bin_, *keep)
+        self._cfg = StepArgs(M=M, C=m.input_size, n_in=win.shape[0], act=0 if dyn.activation == "tanh" else 1,
+                             Win=_ptr(win), bin=_ptr(bin_), r=_ptr(r), decay=_ptr(decay), bias=_ptr(bias), **shared)
         self._cfg_ref = ctypes.byref(self._cfg)
+
+    def _shared_fields(self, idx: dict, sparse: bool, W: torch.Tensor) -> tuple[dict, tuple]:
+        """The fields both step kernels take alike (the coupling, dense or CSR; the readout; the
+        rounds; the state bound) and the tensors they point into, which the snapshot must keep."""
+        m = self.model
+        cell = m.cell
+        bound = cell.state_bound()  # an h outside it is refused by the kernel (flag 8)
+        identity = m.readout_kind == "identity"
+        wout = None if identity else m.readout.weight.detach().contiguous()
+        bout = None if identity else m.readout.bias.detach().contiguous()
+        fields = dict(n_out=idx["out_idx"].numel(), O=m.output_size, sparse=int(sparse), readout=0 if identity else 1,
+                      in_idx=_ptr(idx["in_idx"]), out_idx=_ptr(idx["out_idx"]), W=None if sparse else _ptr(W),
+                      rowptr=_ptr(idx["rowptr"]), src=_ptr(idx["src32"]), w=_ptr(W) if sparse else None,
+                      Wout=_ptr(wout), bout=_ptr(bout), rounds=cell.propagation_steps,
+                      s_bound=0.0 if bound is None else bound * (1 + checks.STATE_BOUND_RTOL))
+        return fields, (W, wout, bout, idx["in_idx"], idx["out_idx"], idx["rowptr"], idx["src32"])
 
     def _refresh_gated(self, lib, idx: dict, sparse: bool) -> None:
         """The gated family's snapshot: the coupling and per-neuron matrices as its fused loop
@@ -166,8 +175,7 @@ class Stepper:
         m = self.model
         cell = m.cell
         p = cell.input_proj.weight
-        self._fn = abi.entry(lib, "tnd_gated_step_f32" if p.dtype == torch.float32 else "tnd_gated_step_f64",
-                             GatedStepArgs, restype=ctypes.c_int)
+        self._fn = abi.entry(lib, f"tnd_gated_step_{suffix(p.dtype)}", GatedStepArgs, restype=ctypes.c_int)
         n, d, C = self.N, self.d, self.C
         dyn = cell.dynamics
         with torch.no_grad():
@@ -180,20 +188,12 @@ class Stepper:
             fold = lambda q: (torch.einsum("jlc,jlk->jkc", win, rows(q)).reshape(n_in * d, C).contiguous(),
                               torch.einsum("jl,jlk->jk", bin_, rows(q)).reshape(n_in * d).contiguous())
             (wg, bg), (wc, bc) = fold(dyn.gate_x.detach()), fold(dyn.cand_x.detach())
-            bound = cell.state_bound()
-            identity = m.readout_kind == "identity"
-            wout = None if identity else m.readout.weight.detach().contiguous()
-            bout = None if identity else m.readout.bias.detach().contiguous()
-        self._keep = (W, A, G, V, beta, cb, wg, bg, wc, bc, wout, bout, idx["in_idx"], idx["out_idx"], idx["rowptr"],
-                      idx["src32"])
-        ptr = (lambda t: None if t is None else t.data_ptr())
+            shared, keep = self._shared_fields(idx, sparse, W)
+        self._keep = (A, G, V, beta, cb, wg, bg, wc, bc, *keep)
         self._cfg = GatedStepArgs(
-            N=n, d=d, C=C, n_in=n_in * d, n_out=idx["out_idx"].numel(), O=m.output_size, sparse=int(sparse),
-            readout=0 if identity else 1, in_idx=ptr(idx["in_idx"]), out_idx=ptr(idx["out_idx"]), WinG=ptr(wg),
-            binG=ptr(bg), WinC=ptr(wc), binC=ptr(bc), W=None if sparse else ptr(W), rowptr=ptr(idx["rowptr"]),
-            src=ptr(idx["src32"]), w=ptr(W) if sparse else None, A=ptr(A), G=ptr(G), V=ptr(V), beta=ptr(beta),
-            cb=ptr(cb), rmin=dyn.rate_min, rspan=dyn.rate_max - dyn.rate_min, Wout=ptr(wout), bout=ptr(bout),
-            rounds=cell.propagation_steps, s_bound=0.0 if bound is None else bound * (1 + checks.STATE_BOUND_RTOL))
+            N=n, d=d, C=C, n_in=n_in * d, WinG=_ptr(wg), binG=_ptr(bg), WinC=_ptr(wc), binC=_ptr(bc), A=_ptr(A),
+            G=_ptr(G), V=_ptr(V), beta=_ptr(beta), cb=_ptr(cb), rmin=dyn.rate_min, rspan=dyn.rate_max - dyn.rate_min,
+            **shared)
         self._cfg_ref = ctypes.byref(self._cfg)
 
     # ---------------------------------------------------------------------- call
