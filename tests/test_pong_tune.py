@@ -15,10 +15,10 @@ from tnd.apps.pong import cells as pong_cells
 from tnd.apps.pong import evaluate as pong_evaluate
 from tnd.apps.pong import train as pong_train
 from tnd.apps.pong import tune as pong_tune
-from tnd.apps.pong.config import PongConfig
+from tnd.apps.pong.config import TND_BASES, PongConfig
 from tnd.apps.pong.models import MODEL_NAMES, build_model
 from tnd.apps.pong.policies import EVAL_SEED_BASE
-from tnd.apps.pong.tuning_spaces import BUDGET_TOLERANCE, SPACES, build_options, load_tuned
+from tnd.apps.pong.tuning_spaces import BUDGET_TOLERANCE, SPACES, build_options, load_tuned, spaces_for
 from tnd.apps.settings import UsageError
 from tnd.apps.tuning import ray_tune_missing, sample_trials
 
@@ -47,6 +47,28 @@ def test_every_model_has_a_space_and_the_same_number_of_trials():
     assert {len(v) for v in trials.values()} == {7}
     for m, space in SPACES.items():
         assert "lr" in space.knobs and space.default["lr"] == PongConfig().lr  # trial 0 = the untuned setting
+
+
+@pytest.mark.parametrize("model", ["tnd", "tnd_shared"])
+def test_trial_0_of_a_tnd_is_the_untuned_model_of_its_base(model):
+    """Trial 0 must be what ``tnd pong`` trains without --tuned: under the default base (control) the
+    same graph, size and initial weights, merged as a cell merges a tuned variant over the base."""
+    import torch
+
+    assert SPACES[model].default == spaces_for("control")[model].default
+    assert SPACES[model].default["input_fraction"] == 1.0 and SPACES[model].default["propagation_steps"] == 2
+    assert spaces_for("v1")[model].default["input_fraction"] == 0.25
+    tnd = {**TND_BASES["control"], **build_options(model, SPACES[model].default)["tnd"]}
+    torch.manual_seed(0)
+    untuned, s0 = build_model(model, 5, 3, 2000, window=32, tnd_overrides=TND_BASES["control"])
+    torch.manual_seed(0)
+    trial0, s1 = build_model(model, 5, 3, 2000, window=32, tnd_overrides=tnd)
+    assert (s0["num_neurons"], s0["params"], s0["graph_edges"]) == (s1["num_neurons"], s1["params"], s1["graph_edges"])
+    assert torch.equal(untuned.graph.edge_index, trial0.graph.edge_index)
+    for (k, a), b in zip(untuned.state_dict().items(), trial0.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(ValueError, match="tnd_base: expected one of"):
+        spaces_for("v2")
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)

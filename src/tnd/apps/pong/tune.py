@@ -157,7 +157,7 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
     """Run (or continue) the search; returns the summary (``<out>/tuning.json``) and writes
     ``<out>/best_configs.json``."""
     from .cells import start_run
-    from .tuning_spaces import SPACES, TUNED_FORMAT
+    from .tuning_spaces import TUNED_FORMAT, spaces_for
 
     missing = ray_tune_missing() if cfg.backend == "ray" else None
     if missing:
@@ -165,7 +165,8 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
     if cfg.out is None:
         cfg = dataclasses.replace(cfg, out=f"runs/pong-tune-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}")
     cfg, out, say, _ = start_run(cfg, "pong tune", resume_command, force, may_change=TUNE_MAY_CHANGE)
-    spaces = {m: SPACES[m] for m in cfg.models}
+    all_spaces = spaces_for(cfg.tnd_base)  # trial 0 of a TND = the untuned model of this base
+    spaces = {m: all_spaces[m] for m in cfg.models}
     trials = sample_trials(spaces, cfg.trials, cfg.search_seed)
     context = {"pong": _pong_part(cfg), "out": str(Path(out).resolve()), "seed": cfg.tune_seed,
                "val_rounds": cfg.tune_val_rounds}

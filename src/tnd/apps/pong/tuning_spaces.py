@@ -13,9 +13,11 @@ every model             ``lr`` log-uniform [1e-3, 3e-2] (5e-3)
 ``tnd``, ``tnd_shared`` ``graph`` {random, small_world, scale_free} (small_world, 10 % rewired);
                         ``mean_degree`` {2, 4, 8} (4); ``dynamics`` {leaky, gated} (leaky);
                         ``state_size`` {1, 2} (2); ``input_fraction`` {0.25, 0.5, 1} of the
-                        neurons take input (0.25); ``propagation_steps`` {1, 2, 3} (1);
-                        ``tau_init`` {[1, 10], [1, 100], [0.25, 10], span} initial time constants (per-neuron
-                        log-uniform; [1, 10])
+                        neurons take input; ``propagation_steps`` {1, 2, 3};
+                        ``tau_init`` {[1, 10], [1, 100], [0.25, 10], span} initial time constants
+                        (per-neuron log-uniform). The last three default to the run's
+                        ``--tnd-base`` (:func:`tnd_default`): control 1, 2, [0.25, 10]; v1 0.25,
+                        1, [1, 10]
 ``rnn``, ``lstm``       ``num_layers`` {1, 2} (1)
 ``sparse_rnn``          ``lr`` only (its mask density is the TND graph's by design)
 ``cfc``                 ``backbone_units`` {8, 16, 32} (32); ``backbone_layers`` {1, 2} (1)
@@ -43,9 +45,10 @@ from typing import Any
 from ..settings import UsageError
 from .. import tuning
 from ..search_space import SearchSpace, choice, loguniform
+from .config import TND_BASES
 from .models import MODEL_NAMES, TND_NAMES
 
-__all__ = ["SPACES", "LR", "BUDGET_TOLERANCE", "TUNED_FORMAT", "DEFAULT_TUNED", "space_for", "build_options",
+__all__ = ["SPACES", "spaces_for", "tnd_default", "LR", "BUDGET_TOLERANCE", "TUNED_FORMAT", "DEFAULT_TUNED", "space_for", "build_options",
            "load_tuned", "tuned_variants", "tuned_budget", "resolve_tuned_path"]
 
 #: a trial's model must have |params - budget| <= this fraction of the budget (the tests' tolerance)
@@ -63,23 +66,45 @@ def _space(knobs: dict[str, Any], default: dict[str, Any], doc: dict[str, str]) 
     return SearchSpace({"lr": LR, **knobs}, {"lr": LR_DEFAULT, **default}, {"lr": LR_DOC, **doc})
 
 
-_TND = _space(
-    {"graph": choice(["random", "small_world", "scale_free"]), "mean_degree": choice([2, 4, 8]),
-     "dynamics": choice(["leaky", "gated"]), "state_size": choice([1, 2]),
-     "input_fraction": choice([0.25, 0.5, 1.0]), "propagation_steps": choice([1, 2, 3]),
-     "tau_init": choice([[1.0, 10.0], [1.0, 100.0], [0.25, 10.0], "span"])},
-    {"graph": "small_world", "mean_degree": 4, "dynamics": "leaky", "state_size": 2, "input_fraction": 0.25,
-     "propagation_steps": 1, "tau_init": [1.0, 10.0]},
-    {"graph": "graph family (small_world: 10 % of edges rewired)", "mean_degree": "mean out-degree of the graph",
-     "dynamics": "neuron dynamics family", "state_size": "state variables per neuron",
-     "input_fraction": "fraction of the neurons that receive the input",
-     "propagation_steps": "message-passing rounds per time step",
-     "tau_init": "range of the initial time constants (log-uniform per neuron; span: 1 step to tau_max)"})
+_TND_KNOBS = {"graph": choice(["random", "small_world", "scale_free"]), "mean_degree": choice([2, 4, 8]),
+              "dynamics": choice(["leaky", "gated"]), "state_size": choice([1, 2]),
+              "input_fraction": choice([0.25, 0.5, 1.0]), "propagation_steps": choice([1, 2, 3]),
+              "tau_init": choice([[1.0, 10.0], [1.0, 100.0], [0.25, 10.0], "span"])}
+_TND_DOC = {"graph": "graph family (small_world: 10 % of edges rewired)", "mean_degree": "mean out-degree of the graph",
+            "dynamics": "neuron dynamics family", "state_size": "state variables per neuron",
+            "input_fraction": "fraction of the neurons that receive the input",
+            "propagation_steps": "message-passing rounds per time step",
+            "tau_init": "range of the initial time constants (log-uniform per neuron; span: 1 step to tau_max)"}
+#: the TND knobs without a --tnd-base (the v1 architecture: a quarter of the neurons input, one round,
+#: time constants from 1 to 10 steps)
+_TND_V1 = {"graph": "small_world", "mean_degree": 4, "dynamics": "leaky", "state_size": 2, "input_fraction": 0.25,
+           "propagation_steps": 1, "tau_init": [1.0, 10.0]}
+
+
+def tnd_default(tnd_base: str = "control") -> dict[str, Any]:
+    """The TND knobs of the untuned ``tnd pong --tnd-base tnd_base`` model: trial 0 of its search must
+    be the model a run trains without ``--tuned`` (the base's overrides on top of the v1 knobs)."""
+    if tnd_base not in TND_BASES:
+        raise ValueError(f"tnd_base: expected one of {', '.join(TND_BASES)}, got {tnd_base!r}")
+    base = TND_BASES[tnd_base]
+    out = dict(_TND_V1)
+    for k in ("input_fraction", "propagation_steps", "dynamics", "state_size"):
+        if k in base:
+            out[k] = base[k]
+    if "tau_init" in (base.get("dynamics_kw") or {}):
+        out["tau_init"] = list(base["dynamics_kw"]["tau_init"])
+    return out
+
+
 _LAYERS = _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked recurrent layers"})
 
-SPACES: dict[str, SearchSpace] = {
-    "tnd": _TND,
-    "tnd_shared": _TND,
+def spaces_for(tnd_base: str = "control") -> dict[str, SearchSpace]:
+    """Every model's search space, the TND ones with trial 0 = the untuned model of ``tnd_base``."""
+    tnd = _space(_TND_KNOBS, tnd_default(tnd_base), _TND_DOC)
+    return {**_OTHERS, "tnd": tnd, "tnd_shared": tnd}
+
+
+_OTHERS: dict[str, SearchSpace] = {
     "rnn": _LAYERS,
     "lstm": _LAYERS,
     "sparse_rnn": _space({}, {}, {}),
@@ -97,13 +122,16 @@ SPACES: dict[str, SearchSpace] = {
     "mlp_k": _space({"frames": choice([2, 4, 8]), "layers": choice([1, 2, 3])}, {"frames": 4, "layers": 2},
                     {"frames": "k, the observations stacked", "layers": "hidden ReLU layers"}),
 }
+#: the spaces of the default protocol (``--tnd-base control``)
+SPACES: dict[str, SearchSpace] = spaces_for("control")
 assert set(SPACES) == set(MODEL_NAMES), "every Pong model needs a search space"
 
 
-def space_for(model: str) -> SearchSpace:
-    if model not in SPACES:
-        raise ValueError(f"model: expected one of {', '.join(SPACES)}, got {model!r}")
-    return SPACES[model]
+def space_for(model: str, tnd_base: str = "control") -> SearchSpace:
+    spaces = spaces_for(tnd_base)
+    if model not in spaces:
+        raise ValueError(f"model: expected one of {', '.join(spaces)}, got {model!r}")
+    return spaces[model]
 
 
 def build_options(model: str, config: dict[str, Any]) -> dict[str, Any]:
