@@ -236,6 +236,34 @@ def test_the_committed_tuned_file_is_the_default_and_none_turns_it_off(tmp_path,
     assert tuning_spaces.tuned_variants("none", ["rnn"]) == {}
 
 
+def test_the_committed_tuned_file_applies_to_the_protocol_it_was_searched_under(tmp_path, monkeypatch):
+    """A run whose protocol settings differ from the committed search's (--quick, --protocol bc,
+    another budget) runs untuned and says so; the same settings take the committed choices."""
+    from tnd.apps.pong import tuning_spaces
+
+    committed = tmp_path / "tuned.json"
+    monkeypatch.setattr(tuning_spaces, "DEFAULT_TUNED", committed)
+    assert tuning_spaces.committed_mismatch(PongConfig()) is None  # no file: nothing to say
+    searched = pong_tune.TuneConfig(trials=3, tune_seed=1, backend="local", seeds=(7,), workers=2)
+    committed.write_text(json.dumps({"format": "tnd.pong.tuned/1", "settings": tuning_spaces.protocol_settings(searched),
+                                     "models": {"rnn": {"config": {"lr": 0.02, "num_layers": 2}}}}))
+    assert tuning_spaces.committed_mismatch(PongConfig(seeds=(0, 1), workers=1, eval_rounds=7)) is None
+    assert tuning_spaces.committed_mismatch(PongConfig(tuned="none")) is None  # an explicit --tuned wins
+    diff = tuning_spaces.committed_mismatch(PongConfig(param_budget=20_000))
+    assert diff == {"param_budget": (2000, 20_000)}
+    out = tmp_path / "run"
+    rc, _, err = _run(["pong", "--quick", "--protocol", "bc", "--no-progress", "--models", "rnn", "--max-steps", "4",
+                       "--eval-every", "2", "--eval-rounds", "3", "--demo-rounds", "6", "--demo-steps-per-round", "60",
+                       "--frame-steps", "10", "--out", str(out)])
+    assert rc == 0, err
+    assert "were chosen under other settings" in err and "every model runs untuned" in err
+    m = json.loads((out / "cells" / "rnn" / "seed-0" / "metrics.json").read_text())
+    assert "tuned" not in m and m["spec"]["kwargs"].get("num_layers", 1) == 1
+    committed.write_text(json.dumps({"format": "tnd.pong.tuned/1", "models": {}}))
+    with pytest.raises(UsageError, match="expected its search's 'settings'"):
+        tuning_spaces.committed_mismatch(PongConfig())
+
+
 @pytest.mark.parametrize("argv, starts", [
     (["--tuned", "/nonexistent/best.json"], "tnd pong: error: --tuned: expected a chosen-configurations file"),
 ])

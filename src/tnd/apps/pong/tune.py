@@ -157,7 +157,7 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
     """Run (or continue) the search; returns the summary (``<out>/tuning.json``) and writes
     ``<out>/best_configs.json``."""
     from .cells import start_run
-    from .tuning_spaces import TUNED_FORMAT, spaces_for
+    from .tuning_spaces import TUNED_FORMAT, protocol_settings, spaces_for
 
     missing = ray_tune_missing() if cfg.backend == "ray" else None
     if missing:
@@ -181,7 +181,7 @@ def run_tune(cfg: TuneConfig, force: bool = False) -> dict[str, Any]:
         raise
     write_best_configs(out, summary, {
         "format": TUNED_FORMAT, "command": command_line(cfg), "param_budget": cfg.param_budget,
-        "trials_per_model": cfg.trials,
+        "trials_per_model": cfg.trials, "settings": protocol_settings(cfg),
         "score": f"mean consecutive catches on the validation serves {TUNE_VAL_SEED_BASE} + j, j < {cfg.tune_val_rounds}"})
     return summary
 

@@ -38,6 +38,7 @@ to its configuration; :func:`tuned_variants` turns it into the cells' variants.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,12 @@ from typing import Any
 from ..settings import UsageError
 from .. import tuning
 from ..search_space import SearchSpace, choice, loguniform
-from .config import TND_BASES
+from .config import RESUME_MAY_CHANGE, TND_BASES
 from .models import MODEL_NAMES, TND_NAMES
 
 __all__ = ["SPACES", "spaces_for", "tnd_default", "LR", "BUDGET_TOLERANCE", "TUNED_FORMAT", "DEFAULT_TUNED", "space_for", "build_options",
-           "load_tuned", "tuned_variants", "tuned_budget", "resolve_tuned_path"]
+           "load_tuned", "tuned_variants", "tuned_budget", "resolve_tuned_path", "protocol_settings",
+           "committed_mismatch"]
 
 #: a trial's model must have |params - budget| <= this fraction of the budget (the tests' tolerance)
 BUDGET_TOLERANCE = 0.25
@@ -171,6 +173,36 @@ def load_tuned(path: str | Path) -> dict[str, dict[str, Any]]:
             raise UsageError(f"--tuned: {path}: {e}") from None
         out[m] = cfg
     return out
+
+
+#: settings that do not change what a tuned configuration means: where and how much a run plays
+#: or trains (seeds, workers, evaluation rounds, shifts), and what the search itself chooses
+_NOT_PROTOCOL = (*RESUME_MAY_CHANGE, "lr", "mlp_frames", "eval_rounds", "tuned")
+
+
+def protocol_settings(cfg) -> dict[str, Any]:
+    """The settings of a Pong config (a ``PongConfig`` or ``TuneConfig``) under which a search chose
+    its configurations: the data, the protocol, the budget and the model bases, as JSON values."""
+    from .config import PongConfig
+
+    d = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PongConfig) if f.name not in _NOT_PROTOCOL}
+    return json.loads(json.dumps(d))
+
+
+def committed_mismatch(cfg) -> dict[str, tuple[Any, Any]] | None:
+    """Where a run without ``--tuned`` differs from the settings the committed ``tuned.json`` was
+    searched under, ``{name: (searched, this run)}``; None when there is no committed file or it
+    applies. The committed configurations are the defaults of the protocol they were chosen for
+    only: ``--protocol bc``, ``--quick`` or another budget run untuned unless ``--tuned`` says so."""
+    if cfg.tuned is not None or not DEFAULT_TUNED.is_file():
+        return None
+    d = tuning.read_tuned_file(DEFAULT_TUNED, TUNED_FORMAT, "tnd pong tune")
+    searched = d.get("settings")
+    if not isinstance(searched, dict):
+        raise UsageError(f"--tuned: {DEFAULT_TUNED}: expected its search's 'settings' (written by tnd pong tune)")
+    run = protocol_settings(cfg)
+    diff = {k: (searched.get(k), v) for k, v in run.items() if searched.get(k) != v}
+    return diff or None
 
 
 def tuned_budget(tuned: str | None) -> int | None:
