@@ -313,3 +313,22 @@ def test_help_names_the_command():
     rc, out, _ = _run(["pong", "tune", "--help"])
     assert rc == 0 and out.startswith("usage: tnd pong tune") and "--ray-address" in out and "--trials" in out
     assert Path(pong_tune.__file__).with_name("tuning_spaces.py").is_file()
+
+
+def test_the_committed_tuned_file_is_a_complete_equal_search_of_the_default_protocol():
+    """``src/tnd/apps/pong/tuned.json`` (the committed choices) must apply to ``tnd pong`` as it
+    stands: searched under today's default settings, every default model with the same number of
+    trials, each choice one of its trials. A changed default protocol fails here: search again."""
+    from tnd.apps.pong import tuning_spaces
+
+    path = tuning_spaces.DEFAULT_TUNED
+    if not path.is_file():
+        pytest.skip("no committed tuned.json")
+    assert tuning_spaces.committed_mismatch(PongConfig()) is None
+    d = json.loads(path.read_text())
+    assert set(d["models"]) == set(PongConfig().models)
+    assert all(e["complete"] and 0 <= e["trial"] < d["trials_per_model"] for e in d["models"].values())
+    chosen = load_tuned(path)
+    for m, cfg in chosen.items():
+        trials = sample_trials({m: SPACES[m]}, d["trials_per_model"], seed=0)[m]
+        assert cfg == trials[d["models"][m]["trial"]], m  # the recorded trial's configuration
