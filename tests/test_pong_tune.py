@@ -256,7 +256,7 @@ def test_the_committed_tuned_file_applies_to_the_protocol_it_was_searched_under(
                        "--eval-every", "2", "--eval-rounds", "3", "--demo-rounds", "6", "--demo-steps-per-round", "60",
                        "--frame-steps", "10", "--out", str(out)])
     assert rc == 0, err
-    assert "were chosen under other settings" in err and "every model runs untuned" in err
+    assert "were chosen under other settings" not in err  # --quick: untuned by design, nothing said
     m = json.loads((out / "cells" / "rnn" / "seed-0" / "metrics.json").read_text())
     assert "tuned" not in m and m["spec"]["kwargs"].get("num_layers", 1) == 1
     committed.write_text(json.dumps({"format": "tnd.pong.tuned/1", "models": {}}))
