@@ -226,7 +226,7 @@ def run_experiment(cfg: PongConfig, force: bool = False) -> dict[str, Any]:
     tuned = tuned_variants(cfg.tuned, cfg.models)  # before the folder opens: a bad --tuned file changes nothing
     cfg, out, say, data_path = start_run(cfg, "pong", resume_command, force)
     if mismatch and not cfg.quick:  # a smoke test is untuned by design: nothing to say
-        shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in list(mismatch.items())[:4]))
+        shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in list(mismatch.items())[:4])
         say(f"the committed tuned configurations ({DEFAULT_TUNED.name}) were chosen under other settings "
             f"({shown}{', ...' if len(mismatch) > 4 else ''}): every model runs untuned; "
             f"--tuned {DEFAULT_TUNED} uses them anyway")

@@ -46,8 +46,9 @@ from typing import Any
 from ..settings import UsageError
 from .. import tuning
 from ..search_space import SearchSpace, choice, loguniform
-from .config import RESUME_MAY_CHANGE, TND_BASES
+from .config import RESUME_MAY_CHANGE, TND_BASES, PongConfig
 from .models import MODEL_NAMES, TND_NAMES
+from .tune import NOT_OPTIONS
 
 __all__ = ["SPACES", "spaces_for", "tnd_default", "LR", "BUDGET_TOLERANCE", "TUNED_FORMAT", "DEFAULT_TUNED", "space_for", "build_options",
            "load_tuned", "tuned_variants", "tuned_budget", "resolve_tuned_path", "protocol_settings",
@@ -129,11 +130,11 @@ SPACES: dict[str, SearchSpace] = spaces_for("control")
 assert set(SPACES) == set(MODEL_NAMES), "every Pong model needs a search space"
 
 
-def space_for(model: str, tnd_base: str = "control") -> SearchSpace:
-    spaces = spaces_for(tnd_base)
-    if model not in spaces:
-        raise ValueError(f"model: expected one of {', '.join(spaces)}, got {model!r}")
-    return spaces[model]
+def space_for(model: str) -> SearchSpace:
+    """The model's space of the default protocol (its knobs and values are the same for every base)."""
+    if model not in SPACES:
+        raise ValueError(f"model: expected one of {', '.join(SPACES)}, got {model!r}")
+    return SPACES[model]
 
 
 def build_options(model: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -175,16 +176,14 @@ def load_tuned(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-#: settings that do not change what a tuned configuration means: where and how much a run plays
-#: or trains (seeds, workers, evaluation rounds, shifts), and what the search itself chooses
-_NOT_PROTOCOL = (*RESUME_MAY_CHANGE, "lr", "mlp_frames", "eval_rounds", "tuned")
+#: settings that do not change what a tuned configuration means: those a resumed run may change
+#: (seeds, workers, shifts, ...) and those a search does not use (it chooses lr and mlp_k's k)
+_NOT_PROTOCOL = frozenset(RESUME_MAY_CHANGE) | frozenset(NOT_OPTIONS)
 
 
 def protocol_settings(cfg) -> dict[str, Any]:
     """The settings of a Pong config (a ``PongConfig`` or ``TuneConfig``) under which a search chose
     its configurations: the data, the protocol, the budget and the model bases, as JSON values."""
-    from .config import PongConfig
-
     d = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PongConfig) if f.name not in _NOT_PROTOCOL}
     return json.loads(json.dumps(d))
 
