@@ -48,7 +48,6 @@ from .. import tuning
 from ..search_space import SearchSpace, choice, loguniform
 from .config import RESUME_MAY_CHANGE, TND_BASES, PongConfig
 from .models import MODEL_NAMES, TND_NAMES
-from .tune import NOT_OPTIONS
 
 __all__ = ["SPACES", "spaces_for", "tnd_default", "LR", "BUDGET_TOLERANCE", "TUNED_FORMAT", "DEFAULT_TUNED", "space_for", "build_options",
            "load_tuned", "tuned_variants", "tuned_budget", "resolve_tuned_path", "protocol_settings",
@@ -177,8 +176,9 @@ def load_tuned(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 #: settings that do not change what a tuned configuration means: those a resumed run may change
-#: (seeds, workers, shifts, ...) and those a search does not use (it chooses lr and mlp_k's k)
-_NOT_PROTOCOL = frozenset(RESUME_MAY_CHANGE) | frozenset(NOT_OPTIONS)
+#: (seeds, workers, shifts, ...) and those a search does not use (tune.NOT_OPTIONS: it chooses lr
+#: and mlp_k's k); spelled out here because tune imports this module
+_NOT_PROTOCOL = (*RESUME_MAY_CHANGE, "lr", "mlp_frames", "eval_rounds", "tuned")
 
 
 def protocol_settings(cfg) -> dict[str, Any]:
