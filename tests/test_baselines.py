@@ -299,3 +299,41 @@ def test_cfc_mixed_memory_and_own_readout():
         torch.testing.assert_close(y3, y, atol=ATOL, rtol=1e-4)
     with pytest.raises(TypeError, match="hx: expected a tuple"):
         m(x, h)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 1.0])
+def test_sparse_rnn_edge_list_and_dense_products_agree(density):
+    """The edge-list product is the dense masked product: outputs, carried state and the
+    gradient of every parameter (float64), also from a given initial state."""
+    outs = []
+    for edge_list in (False, True):
+        torch.manual_seed(0)
+        m = SparseRNN(C_IN, C_OUT, 24, density=density, mask_seed=3, edge_list=edge_list).double()
+        assert m.edge_list is edge_list
+        x = torch.randn(3, 7, C_IN, dtype=torch.float64)
+        h0 = torch.randn(3, 24, dtype=torch.float64)
+        y, h = m(x, h0)
+        (y.square().sum() + h.sum()).backward()
+        outs.append((y, h, {k: p.grad for k, p in m.named_parameters()}))
+    (y0, h0_, g0), (y1, h1, g1) = outs
+    torch.testing.assert_close(y1, y0)
+    torch.testing.assert_close(h1, h0_)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], msg=k)
+    off = m.mask == 0
+    assert (g1["weight_hh"][off] == 0).all()
+
+
+def test_sparse_rnn_edge_list_choice_and_reload():
+    assert not SparseRNN(C_IN, C_OUT, 144, density=0.033).edge_list  # the 2,000-parameter Pong size
+    assert SparseRNN(C_IN, C_OUT, 400, density=0.01).edge_list
+    assert not SparseRNN(C_IN, C_OUT, 400, density=0.5).edge_list
+    with pytest.raises(TypeError, match="edge_list"):
+        SparseRNN(C_IN, C_OUT, 8, edge_list=1)
+    # a loaded mask (another seed's) replaces the edges the constructor derived
+    a = SparseRNN(C_IN, C_OUT, 16, density=0.2, mask_seed=1, edge_list=True)
+    b = SparseRNN(C_IN, C_OUT, 16, density=0.2, mask_seed=2, edge_list=True)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.edges, a.edges)
+    x = torch.randn(2, 5, C_IN)
+    torch.testing.assert_close(b(x)[0], a(x)[0])
