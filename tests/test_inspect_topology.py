@@ -110,3 +110,17 @@ def test_large_graphs_are_lesioned_by_groups(sweep):
     assert ids == list(range(n))  # every neuron in exactly one group
     assert all(len({g["role"]}) == 1 and g["name"] for g in res["groups"])
     assert len(res["groups"]) <= 4 + 4  # about max_units groups (at most one extra per role)
+
+
+def test_inspect_plays_in_the_runs_own_observation_mode(tmp_path):
+    from tnd.apps.pong.cells import env_kwargs
+    from tnd.apps.pong.config import PongConfig
+    from tnd.apps.pong.inspection import run_env_kwargs
+
+    (tmp_path / "config.json").write_text(json.dumps({"max_catches": 100, "obs_noise": 0.01, "obs_mode": "motion"}))
+    got = run_env_kwargs(tmp_path)
+    assert got == env_kwargs(PongConfig(max_catches=100, obs_noise=0.01, obs_mode="motion"))
+    assert got["obs_mode"] == "motion"  # a model trained on motion observations needs them
+    (tmp_path / "config.json").write_text(json.dumps({"max_catches": 50, "obs_noise": 0.0}))  # before obs_mode
+    assert run_env_kwargs(tmp_path) == env_kwargs(PongConfig(max_catches=50, obs_noise=0.0, obs_mode="positions"))
+    assert run_env_kwargs(tmp_path / "missing") == {}

@@ -20,6 +20,7 @@ fixed seeds, actions are greedy, layouts are seeded and PNGs carry no timestamps
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -31,8 +32,10 @@ import numpy as np
 import torch
 
 from ..settings import UsageError, add_options, from_args, setting
+from .cells import env_kwargs
+from .config import ADDED_FIELDS_BEFORE, PongConfig
 
-__all__ = ["InspectSettings", "add_arguments", "run", "inspect_run", "record_round", "lesion_study", "find_cell"]
+__all__ = ["InspectSettings", "add_arguments", "run", "inspect_run", "record_round", "lesion_study", "find_cell", "run_env_kwargs"]
 
 
 @dataclass
@@ -101,12 +104,18 @@ def find_cell(run_dir: Path, model: str | None, seed: int | None) -> tuple[str, 
     return model, seed
 
 
-def _env_kwargs(run_dir: Path) -> dict[str, Any]:
+def run_env_kwargs(run_dir: Path) -> dict[str, Any]:
+    """The environment settings the run's cells were trained and evaluated in (``{}`` without a
+    readable ``config.json``): the same as the run's own ``cells.env_kwargs``, so the inspected
+    model sees the observations it was trained on."""
     try:
         cfg = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {k: cfg[k] for k in ("max_catches", "obs_noise") if k in cfg}
+    # the run's observation as its cells saw it (a folder from before obs_mode existed: positions)
+    stored = {**ADDED_FIELDS_BEFORE, **cfg}
+    keep = {k: stored[k] for k in ("max_catches", "obs_noise", "obs_mode") if k in stored}
+    return env_kwargs(dataclasses.replace(PongConfig(), **keep))
 
 
 @torch.inference_mode()
@@ -251,7 +260,7 @@ def inspect_run(run_dir: str | Path, out: str | Path, *, model: str | None = Non
     m = load_cell_model(run_dir, label, seed)
     tnd = find_tnd(m)
     spec = json.loads((run_dir / "cells" / label / f"seed-{seed}" / "checkpoint.json").read_text())["spec"]
-    ek = _env_kwargs(run_dir)
+    ek = run_env_kwargs(run_dir)
     dyn = tnd.cell.dynamics
     tau = dyn.time_constants().detach()
     w = tnd.cell.interaction.effective_edge_weight().detach()
