@@ -7,8 +7,8 @@ consecutive catches with percentile-bootstrap CIs over seeds (the run report's o
 `tnd.apps.pong.report.aggregate_model`), the per-seed scores, rounds at the cap, the shifted
 environments, how the DAgger trainings ended (every iteration of every seed: ended by early
 stopping or at the step cap; the longest one in steps), the kept DAgger iteration per seed and
-the CPU seconds per cell. The expert and the tracker come from the run's results.json when it has
-one. A second table lists each model's seeds as the per-seed catches, for the notes.
+the CPU seconds per cell. The reference policies (expert, tracker, random) come from the run's
+results.json when it has one.
 """
 from __future__ import annotations
 
