@@ -213,3 +213,19 @@ def test_motion_observations_reach_data_models_play_and_keys(tmp_path):
     assert demos["observations"].shape[1] == 5
     rc = main(["pong", "--quick", "--obs-mode", "pixels", "--out", str(tmp_path / "bad"), *TINY])
     assert rc == 2
+
+
+def test_a_config_from_before_a_setting_existed_reads_as_what_that_run_did():
+    import dataclasses
+
+    from tnd.apps.pong.config import ADDED_FIELDS, ADDED_FIELDS_BEFORE, PongConfig, stored_settings
+
+    current = PongConfig(mlp_frames=6, shift_rounds=7)
+    old = {k: v for k, v in dataclasses.asdict(PongConfig(max_catches=50)).items() if k not in ADDED_FIELDS}
+    got = stored_settings(old, current)
+    assert got["max_catches"] == 50  # a stored value wins
+    for k, v in ADDED_FIELDS_BEFORE.items():  # what an old run did, not today's default
+        assert got[k] == v and getattr(current, k) != v
+    assert got["mlp_frames"] == 6 and got["shift_rounds"] == 7  # changes no old cell: this run's value
+    assert stored_settings({**old, "obs_mode": "motion"}, current)["obs_mode"] == "motion"
+

@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 
 from tnd.apps.pong import report
-
-SHIFTS = ("ball_fast", "paddle_short", "wide_serves")
+from tnd.apps.pong.shifts import SHIFT_NAMES as SHIFTS
 
 
 def ci(entry: dict, nd: int = 2) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import open_run_folder, run_calls, set_resume_command
-from .config import ADDED_FIELDS, ADDED_FIELDS_BEFORE, DAGGER_FIELDS, RESUME_MAY_CHANGE, TND_BASES, PongConfig
+from .config import DAGGER_FIELDS, RESUME_MAY_CHANGE, TND_BASES, PongConfig, stored_settings
 from .models import TND_NAMES
 
 __all__ = ["env_kwargs", "data_settings", "cell_key", "prepare_data", "load_windows", "cell_dir", "cell_done",
@@ -329,7 +329,7 @@ def start_run(cfg: PongConfig, command: str, resume_command, force: bool = False
         return " ".join(shown) or f"--{key.replace('_', '-')} {value}"
 
     def stored(p: Path) -> dict[str, Any]:  # a run from before a setting existed used its old value
-        return {**{k: getattr(cfg, k) for k in ADDED_FIELDS}, **ADDED_FIELDS_BEFORE, **json.loads(p.read_text())}
+        return stored_settings(json.loads(p.read_text()), cfg)
 
     open_run_folder(out, command, "config.json", dataclasses.asdict(cfg), stored, resume=cfg.resume, force=force,
                     may_change=may_change, option=option)

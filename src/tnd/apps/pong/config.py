@@ -13,7 +13,7 @@ from .policies import EVAL_SEED_BASE
 from .shifts import SHIFT_NAMES
 
 __all__ = ["PongConfig", "BC_V1", "TND_BASES", "presets_for", "OBSERVATIONS", "DAGGER_SELECT", "QUICK", "RESUME_MAY_CHANGE", "PROTOCOLS", "DAGGER_FIELDS", "DAGGER_SEED_BASE",
-           "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS", "ADDED_FIELDS_BEFORE"]
+           "DAGGER_VAL_SEED_BASE", "ADDED_FIELDS", "ADDED_FIELDS_BEFORE", "stored_settings"]
 
 PROTOCOLS = ("bc", "dagger")
 #: the observation modes a Pong run may use (the env has more: state, pixels)
@@ -206,6 +206,13 @@ ADDED_FIELDS = ("protocol", *DAGGER_FIELDS, "dagger_select", "mlp_frames", "tune
 #: a run did): behaviour cloning, the last DAgger iteration, positions only, the v1 TND
 ADDED_FIELDS_BEFORE: dict[str, Any] = {"protocol": "bc", "dagger_select": "last", "obs_mode": "positions",
                                        "tnd_base": "v1"}
+
+
+def stored_settings(stored: dict[str, Any], current: PongConfig) -> dict[str, Any]:
+    """A run folder's config.json as the settings its cells ran with: a field added after the
+    folder was written takes its ``ADDED_FIELDS_BEFORE`` value (what such a run did), else
+    ``current``'s (it changes no cell of such a run)."""
+    return {**{k: getattr(current, k) for k in ADDED_FIELDS}, **ADDED_FIELDS_BEFORE, **stored}
 
 
 def presets_for(protocol: str | None, quick: bool, quick_preset: dict[str, Any] = QUICK,

@@ -33,7 +33,7 @@ import torch
 
 from ..settings import UsageError, add_options, from_args, setting
 from .cells import env_kwargs
-from .config import ADDED_FIELDS_BEFORE, PongConfig
+from .config import PongConfig, stored_settings
 
 __all__ = ["InspectSettings", "add_arguments", "run", "inspect_run", "record_round", "lesion_study", "find_cell", "run_env_kwargs"]
 
@@ -113,7 +113,7 @@ def run_env_kwargs(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     # the run's observation as its cells saw it (a folder from before obs_mode existed: positions)
-    stored = {**ADDED_FIELDS_BEFORE, **cfg}
+    stored = stored_settings(cfg, PongConfig())
     keep = {k: stored[k] for k in ("max_catches", "obs_noise", "obs_mode") if k in stored}
     return env_kwargs(dataclasses.replace(PongConfig(), **keep))
 
