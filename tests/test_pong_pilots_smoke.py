@@ -59,3 +59,16 @@ def test_summarize_runs_reads_a_run_folder(tmp_path):
 def test_play_cost_compares_the_batch_with_the_old_loop():
     out = _run(str(PILOTS / "play_cost.py"), "2")  # it asserts that both give the same rounds
     assert out.count("play_rounds: before") == 2 and "env only:" in out
+
+
+def test_main_job_bound_reads_the_committed_tuned_run():
+    run = ROOT / "docs" / "figures" / "pong_tuned"
+    text = _run(str(PILOTS / "main_job_bound.py"), str(run), "2")
+    cells = [json.loads(p.read_text()) for p in run.glob("cells/*/seed-*/metrics.json")]
+    steps = sum(it["train"]["steps"] for c in cells for it in c["dagger"]["iterations"])
+    cpu = sum(c["cpu_time_s"] for c in cells)
+    assert f"training steps: {steps:,}" in text and f"{cpu / 2 / 60:6.1f} min" in text
+    lstm = [c for c in cells if c["model"] == "lstm"]
+    ms = 1000 * sum(c["cpu_time_s"] for c in lstm) / sum(it["train"]["steps"] for c in lstm for it in c["dagger"]["iterations"])
+    assert f"at lstm's {ms:.2f} ms per step" in text  # the fastest sequence model of that run
+    assert f"{steps * ms / 1000 / 2 / 60:6.1f} min" in text
