@@ -170,8 +170,24 @@ def test_training_is_seeded_and_restores_best():
         res.append(train_and_evaluate(m, task, cfg, seed=3))
     assert res[0]["test_accuracy"] == res[1]["test_accuracy"]
     assert res[0]["history"] == res[1]["history"]
-    best = max(h["val_accuracy"] for h in res[0]["history"])
-    assert res[0]["val_accuracy"] == best
+    best = min(res[0]["history"], key=lambda h: h["val_loss"])  # early stopping watches the validation loss
+    assert (res[0]["val_loss"], res[0]["val_accuracy"], res[0]["best_update"]) == (
+        best["val_loss"], best["val_accuracy"], best["update"])
+    assert res[0]["monitor"] == "loss"
+
+
+def test_early_stopping_can_watch_the_metric_instead():
+    from tnd.apps.tasks import load_task
+
+    task = load_task("italy_power_demand", small=True)
+    cfg = TrainConfig(max_updates=8, batch_size=8, eval_every=2, patience=10, max_val=8, max_test=8, monitor="metric")
+    torch.manual_seed(3)
+    m, _ = build_model("tnd", task.input_size, task.output_size, 200, seq_len=task.seq_len)
+    res = train_and_evaluate(m, task, cfg, seed=3)
+    best = max(res["history"], key=lambda h: h["val_accuracy"])  # the first of the best, as the loop keeps
+    assert (res["val_accuracy"], res["best_update"]) == (best["val_accuracy"], best["update"])
+    with pytest.raises(ValueError, match="monitor.*'loss', 'metric'.*'accuracy'"):
+        TrainConfig(monitor="accuracy")
 
 
 def test_skip_rules():

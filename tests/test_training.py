@@ -322,7 +322,8 @@ def test_suite_checkpoint_of_the_former_loop_resumes_bit_identical(tmp_path, die
     from tnd.apps.tasks import load_task
 
     task = load_task("multiscale", small=True)
-    cfg = TrainConfig(max_updates=12, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8)
+    # the former loop watched the metric (its state's best_metric), so its checkpoints mean that
+    cfg = TrainConfig(max_updates=12, batch_size=8, eval_every=4, patience=10, max_val=8, max_test=8, monitor="metric")
 
     def run(ck):
         torch.manual_seed(0)

@@ -9,9 +9,12 @@ Protocol (the same for every model of a task)
   without replacement from a per-seed permutation of the training set (a new permutation each
   epoch), for at most ``max_updates`` optimiser steps (a cap: the budget is set by convergence).
 * Every ``eval_every`` updates (and after the last) the model is scored on the validation split
-  (its first ``max_val`` sequences); the best state is kept (higher accuracy / lower MSE, ties to
-  the earlier one) and training stops early after ``patience`` evaluations without improvement
-  (by more than ``min_rel_delta`` of the best score's magnitude).
+  (its first ``max_val`` sequences); the best state is kept and training stops early after
+  ``patience`` evaluations without improvement (by more than ``min_rel_delta`` of the best
+  score's magnitude; ties keep the earlier state). The score watched is ``monitor``: ``"loss"``
+  (the default), the validation loss -- the training loss on the validation split, smooth where an
+  accuracy over a few dozen sequences moves in whole sequences and stops training while the model
+  still learns -- or ``"metric"``, the task's metric (higher accuracy / lower MSE).
   The best state is restored and scored once on the test split (its first ``max_test``
   sequences).
 * Losses and readouts:
@@ -56,8 +59,11 @@ from torch.nn import functional as F
 from ..training import LOOP_FORMAT, EarlyStopping, NumpyPermutationBatches, train_loop
 from ..tasks.base import SequenceTask
 
-__all__ = ["ConstantPredictor", "TrainConfig", "evaluate", "higher_is_better", "metric_name", "reference_score",
+__all__ = ["MONITORS", "ConstantPredictor", "TrainConfig", "evaluate", "higher_is_better", "metric_name", "reference_score",
            "score", "train_and_evaluate"]
+
+#: what early stopping watches on the validation split: its loss, or the task's metric
+MONITORS = ("loss", "metric")
 
 
 @dataclass
@@ -73,6 +79,11 @@ class TrainConfig:
     max_val: int | None = 256
     max_test: int | None = None
     eval_batch: int = 256
+    monitor: str = "loss"
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ValueError(f"TrainConfig.monitor: expected one of {', '.join(map(repr, MONITORS))}, got {self.monitor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,7 +267,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
 
     r = train_loop(model, batches=batches, loss_fn=loss_fn, validate=lambda m: evaluate(m, task, val, cfg.eval_batch),
                    max_steps=cfg.max_updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
-                   early_stopping=EarlyStopping(monitor=mname, mode="max" if better_high else "min",
+                   early_stopping=EarlyStopping(monitor="loss" if cfg.monitor == "loss" else mname,
+                                                mode="max" if better_high and cfg.monitor == "metric" else "min",
                                                 patience=cfg.patience, replace_nonfinite_best=True,
                                                 min_rel_delta=cfg.min_rel_delta),
                    record=record, on_update=on_update, checkpoint_dir=checkpoint_dir,
@@ -271,7 +283,9 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         "higher_is_better": better_high,
         f"test_{mname}": te[mname],
         "test_loss": te["loss"],
-        f"val_{mname}": r["best_score"],
+        f"val_{mname}": None if r["best_val"] is None else r["best_val"][mname],
+        "val_loss": None if r["best_val"] is None else r["best_val"]["loss"],
+        "monitor": cfg.monitor,
         "best_update": r["best_step"],
         "updates": updates,
         "stopped_early": r["stopped_early"],
@@ -287,9 +301,13 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
 
 
 def _legacy_state(st: dict[str, Any]) -> dict[str, Any]:
-    """The loop state of a checkpoint written by this module before :mod:`tnd.apps.training`."""
+    """The loop state of a checkpoint written by this module before :mod:`tnd.apps.training` (which
+    watched the metric: such a checkpoint resumes as ``monitor="metric"``); the best validation
+    scores are read back from the history entry of the best update."""
+    best = [h for h in st["history"] if h.get("update") == st["best_update"]]
+    best_val = {k[len("val_"):]: v for k, v in best[0].items() if k.startswith("val_")} if best else None
     return {"loop": LOOP_FORMAT, "batches": {"pos": st["pos"], "numpy_rng": st["numpy_rng"]},
-            "history": st["history"], "best_val": None, "best_score": st["best_metric"],
+            "history": st["history"], "best_val": best_val, "best_score": st["best_metric"],
             "best_step": st["best_update"], "bad": st["bad_evals"], "stopped": st["stopped_early"],
             "run_loss": 0.0, "run_n": 0, "last_loss": st["last_loss"], "train_time_s": st["train_time_s"],
             "eval_time_s": st["eval_time_s"], "wall_time_s": 0.0}
