@@ -31,6 +31,7 @@ def main(run: Path) -> None:
         c = json.loads(m.read_text())
         cells.setdefault(c["model"], []).append(c)
     order = json.loads((run / "config.json").read_text())["models"]
+    order = order + sorted(set(cells) - set(order))  # cells of a resume that added models
     print("| model | params | catch rate [95% CI] | mean consecutive catches [95% CI] | per seed | rounds at cap "
           "| ball x1.25 | paddle x0.75 | serves to 70° | trainings ended early | longest training (steps) "
           "| kept iteration | CPU s / cell |")
