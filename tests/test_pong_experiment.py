@@ -228,4 +228,3 @@ def test_a_config_from_before_a_setting_existed_reads_as_what_that_run_did():
         assert got[k] == v and getattr(current, k) != v
     assert got["mlp_frames"] == 6 and got["shift_rounds"] == 7  # changes no old cell: this run's value
     assert stored_settings({**old, "obs_mode": "motion"}, current)["obs_mode"] == "motion"
-

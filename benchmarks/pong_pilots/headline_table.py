@@ -25,11 +25,23 @@ def ci(entry: dict, nd: int = 2) -> str:
         entry.get("mean_consecutive_catches_ci"), nd)
 
 
-def main(run: Path) -> None:
+def cells_by_model(run: Path) -> dict[str, list[dict]]:
+    """Every finished cell's metrics.json of the run folder, by model."""
     cells: dict[str, list[dict]] = {}
     for m in sorted(run.glob("cells/*/seed-*/metrics.json")):
         c = json.loads(m.read_text())
         cells.setdefault(c["model"], []).append(c)
+    return cells
+
+
+def trainings(cell: dict) -> list[dict]:
+    """A cell's training records: one per DAgger iteration, or its one behaviour-cloning training."""
+    dag = cell.get("dagger")
+    return [it["train"] for it in dag["iterations"]] if dag else [cell["train"]]
+
+
+def main(run: Path) -> None:
+    cells = cells_by_model(run)
     order = json.loads((run / "config.json").read_text())["models"]
     order = order + sorted(set(cells) - set(order))  # cells of a resume that added models
     print("| model | params | catch rate [95% CI] | mean consecutive catches [95% CI] | per seed | rounds at cap "
@@ -39,7 +51,7 @@ def main(run: Path) -> None:
     for name in [n for n in order if n in cells]:
         cs = sorted(cells[name], key=lambda c: c["seed"])
         a = report.aggregate_model(name, cs)
-        iters = [it["train"] for c in cs for it in (c.get("dagger") or {"iterations": [{"train": c["train"]}]})["iterations"]]
+        iters = [t for c in cs for t in trainings(c)]
         early = sum(bool(t["stopped_early"]) for t in iters)
         kept = "/".join(str((c.get("dagger") or {}).get("selected_iteration", "-")) for c in cs)
         per_seed = " / ".join(f"{x:.1f}" for x in a["mean_consecutive_catches_per_seed"])

@@ -17,19 +17,13 @@ import json
 import sys
 from pathlib import Path
 
+from headline_table import cells_by_model, trainings  # this script's folder is on sys.path
+
 SEQUENCE_MODELS = ("tnd", "tnd_shared", "rnn", "sparse_rnn", "lstm", "cfc", "transformer")
 
 
-def trainings(cell: dict) -> list[dict]:
-    dag = cell.get("dagger")
-    return [it["train"] for it in dag["iterations"]] if dag else [cell["train"]]
-
-
 def main(run: Path, cores: int) -> None:
-    cells: dict[str, list[dict]] = {}
-    for m in sorted(run.glob("cells/*/seed-*/metrics.json")):
-        c = json.loads(m.read_text())
-        cells.setdefault(c["model"], []).append(c)
+    cells = cells_by_model(run)
     order = [n for n in json.loads((run / "config.json").read_text())["models"] if n in cells]
     rows = {}
     for name in order:

@@ -612,7 +612,7 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
         lines.append("")
         lines.append(f"T = {any_row['seq_len']}; budget: {st['param_budget']} parameters, batch {st['batch_size']}, "
                      f"Adam lr {st['lr']}; training stops after {st['patience']} validations without improvement of the "
-                     f"validation {'loss' if st.get('monitor', 'loss') == 'loss' else metric}"
+                     f"validation {'loss' if st['monitor'] == 'loss' else metric}"
                      + (f" by more than {100 * st['min_rel_delta']:g} %" if st.get("min_rel_delta") else "") + " "
                      f"(one every {st['eval_every']} updates), capped at {st['max_updates']} updates.")
         lines.append("")
