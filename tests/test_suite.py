@@ -40,7 +40,7 @@ def test_import_needs_no_ray():
 
 
 @pytest.mark.parametrize("name", ["tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc",
-                                  "transformer", "ode_rnn"])
+                                  "transformer", "ode_rnn", "mlp"])
 def test_models_are_parameter_matched(name):
     torch.manual_seed(0)
     model, spec = build_model(name, 12, 9, 2000, seq_len=29)
@@ -48,6 +48,20 @@ def test_models_are_parameter_matched(name):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == spec["params"]
     y, _ = model(torch.randn(3, 7, 12))
     assert y.shape == (3, 7, 9)
+
+
+def test_the_mlp_reference_has_no_memory():
+    torch.manual_seed(0)
+    model, spec = build_model("mlp", 4, 3, 2000, options={"layers": 1})
+    assert spec["kwargs"] == {"frames": 1, "layers": 1} and abs(spec["params"] - 2000) < 500
+    x = torch.randn(2, 6, 4)
+    y, h = model(x)
+    x2 = x.clone()
+    x2[:, :-1] = torch.randn(2, 5, 4)  # every step but the last changes
+    y2, _ = model(x2)
+    assert h is None and torch.equal(y[:, -1], y2[:, -1]) and not torch.allclose(y[:, 0], y2[:, 0])
+    with pytest.raises(ValueError, match="options: mlp takes layers"):
+        build_model("mlp", 4, 3, 2000, options={"frames": 4})
 
 
 def test_odernn_uses_timespans():
@@ -426,4 +440,14 @@ def test_report_rows_hold_ci_stopping_step_cap_hits_and_the_reference(tmp_path):
     assert "capped at 30000 updates" in md and "after 25 validations without improvement" in md
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["aggregate"]["adding_100"]["lstm"]["cap_hits"] == 1
+    # the memoryless reference: its own Summary column, and whether the best sequence model beats it
+    mlp = [_fake_cell("adding_100", "mlp", s, v, 900, True) for s, v in ((0, 0.166), (1, 0.167), (2, 0.165))]
+    md = write_report(tmp_path, spec, cells + mlp, [], wall_time_s=1.0, backend="local", planned=6)
+    summary = next(line for line in md.splitlines() if line.startswith("| adding_100 | mse"))
+    assert summary.endswith("| 0.1660 ± 0.0010 | yes |"), summary
+    assert "`mlp` is the memoryless reference" in md
+    worse = [_fake_cell("adding_100", "mlp", s, 0.13, 900, True) for s in (0, 1, 2)]
+    md = write_report(tmp_path, spec, cells + worse, [], wall_time_s=1.0, backend="local", planned=6)
+    summary = next(line for line in md.splitlines() if line.startswith("| adding_100 | mse"))
+    assert summary.endswith("| 0.1300 ± 0.0000 | **no** |"), summary
     assert {c["seed"]: c["hit_cap"] for c in saved["cells"]} == {0: False, 1: True, 2: False}

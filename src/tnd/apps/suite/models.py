@@ -26,6 +26,11 @@ Models (``MODEL_NAMES``)
   state at each observation; between observations the state evolves by a small neural ODE
   ``dh/dt = f(h)`` integrated with ``torchdiffeq.odeint`` over the elapsed time (see
   :class:`ODERNN`).
+* ``mlp`` -- the **memoryless reference**: an MLP (2 hidden ReLU layers,
+  :class:`tnd.apps.baselines.FrameStackMLP` with one frame) applied at every step to the current
+  observation alone, so its readout sees the last (valid) step and nothing before it. It shows
+  what a task demands beyond the current input: a sequence model that does not beat it clearly
+  has not used its memory.
 
 TND architecture (all four variants)
 ------------------------------------
@@ -52,7 +57,8 @@ replaces ``topology``), ``mean_degree`` (:func:`tnd.graph_builders.degree_kw`; s
 ``floor(fraction * N)`` ids are inputs; 0.5 is the default layout), ``propagation_steps``,
 ``tau_init``; unreachable outputs are allowed (a sparse random graph may leave some). Baselines:
 their constructor's keywords (``num_layers``, ``nhead``, ``backbone_units``, ...). ODE-RNN:
-``ode_width``, the ODE network's hidden width as a multiple of the GRU's. The spec records
+``ode_width``, the ODE network's hidden width as a multiple of the GRU's. MLP: ``layers``
+(hidden layers, default 2). The spec records
 ``options``; a spec without them (every sweep before tuning) rebuilds the default model.
 """
 
@@ -64,6 +70,8 @@ import torch
 from torch import nn
 
 from ..baselines import (
+    LAYERS,
+    FrameStackMLP,
     count_parameters,
     hidden_size_for_budget,
     make_baseline,
@@ -74,6 +82,7 @@ from tnd.graph import NeuronGraph
 from tnd.model import TND
 
 __all__ = [
+    "MEMORYLESS",
     "MODEL_NAMES",
     "ODERNN",
     "TIMESPAN_MODELS",
@@ -87,7 +96,9 @@ __all__ = [
 
 TND_NAMES = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared")
 BASELINE_NAMES = ("lstm", "cfc", "ltc", "transformer", "mamba", "lru")
-MODEL_NAMES = TND_NAMES + BASELINE_NAMES + ("ode_rnn",)
+#: the memoryless reference (an MLP on the current observation)
+MEMORYLESS = "mlp"
+MODEL_NAMES = TND_NAMES + BASELINE_NAMES + ("ode_rnn", MEMORYLESS)
 #: models whose forward accepts ``timespans`` (they get the real elapsed times on irregular tasks)
 TIMESPAN_MODELS = frozenset(TND_NAMES + ("cfc", "ode_rnn"))
 TOPOLOGIES = ("small_world", "random", "scale_free", "ring", "layered", "fully_connected")
@@ -244,6 +255,13 @@ def _ode_kwargs(hidden: int, options: dict[str, Any] | None) -> dict[str, Any]:
     return {"ode_hidden": max(1, round(float(options.get("ode_width", 1.0)) * int(hidden)))}
 
 
+def _mlp_kwargs(options: dict[str, Any] | None) -> dict[str, Any]:
+    bad = sorted(set(options or {}) - {"layers"})
+    if bad:
+        raise ValueError(f"options: mlp takes layers, got {', '.join(bad)}")
+    return {"frames": 1, "layers": int((options or {}).get("layers", LAYERS))}
+
+
 def _closest(count, target: int, lo: int = 2, hi: int = 4096) -> int:
     """Size k in [lo, hi] whose count(k) is closest to target (count non-decreasing)."""
 
@@ -284,6 +302,10 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
         h = _closest(lambda k: count_parameters(ODERNN(input_size, output_size, k, **_ode_kwargs(k, options))),
                      param_budget)
         spec.update(kind="ode_rnn", hidden_size=int(h), kwargs=_ode_kwargs(h, options))
+    elif name == MEMORYLESS:
+        kw = _mlp_kwargs(options)
+        h = _closest(lambda k: count_parameters(FrameStackMLP(input_size, output_size, k, **kw)), param_budget, lo=1)
+        spec.update(kind="mlp", hidden_size=int(h), kwargs=kw)
     else:
         kw = _baseline_kwargs(name, seq_len, options)
         h = hidden_size_for_budget(name, input_size, output_size, int(param_budget), **kw)
@@ -302,5 +324,7 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
                     spec["topology"], spec["graph_seed"], spec.get("options"))
     if spec["kind"] == "ode_rnn":
         return ODERNN(spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
+    if spec["kind"] == "mlp":
+        return FrameStackMLP(spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
     return make_baseline(spec["name"], spec["input_size"], spec["output_size"], spec["hidden_size"],
                          **spec["kwargs"])

@@ -47,7 +47,7 @@ from typing import Any
 
 from tnd.io import atomic_write_text
 from .figures import figures_section, headline_table, mean_ci95, write_group_figures
-from .models import MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
+from .models import MEMORYLESS, MODEL_NAMES, TND_NAMES, TOPOLOGIES, build_model, takes_timespans
 from .train import TrainConfig, reference_score, train_and_evaluate
 from .tuning_spaces import build_options, pair_key
 
@@ -78,7 +78,7 @@ FULL_TASKS = (
 )
 #: every model of the suite (``--full``)
 FULL_MODELS = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc", "transformer", "mamba", "lru",
-               "ode_rnn")
+               "ode_rnn", "mlp")
 #: ``tnd suite`` without ``--full``: the tasks that matter most (multi-timescale, irregular,
 #: one real classification, one forecast, memory at 100 and 1000 steps), planned for 2 CPU cores
 #: in about 90 minutes (docs/SUITE.md, "Cost")
@@ -86,7 +86,7 @@ DEFAULT_TASKS = (
     "japanese_vowels", "irregular_japanese_vowels_50", "multiscale", "electricity",
     "adding_100", "adding_1000", "copy_100", "copy_1000",
 )
-DEFAULT_MODELS = ("tnd", "tnd_shared", "lstm", "transformer", "ode_rnn")
+DEFAULT_MODELS = ("tnd", "tnd_shared", "lstm", "transformer", "ode_rnn", "mlp")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 NA_TOPOLOGY = "na"
 
@@ -639,37 +639,47 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
         if sk:
             lines.append("")
             lines.append("Not run: " + "; ".join(f"{m} ({r})" for m, r in sk) + ".")
+        if MEMORYLESS in rows:
+            lines.append("")
+            lines.append(f"`{MEMORYLESS}` is the memoryless reference: an MLP on the current observation alone.")
         lines.append("")
         best_label, best = ordered[0]
         tnd_rows = [(lab, a) for lab, a in ordered if a["model"].startswith("tnd")]
         best_tnd = tnd_rows[0] if tnd_rows else None
+        seq_rows = [(lab, a) for lab, a in ordered if a["model"] != MEMORYLESS]
         summary_rows.append((task, metric, best_label, best, best_tnd,
-                             {lab: i for i, (lab, _) in enumerate(ordered, 1)}, len(ordered)))
+                             {lab: i for i, (lab, _) in enumerate(ordered, 1)}, len(ordered),
+                             rows.get(MEMORYLESS), seq_rows[0] if seq_rows else None))
     # overall summary
     lines.append("## Summary")
     lines.append("")
-    lines.append("| task | metric | reference | best model | best | best TND | TND rank | any model beats the reference? |")
-    lines.append("|---|---|---|---|---:|---|---:|---|")
-    for task, metric, bl, b, bt, ranks, n in summary_rows:
+    lines.append("| task | metric | reference | best model | best | best TND | TND rank | any model beats the reference? "
+                 "| memoryless MLP | best sequence model beats it? |")
+    lines.append("|---|---|---|---|---:|---|---:|---|---:|---|")
+    for task, metric, bl, b, bt, ranks, n, mlp, bs in summary_rows:
         tnd_txt = f"{bt[0]}: {_fmt(bt[1]['mean'], bt[1]['std'], metric)}" if bt else "-"
         rank_txt = f"{ranks[bt[0]]}/{n}" if bt else "-"
         ref = reference_value(b["reference"], metric)
         ref_txt = "-"
         if ref:
             ref_txt = f"{ref[0]} {100 * ref[1]:.1f} %" if metric == "accuracy" else f"{ref[0]} {ref[1]:.4f}"
+        mlp_txt = _fmt(mlp["mean"], mlp["std"], metric) if mlp else "-"
+        seq_beats = beats_reference(bs[1]["mean"], ("mlp", mlp["mean"]), metric) if mlp and bs else "-"
         lines.append(f"| {task} | {metric} | {ref_txt} | {bl} | {_fmt(b['mean'], b['std'], metric)} | {tnd_txt} | "
-                     f"{rank_txt} | {beats_reference(b['mean'], ref, metric)} |")
+                     f"{rank_txt} | {beats_reference(b['mean'], ref, metric)} | {mlp_txt} | {seq_beats} |")
     lines.append("")
     lines.append("Reference: the reference predictor of each task, scored on the same test sequences as the "
                  "models: chance (the most frequent training class), a constant predictor (the mean training "
                  "target: adding) or the seasonal-naive forecast (electricity, whose models forecast the residual "
                  "on top of it). \"Beats\" means accuracy more than 3 points above chance, "
                  "or MSE more than 5 % below the reference: where no model does, the ranking is noise "
-                 "(no model learned the task within the budget).")
+                 "(no model learned the task within the budget). The memoryless MLP sees the current observation "
+                 "alone: where the best sequence model does not beat it by the same margins, the task as posed does "
+                 "not demand memory.")
     lines.append("")
     # mean rank per model label over the tasks it ran on
     mean_rank: dict[str, list[int]] = {}
-    for *_, ranks, _n in summary_rows:
+    for *_, ranks, _n, _mlp, _bs in summary_rows:
         for lab, r in ranks.items():
             mean_rank.setdefault(lab, []).append(r)
     if mean_rank:

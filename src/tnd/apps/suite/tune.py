@@ -7,8 +7,8 @@ pair of ``--tasks`` x ``--models`` that the suite runs (its skip rules, ``--no-s
 ``--search-seed`` only, so every task tries the same list (trial 0: the untuned setting). A trial
 trains one cell like ``tnd suite`` does -- the task's protocol (update cap, early stopping,
 validation every ``eval_every`` updates), its parameter budget, one training seed
-(``--tune-seed``) -- and is scored on the **validation split only**: the best validation metric
-of the run (the one early stopping keeps). The test split is never read
+(``--tune-seed``) -- and is scored on the **validation split only**: the validation metric of
+the state early stopping keeps (the lowest validation loss). The test split is never read
 (:func:`tnd.apps.suite.train.train_and_evaluate` with ``test=False``).
 
 Scores are maximised: the score is the validation accuracy, or minus the validation MSE (the
@@ -248,7 +248,8 @@ def run_tune(s: TuneSettings, force: bool = False, log=None) -> dict[str, Any]:
     write_best_configs(out, summary, {
         "format": TUNED_FORMAT, "command": command_line(s), "param_budget": budgets[0] if len(budgets) == 1 else None,
         "quick": s.quick, "trials_per_model": s.trials, "tune_seed": s.tune_seed,
-        "score": "best validation metric of one training run (seed --tune-seed): accuracy, or minus the MSE; "
+        "score": "validation metric of the state early stopping keeps, one training run (seed --tune-seed): "
+                 "accuracy, or minus the MSE; "
                  "the test split is never read"})
     return summary
 

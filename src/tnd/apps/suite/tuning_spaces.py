@@ -26,6 +26,7 @@ every model                ``lr`` log-uniform [1e-3, 3e-2] (3e-3, the suite's)
 ``mamba``                  ``num_layers`` {1, 2} (1); ``d_state`` {4, 8, 16} (16)
 ``lru``                    ``num_layers`` {1, 2} (1)
 ``ode_rnn``                ``ode_width`` {0.5, 1, 2} (1): the ODE network's width / the GRU's
+``mlp``                    ``layers`` {1, 2} (2): hidden layers of the memoryless reference
 =========================  ====================================================================
 
 Discrete or continuous time and per-neuron or shared F are not knobs: they are the four TND
@@ -98,6 +99,7 @@ SPACES: dict[str, SearchSpace] = {
     "lru": _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "LRU blocks"}),
     "ode_rnn": _space({"ode_width": choice([0.5, 1.0, 2.0])}, {"ode_width": 1.0},
                       {"ode_width": "hidden width of the ODE network, as a multiple of the GRU's"}),
+    "mlp": _space({"layers": choice([1, 2])}, {"layers": 2}, {"layers": "hidden layers of the memoryless MLP"}),
 }
 assert set(SPACES) == set(MODEL_NAMES), "every suite model needs a search space"
 
