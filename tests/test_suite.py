@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from pathlib import Path
 import subprocess
 import sys
 
@@ -451,3 +452,23 @@ def test_report_rows_hold_ci_stopping_step_cap_hits_and_the_reference(tmp_path):
     summary = next(line for line in md.splitlines() if line.startswith("| adding_100 | mse"))
     assert summary.endswith("| 0.1300 ± 0.0000 | **no** |"), summary
     assert {c["seed"]: c["hit_cap"] for c in saved["cells"]} == {0: False, 1: True, 2: False}
+
+
+def test_suite_matrix_shows_every_task_model_and_reference(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, cells in ((a, [_fake_cell("adding_100", "lstm", s, v, u, st)
+                               for s, v, u, st in ((0, 0.10, 800, True), (1, 0.12, 5000, False))]),
+                          (b, [_fake_cell("adding_100", "mlp", s, 0.16, 900, True) for s in (0, 1)]
+                           + [_fake_cell("adding_100", "lstm", 0, 0.5, 1, True)])):  # a duplicate: a's counts
+        (folder / "cells").mkdir(parents=True)
+        for c in cells:
+            c["cell_id"] = f"{c['task']}__{c['model']}__na__seed{c['seed']}"
+            (folder / "cells" / f"{c['cell_id']}.json").write_text(json.dumps(c))
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "suite_matrix.py"), str(a), str(b)],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "| task | lstm | mlp | reference |" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| adding_100"))
+    assert "**0.1100±0.0141** (2900, 1/2 cap, 2 seeds)" in row and "0.1600±0.0000 (900, 2 seeds)" in row, row
+    assert row.endswith("| constant (mean target) 0.1600 |"), row
