@@ -48,7 +48,7 @@ def main(runs: list[str]) -> None:
             v = f"**{v}**" if a["mean"] == best else v
             stop = f"{sum(a['updates']) / len(a['updates']):.0f}"
             cap = f", {a['cap_hits']}/{a['n_seeds']} cap" if a["cap_hits"] else ""
-            seeds = f", {a['n_seeds']} seeds" if a["n_seeds"] != 5 else ""
+            seeds = f", {a['n_seeds']} seed{'s' if a['n_seeds'] > 1 else ''}" if a["n_seeds"] != 5 else ""
             cells.append(f"{v} ({stop}{cap}{seeds})")
         ref = reference_value(next(iter(rows.values()))["reference"], metric)
         ref_txt = "–" if ref is None else f"{ref[0]} " + (f"{100 * ref[1]:.1f}" if metric == "accuracy" else f"{ref[1]:.4f}")

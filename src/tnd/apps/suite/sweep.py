@@ -517,20 +517,26 @@ def beats_reference(value: float, ref, metric: str) -> str:
     return "yes" if ok else "**no**"
 
 
+def _mse(v: float) -> str:
+    return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"  # a solved memory task: 1.7e-05, not 0.0000
+
+
 def _fmt(mean: float, std: float, metric: str) -> str:
     if metric == "accuracy":
         return f"{100 * mean:.1f} ± {100 * std:.1f} %"
-    return f"{mean:.4f} ± {std:.4f}"
+    if abs(mean) >= 1e-3:
+        return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.1e} ± {std:.1e}"
 
 
 def _fmt_ci(lo: float, hi: float, metric: str) -> str:
     if metric == "accuracy":
         return f"[{100 * lo:.1f}, {100 * hi:.1f}] %"
-    return f"[{lo:.4f}, {hi:.4f}]"
+    return f"[{_mse(lo)}, {_mse(hi)}]"
 
 
 def _fmt_value(v: float, metric: str) -> str:
-    return f"{100 * v:.1f} %" if metric == "accuracy" else f"{v:.4f}"
+    return f"{100 * v:.1f} %" if metric == "accuracy" else _mse(v)
 
 
 def _hit_cap(r: dict[str, Any]) -> bool:
