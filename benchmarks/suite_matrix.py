@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from tnd.apps.suite.sweep import FULL_MODELS, FULL_TASKS, aggregate, load_cells, reference_value
-
-
-def _value(mean: float, std: float, metric: str) -> str:
-    if metric == "accuracy":
-        return f"{100 * mean:.1f}±{100 * std:.1f}"
-    return f"{mean:.4f}±{std:.4f}" if mean >= 1e-3 else f"{mean:.1e}±{std:.1e}"  # solved memory tasks
+from tnd.apps.suite.sweep import FULL_MODELS, FULL_TASKS, aggregate, format_metric, load_cells, reference_value
 
 
 def main(runs: list[str]) -> None:
@@ -44,14 +38,14 @@ def main(runs: list[str]) -> None:
             if a is None:
                 cells.append("–")
                 continue
-            v = _value(a["mean"], a["std"], metric)
+            v = format_metric(a["mean"], a["std"], metric, sep="±", unit="")
             v = f"**{v}**" if a["mean"] == best else v
             stop = f"{sum(a['updates']) / len(a['updates']):.0f}"
             cap = f", {a['cap_hits']}/{a['n_seeds']} cap" if a["cap_hits"] else ""
             seeds = f", {a['n_seeds']} seed{'s' if a['n_seeds'] > 1 else ''}" if a["n_seeds"] != 5 else ""
             cells.append(f"{v} ({stop}{cap}{seeds})")
         ref = reference_value(next(iter(rows.values()))["reference"], metric)
-        ref_txt = "–" if ref is None else f"{ref[0]} " + (f"{100 * ref[1]:.1f}" if metric == "accuracy" else f"{ref[1]:.4f}")
+        ref_txt = "–" if ref is None else f"{ref[0]} {format_metric(ref[1], None, metric, unit='')}"
         unit = "acc. %" if metric == "accuracy" else "MSE"
         print(f"| {task} ({unit}) | " + " | ".join(cells) + f" | {ref_txt} |")
     print()

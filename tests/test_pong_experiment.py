@@ -228,3 +228,26 @@ def test_a_config_from_before_a_setting_existed_reads_as_what_that_run_did():
         assert got[k] == v and getattr(current, k) != v
     assert got["mlp_frames"] == 6 and got["shift_rounds"] == 7  # changes no old cell: this run's value
     assert stored_settings({**old, "obs_mode": "motion"}, current)["obs_mode"] == "motion"
+
+
+def test_pong_cells_table_aggregates_finished_cells(tmp_path):
+    """benchmarks/pong_cells_table.py: one row per model from the cells that finished, seeds
+    listed, the bootstrap CI and the stopping of each cell (here two committed 20k TND cells)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for seed in (0, 1):
+        src = root / "docs" / "figures" / "pong_20k" / "cells" / "tnd" / f"seed-{seed}"
+        shutil.copytree(src, tmp_path / "cells" / "tnd" / f"seed-{seed}")
+    (tmp_path / "cells" / "rnn").mkdir()  # a model with no finished cell: no row
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "pong_cells_table.py"), str(tmp_path)],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| tnd")]
+    assert len(rows) == 1 and "| rnn" not in r.stdout
+    cells = [json.loads((tmp_path / "cells" / "tnd" / f"seed-{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    mean = sum(sum(c["eval"]["per_round"]) for c in cells) / sum(len(c["eval"]["per_round"]) for c in cells)
+    assert rows[0].startswith(f"| tnd | 0,1 | {mean:.2f} [") and rows[0].endswith("(yes) |"), rows[0]

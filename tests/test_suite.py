@@ -107,6 +107,7 @@ def test_budgets_are_set_by_convergence():
     several times over, and --quick stays tiny."""
     assert set(TASK_OVERRIDES) == set(FULL_TASKS) and set(DEFAULT_TASKS) < set(FULL_TASKS)
     assert {"adding_100", "adding_1000", "copy_100", "copy_1000"} <= set(DEFAULT_TASKS)
+    assert "electricity" not in DEFAULT_TASKS  # no model beats its reference (docs/SUITE.md)
     assert {f"{k}_{n}" for k in ("adding", "copy") for n in (100, 500, 1000)} <= set(FULL_TASKS)
     assert set(DEFAULT_MODELS) < set(FULL_MODELS) and {"mamba", "lru"} <= set(FULL_MODELS)
     assert DEFAULT_SEEDS == (0, 1, 2, 3, 4)
@@ -115,6 +116,30 @@ def test_budgets_are_set_by_convergence():
         assert s["max_updates"] >= 4 * s["patience"] * s["eval_every"], task
         q = task_settings(task, quick=True)
         assert q["max_updates"] <= 3 and q["max_val"] <= 8 and q["small"]
+
+
+def test_memory_tasks_stop_on_an_absolute_floor_and_others_keep_their_cell_keys():
+    """Memory tasks count an improvement only above an absolute floor (their loss goes to ~1e-5);
+    the other tasks do not set it, so their settings (and cell keys) are those of earlier runs, and
+    the floor reaches the training config."""
+    from tnd.apps.suite.sweep import train_config
+
+    for task in FULL_TASKS:
+        s = task_settings(task)
+        memory = task.startswith(("adding", "copy"))
+        assert ("min_abs_delta" in s) == memory, task
+        assert train_config(s).min_abs_delta == (3e-4 if memory else 0.0)
+    assert train_config(task_settings("adding_100"), lr=0.5).lr == 0.5
+
+
+def test_format_metric_prints_small_errors_in_scientific_notation():
+    from tnd.apps.suite.sweep import format_metric
+
+    assert format_metric(0.9512, 0.025, "accuracy") == "95.1 ± 2.5 %"
+    assert format_metric(0.9512, None, "accuracy", unit="") == "95.1"
+    assert format_metric(0.0197, 0.0017, "mse") == "0.0197 ± 0.0017"
+    assert format_metric(2.7e-5, 2.1e-5, "mse", sep="±") == "2.7e-05±2.1e-05"
+    assert format_metric(2.7e-5, 0.0013, "mse") == "2.7e-05 ± 1.3e-03"  # std at the mean's precision
 
 
 def test_zero_residual_scores_exactly_the_seasonal_naive_forecast():

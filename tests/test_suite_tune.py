@@ -124,7 +124,8 @@ def test_local_search_end_to_end(tmp_path):
             k.split("/")[1]]  # the same trials on every task
         for r in rows:
             res = r["result"]
-            want = res["val_accuracy"] if k.startswith("multiscale") else -res["val_mse"]
+            want = -res["val_loss"]  # the loss ranks every trial (the accuracy of a few sequences ties)
+            assert ("val_accuracy" if k.startswith("multiscale") else "val_mse") in res
             if res["within_budget"]:  # at the quick budget (300) a dense TND can miss it: scored None, never chosen
                 assert res["score"] == pytest.approx(want)
             else:

@@ -256,6 +256,9 @@ def test_bad_early_stopping_refused():
     for bad in (-0.1, 1.0, True, "0.1"):
         with pytest.raises(ValueError, match="min_rel_delta"):
             EarlyStopping(min_rel_delta=bad)
+    for bad in (-1e-4, math.inf, math.nan, True, "0.1"):
+        with pytest.raises(ValueError, match="min_abs_delta"):
+            EarlyStopping(min_abs_delta=bad)
 
 
 def test_min_rel_delta_ignores_small_improvements():
@@ -269,6 +272,23 @@ def test_min_rel_delta_ignores_small_improvements():
     with pytest.raises(TypeError, match="early_stopping"):
         train_loop(_model(), batches=TorchPermutationBatches(N, 6, seed=0), loss_fn=None, validate=None,
                    max_steps=1, eval_every=1, early_stopping={"patience": 2})
+
+
+def test_min_abs_delta_is_a_floor_under_the_relative_margin():
+    """Near zero the relative margin vanishes; the absolute floor still refuses noise-sized steps,
+    and far from zero the larger (relative) margin decides."""
+    es = EarlyStopping(mode="min", min_rel_delta=0.01, min_abs_delta=3e-4)
+    assert not es.improved(1.0e-5, 2.0e-4) and es.improved(1.0e-4, 5.0e-4)  # 1.9e-4 < 3e-4 < 4e-4
+    assert not es.improved(0.995, 1.0) and es.improved(0.98, 1.0)
+    assert es.improved(7.0, math.inf)
+    assert EarlyStopping(mode="max", min_abs_delta=0.5).improved(2.6, 2.0)
+    assert not EarlyStopping(mode="max", min_abs_delta=0.5).improved(2.4, 2.0)
+    # the training loop stops a model whose validation loss creeps down by less than the floor
+    scores = iter([1e-3 - 1e-5 * i for i in range(100)])
+    r = train_loop(_model(), batches=TorchPermutationBatches(N, 6, seed=0),
+                   loss_fn=lambda m, idx: m(torch.zeros(1, 4)).sum() * 0, validate=lambda m: {"loss": next(scores)},
+                   max_steps=50, eval_every=1, early_stopping=EarlyStopping(patience=3, min_abs_delta=1e-4))
+    assert r["stopped_early"] and r["best_step"] == 1 and r["stop_step"] == 4
 
 
 def test_numpy_batches_match_the_suite_protocol():

@@ -13,6 +13,11 @@ grad: a control loop) times ``TND.step`` (the control-loop API) and ``TND.forwar
 sequence against ``nn.LSTM``. ``--large`` adds the large-graph rows (N = 65,536, mean in-degree
 16 and 32, B = 8, T = 64, sparse, forward + backward), each in a subprocess that reports its
 peak resident memory during one call (``VmHWM`` after resetting it) above what it held before.
+
+``--device cuda`` times the main tables on the GPU (models and inputs there, the clock read after
+``torch.cuda.synchronize()``); there every TND row runs the readable torch loop (the fused kernels
+are C, CPU-only), and the single-step, warm-up and large-graph rows are skipped (they time the C
+path).
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ class BenchSettings:
     cpu_time: bool = False
     """time with the process's CPU time instead of wall time (with --threads 1: a proxy for an idle
     machine's wall time when the machine is shared)"""
+    device: str = setting("cpu", choices=("cpu", "cuda"))
+    """where the main tables' models run; cuda: the GPU, wall time after synchronising (the
+    single-step, warm-up and large-graph rows are CPU-only and skipped)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +97,7 @@ class _Transformer(nn.Module):
         self.out = nn.Linear(d_model, C_OUT)
 
     def forward(self, x):
-        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device)
         return self.out(self.enc(self.inp(x), mask=mask, is_causal=True))
 
 
@@ -163,31 +171,36 @@ def _skip_reason(name: str, b: int, n: int, steps: int, quick: bool) -> str | No
     return None
 
 
-def measure(names, shapes, steps, repeats, log=print) -> dict:
+def measure(names, shapes, steps, repeats, log=print, device: str = "cpu") -> dict:
     """Per shape: build every model, warm each up, then time them in interleaved rounds (model 1,
-    model 2, ..., model 1, ...) so that a change of machine load hits all of them alike; medians."""
+    model 2, ..., model 1, ...) so that a change of machine load hits all of them alike; medians.
+    ``device="cuda"``: models and inputs on the GPU, each call ends with a synchronise."""
     res: dict = {}
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for b, n in shapes:
         key = f"{b},{n}"
         torch.manual_seed(0)
-        x = torch.randn(b, steps, C_IN)
+        x = torch.randn(b, steps, C_IN).to(dev)
         cases = []
         for name in names:
             skip = _skip_reason(name, b, n, steps, steps <= 32)
             if skip:
                 res.setdefault(name, {})[key] = {"skip": skip}
                 continue
-            model = MODELS[name](n)
+            model = MODELS[name](n).to(dev)
             slow = name.startswith(SLOW) and steps > 32  # per-step cost does not depend on T
             xx = x[:, :32] if slow else x
 
             def train(model=model, xx=xx):
                 model.zero_grad(set_to_none=True)
                 model(xx).sum().backward()
+                sync()
 
             def infer(model=model, xx=xx):
                 with torch.no_grad():
                     model(xx)
+                sync()
 
             t0 = time.perf_counter()
             train()
@@ -388,7 +401,7 @@ def tables(res: dict, shapes, steps: int, single: dict | None, large: dict | Non
     return "\n".join(lines)
 
 
-def machine_line(threads: int, cpu_time: bool = False) -> str:
+def machine_line(threads: int, cpu_time: bool = False, device: str = "cpu") -> str:
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
@@ -397,7 +410,8 @@ def machine_line(threads: int, cpu_time: bool = False) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     from tnd import fast
 
-    return (f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, "
+    gpu = f"GPU {torch.cuda.get_device_name()}, models on the GPU; " if device == "cuda" else ""
+    return (f"Machine: {cpu}, {os.cpu_count()} cores, {gpu}torch {torch.__version__}, {threads} threads, "
             f"C kernel {'on' if fast.c_available() else 'off'}; "
             f"{'CPU time of the process' if cpu_time else 'wall time'}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
             f"at the end of the run; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
@@ -425,13 +439,18 @@ def run(args: argparse.Namespace) -> int:
         names = [m for m in names if not m.startswith("TND (") or "fast" in m] if cfg.models is None else names
     from tnd import fast
 
+    gpu = cfg.device == "cuda"
+    if gpu and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device on this machine")
+    if gpu and cfg.cpu_time:
+        raise UsageError("--cpu-time times the CPU; with --device cuda the wall time is what counts")
     fast.c_available()  # compile / load the kernel before timing
     log = (lambda *a: print(*a, file=sys.stderr, flush=True))
-    res = measure(names, shapes, steps, repeats, log=log)
-    single = single_step(16 if quick else 64, 20 if quick else 300)
-    warm = None if quick else warmup_time()
-    large = large_graph(cfg.threads, log=log) if cfg.large else None
-    text = tables(res, shapes, steps, single, large, warm, machine_line(cfg.threads, cfg.cpu_time))
+    res = measure(names, shapes, steps, repeats, log=log, device=cfg.device)
+    single = None if gpu else single_step(16 if quick else 64, 20 if quick else 300)
+    warm = None if quick or gpu else warmup_time()
+    large = large_graph(cfg.threads, log=log) if cfg.large and not gpu else None
+    text = tables(res, shapes, steps, single, large, warm, machine_line(cfg.threads, cfg.cpu_time, cfg.device))
     print(text)
     from tnd.io import atomic_write_text
 

@@ -68,13 +68,16 @@ class EarlyStopping:
     finite (before the first validation, or a NaN score) is replaced by the next one whatever it is.
     ``min_rel_delta``: an improvement must beat the best by more than this fraction of its
     magnitude (0: any strictly better score), so a noisy plateau does not reset the patience by
-    ever smaller steps."""
+    ever smaller steps. ``min_abs_delta``: an improvement must also beat the best by more than this
+    absolute amount (0: no floor), for scores that approach zero, where a relative margin shrinks
+    with the score and counts noise as progress (a solved memory task at MSE 1e-5)."""
 
     monitor: str = "loss"
     mode: str = "min"
     patience: int = 5
     replace_nonfinite_best: bool = False
     min_rel_delta: float = 0.0
+    min_abs_delta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -85,12 +88,15 @@ class EarlyStopping:
         d = self.min_rel_delta
         if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
             raise ValueError(f"EarlyStopping.min_rel_delta must be a number in [0, 1), got {d!r}")
+        a = self.min_abs_delta
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not (0 <= a < math.inf):
+            raise ValueError(f"EarlyStopping.min_abs_delta must be a finite number >= 0, got {a!r}")
 
     def initial(self) -> float:
         return math.inf if self.mode == "min" else -math.inf
 
     def improved(self, score: float, best: float) -> bool:
-        margin = self.min_rel_delta * abs(best) if math.isfinite(best) else 0.0
+        margin = max(self.min_rel_delta * abs(best), self.min_abs_delta) if math.isfinite(best) else 0.0
         better = (score > best + margin) if self.mode == "max" else (score < best - margin)
         return better or (self.replace_nonfinite_best and not math.isfinite(best))
 

@@ -11,7 +11,8 @@ Protocol (the same for every model of a task)
 * Every ``eval_every`` updates (and after the last) the model is scored on the validation split
   (its first ``max_val`` sequences); the best state is kept and training stops early after
   ``patience`` evaluations without improvement (by more than ``min_rel_delta`` of the best
-  score's magnitude; ties keep the earlier state). The score watched is ``monitor``: ``"loss"``
+  score's magnitude and more than ``min_abs_delta``; ties keep the earlier state). The score
+  watched is ``monitor``: ``"loss"``
   (the default), the validation loss -- the training loss on the validation split, smooth where an
   accuracy over a few dozen sequences moves in whole sequences and stops training while the model
   still learns -- or ``"metric"``, the task's metric (higher accuracy / lower MSE).
@@ -75,6 +76,7 @@ class TrainConfig:
     eval_every: int = 25
     patience: int = 4
     min_rel_delta: float = 0.0
+    min_abs_delta: float = 0.0
     max_train: int | None = None
     max_val: int | None = 256
     max_test: int | None = None
@@ -270,7 +272,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                    early_stopping=EarlyStopping(monitor="loss" if cfg.monitor == "loss" else mname,
                                                 mode="max" if better_high and cfg.monitor == "metric" else "min",
                                                 patience=cfg.patience, replace_nonfinite_best=True,
-                                                min_rel_delta=cfg.min_rel_delta),
+                                                min_rel_delta=cfg.min_rel_delta, min_abs_delta=cfg.min_abs_delta),
                    record=record, on_update=on_update, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint,
                    name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state)

@@ -7,13 +7,17 @@ pair of ``--tasks`` x ``--models`` that the suite runs (its skip rules, ``--no-s
 ``--search-seed`` only, so every task tries the same list (trial 0: the untuned setting). A trial
 trains one cell like ``tnd suite`` does -- the task's protocol (update cap, early stopping,
 validation every ``eval_every`` updates), its parameter budget, one training seed
-(``--tune-seed``) -- and is scored on the **validation split only**: the validation metric of
-the state early stopping keeps (the lowest validation loss). The test split is never read
-(:func:`tnd.apps.suite.train.train_and_evaluate` with ``test=False``).
+(``--tune-seed``) -- and is scored on the **validation split only**: minus the validation loss
+of the state early stopping keeps (its lowest validation loss, the score early stopping watches).
+The test split is never read (:func:`tnd.apps.suite.train.train_and_evaluate` with ``test=False``).
 
-Scores are maximised: the score is the validation accuracy, or minus the validation MSE (the
-raw metric is stored beside it, ``val_accuracy`` / ``val_mse``). A model that misses the budget
-by more than :data:`~tnd.apps.suite.tuning_spaces.BUDGET_TOLERANCE` scores None (never chosen).
+Why the loss, not the metric: a validation accuracy over a few dozen sequences moves in whole
+sequences (JapaneseVowels: 54, steps of 1.85 points), so most trials of a search tie at the top
+and the tie-break, not the search, chooses (docs/SUITE.md, "Tuning"); the loss ranks every
+trial. On regression tasks the loss is the MSE. Scores are maximised; the task's metric is stored
+beside the score (``val_accuracy`` / ``val_mse``, and ``val_loss``). A model that misses the
+budget by more than :data:`~tnd.apps.suite.tuning_spaces.BUDGET_TOLERANCE` scores None (never
+chosen).
 
 Run folder::
 
@@ -163,8 +167,8 @@ def suite_objective(key: str, config: dict[str, Any], index: int, context: dict[
     import torch
 
     from .models import build_model, takes_timespans
-    from .sweep import TRAIN_KEYS
-    from .train import TrainConfig, train_and_evaluate
+    from .sweep import train_config
+    from .train import train_and_evaluate
     from .tuning_spaces import BUDGET_TOLERANCE, build_options, split_key
 
     task_name, model_name = split_key(key)
@@ -178,7 +182,7 @@ def suite_objective(key: str, config: dict[str, Any], index: int, context: dict[
         torch.manual_seed(seed)
         net, spec = build_model(model_name, task.input_size, int(task.output_size), int(s["param_budget"]),
                                 graph_seed=int(s["graph_seed"]), seq_len=task.seq_len, options=opts["options"])
-        cfg = TrainConfig(**{**{k: s[k] for k in TRAIN_KEYS}, "lr": opts["lr"]})
+        cfg = train_config(s, lr=opts["lr"])
         use_ts = takes_timespans(model_name) and task.is_irregular
         t0 = time.perf_counter()
         res = train_and_evaluate(net, task, cfg, seed, use_timespans=use_ts, test=False)
@@ -186,10 +190,10 @@ def suite_objective(key: str, config: dict[str, Any], index: int, context: dict[
     finally:
         torch.set_num_threads(threads)
     metric, hib = res["metric"], bool(res["higher_is_better"])
-    val = float(res[f"val_{metric}"])
+    val, val_loss = float(res[f"val_{metric}"]), float(res["val_loss"])
     within = abs(spec["params"] - int(s["param_budget"])) <= BUDGET_TOLERANCE * int(s["param_budget"])
-    score = (val if hib else -val) if within and math.isfinite(val) else None
-    return {"score": score, "metric": metric, "higher_is_better": hib, f"val_{metric}": val,
+    score = -val_loss if within and math.isfinite(val_loss) else None
+    return {"score": score, "metric": metric, "higher_is_better": hib, f"val_{metric}": val, "val_loss": val_loss,
             "best_update": int(res["best_update"]), "updates": int(res["updates"]), "hit_cap": bool(res["hit_cap"]),
             "params": int(spec["params"]), "within_budget": bool(within), "n_val": int(res["n_val"]),
             "train_s": train_s}
@@ -248,9 +252,8 @@ def run_tune(s: TuneSettings, force: bool = False, log=None) -> dict[str, Any]:
     write_best_configs(out, summary, {
         "format": TUNED_FORMAT, "command": command_line(s), "param_budget": budgets[0] if len(budgets) == 1 else None,
         "quick": s.quick, "trials_per_model": s.trials, "tune_seed": s.tune_seed,
-        "score": "validation metric of the state early stopping keeps, one training run (seed --tune-seed): "
-                 "accuracy, or minus the MSE; "
-                 "the test split is never read"})
+        "score": "minus the validation loss of the state early stopping keeps, one training run "
+                 "(seed --tune-seed); the test split is never read"})
     return summary
 
 
