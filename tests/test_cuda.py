@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tnd import TND, load_model, save_model
+from tnd.apps.suite.models import MODEL_NAMES as SUITE_MODELS
 from tnd.graph import NeuronGraph
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -116,8 +117,7 @@ def test_saved_on_cuda_loads_on_the_cpu_bit_for_bit(tmp_path):
         assert b.device.type == "cpu" and torch.equal(a, b.to(a.dtype)), name
 
 
-@pytest.mark.parametrize("name", ["tnd", "tnd_shared", "tnd_ct", "lstm", "cfc", "ltc", "transformer", "mamba", "lru",
-                                  "ode_rnn", "mlp"])
+@pytest.mark.parametrize("name", SUITE_MODELS)
 def test_every_suite_model_trains_a_step_on_cuda(name):
     """Each suite model, built at a budget, moved to the GPU, takes one Adam step there with finite
     loss and gradients, and its outputs agree with the same model on the CPU (float32)."""

@@ -681,9 +681,7 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
         tnd_txt = f"{bt[0]}: {format_metric(bt[1]['mean'], bt[1]['std'], metric)}" if bt else "-"
         rank_txt = f"{ranks[bt[0]]}/{n}" if bt else "-"
         ref = reference_value(b["reference"], metric)
-        ref_txt = "-"
-        if ref:
-            ref_txt = f"{ref[0]} {100 * ref[1]:.1f} %" if metric == "accuracy" else f"{ref[0]} {ref[1]:.4f}"
+        ref_txt = f"{ref[0]} {format_metric(ref[1], None, metric)}" if ref else "-"
         mlp_txt = format_metric(mlp["mean"], mlp["std"], metric) if mlp else "-"
         seq_beats = beats_reference(bs[1]["mean"], ("mlp", mlp["mean"]), metric) if mlp and bs else "-"
         lines.append(f"| {task} | {metric} | {ref_txt} | {bl} | {format_metric(b['mean'], b['std'], metric)} | {tnd_txt} | "
