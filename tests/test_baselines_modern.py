@@ -93,13 +93,21 @@ def test_stepping_equals_full_sequence(name, chunk, grad):
 def test_mamba_paths_equal_the_packages_parallel_scan():
     m = build("mamba", num_layers=2)
     x = torch.randn(2, 13, C_IN)  # 13: the package pads its scan to a power of two
-    y_par, h_par = m(x)  # gradients on: the parallel scan, state from a no-grad step pass
+    y_par, h_par = m(x)  # from the zero state: the parallel scan, the final state in closed form
     with torch.no_grad():
         ref = m.readout(m.norm_f(m.mamba(m.input_proj(x))))  # mambapy's Mamba.forward (pscan)
-        y_step, _ = m(x)  # no gradients: the step path
-    assert torch.equal(y_par.detach(), ref)
+        y_step, h_step = step_through(m, x)  # one step at a time: the package's Mamba.step
+        y_nograd, h_nograd = m(x)
+    assert torch.equal(y_par.detach(), ref) and torch.equal(y_nograd, ref)
     assert y_par.requires_grad and not any(t.requires_grad for t in leaves(h_par))
     torch.testing.assert_close(y_step, ref, atol=1e-5, rtol=1e-4)
+    for a, b, c in zip(leaves(h_step), leaves(h_par), leaves(h_nograd)):  # the closed form is the recurrence's
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+        assert torch.equal(b, c)
+    x2 = torch.randn(2, 2, C_IN)  # shorter than the convolution's memory (d_conv - 1 = 3): zeros before it
+    with torch.no_grad():
+        for a, b in zip(leaves(step_through(m, x2)[1]), leaves(m(x2)[1])):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     stepping = build("mamba", num_layers=2, parallel=False)
     y_s, h_s = stepping(x)
     torch.testing.assert_close(y_s.detach(), ref, atol=1e-5, rtol=1e-4)
@@ -277,3 +285,17 @@ def test_pong_quick_run_with_mamba_and_lru(tmp_path):
         x = torch.rand(2, 5, getattr(model, "inner", model).input_size)
         y1, y2 = model(x)[0], model(x)[0]
         assert torch.equal(y1, y2) and torch.isfinite(y1).all()
+
+
+def test_mamba_paths_benchmark_runs(tmp_path):
+    """benchmarks/mamba_paths.py end to end at a tiny size: one row, the two states agree."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "mamba_paths.py"), "--steps", "1", "--lengths", "9"],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| 9 |"))
+    assert float(row.rstrip(" |").split("|")[-1]) < 1e-5, row

@@ -479,6 +479,21 @@ def test_report_rows_hold_ci_stopping_step_cap_hits_and_the_reference(tmp_path):
     assert {c["seed"]: c["hit_cap"] for c in saved["cells"]} == {0: False, 1: True, 2: False}
 
 
+def test_forecast_report_shows_the_linear_autoregression_beside_persistence(tmp_path):
+    """sunspots carries a second, stronger simple reference (a ridge autoregression): the report
+    prints it under the base forecast, with its weight count."""
+    from tnd.apps.suite.sweep import write_report
+
+    cells = [_fake_cell("sunspots", "lstm", s, 0.5, 800, True) for s in (0, 1)]
+    for c in cells:
+        c["reference"] = {"test_reference": 0.72, "test_reference_name": "persistence", "persistence_mse": 0.72,
+                          "linear_ar_mse": 0.4367, "linear_ar_params": 1596}
+    spec = SweepSpec(tasks=["sunspots"], models=["lstm"], seeds=[0, 1], quick=False)
+    md = write_report(tmp_path, spec, cells, [], wall_time_s=1.0, backend="local", planned=2)
+    assert "| - | *reference: persistence* | 0 | - | 0.7200 |" in md
+    assert "| - | *reference: linear autoregression (ridge)* | 1596 | - | 0.4367 |" in md
+
+
 def test_suite_matrix_shows_every_task_model_and_reference(tmp_path):
     root = Path(__file__).resolve().parents[1]
     a, b = tmp_path / "a", tmp_path / "b"

@@ -21,8 +21,8 @@ from tnd.apps.tasks.base import SequenceTask
 from tnd.apps.tuning import ray_tune_missing, sample_trials
 
 #: (input_size, output_size) of the suite's tasks at full size: japanese vowels (and irregular), italy power
-#: demand, multiscale, electricity (48-step forecast), adding, copy
-SHAPES = [(12, 9), (1, 2), (8, 2), (1, 48), (2, 1), (10, 8)]
+#: demand, multiscale, electricity (48-step forecast), sunspots (12-month forecast), adding, copy
+SHAPES = [(12, 9), (1, 2), (8, 2), (1, 48), (1, 12), (2, 1), (10, 8)]
 TINY = ["--quick", "--no-progress", "--backend", "local"]
 
 
@@ -264,3 +264,49 @@ def test_help_names_the_command():
     assert rc == 0 and out.startswith("usage: tnd suite tune") and "--trials" in out and "--ray-address" in out
     rc, out, _ = _run(["suite", "--help"])
     assert rc == 0 and "--tuned" in out
+
+
+def test_the_committed_tuned_file_holds_complete_equal_searches_per_task():
+    """``src/tnd/apps/suite/tuned.json`` (what ``tnd suite`` uses by default) holds a task only when
+    every default model that the suite runs on it was searched with the same number of trials, and
+    each choice is the recorded trial's configuration. A task tuned for some models only (multiscale)
+    stays out of it, so its cells keep the defaults for every model alike."""
+    from tnd.apps.suite.sweep import DEFAULT_MODELS
+    from tnd.apps.suite.tuning_spaces import DEFAULT_TUNED, load_tuned, split_key
+
+    if not DEFAULT_TUNED.is_file():
+        pytest.skip("no committed tuned.json")
+    d = json.loads(DEFAULT_TUNED.read_text())
+    assert d["format"] == TUNED_FORMAT and d["param_budget"] == BASE_SETTINGS["param_budget"] and not d["quick"]
+    chosen = load_tuned(DEFAULT_TUNED)["configs"]
+    tasks = {split_key(k)[0] for k in chosen}
+    spec = SweepSpec(tasks=sorted(tasks), models=list(DEFAULT_MODELS), seeds=[0], quick=False)
+    cells, _ = plan(spec)
+    run_pairs = {f"{c.task}/{c.model}" for c in cells}
+    assert set(chosen) == run_pairs, set(chosen) ^ run_pairs
+    for key, cfg in chosen.items():
+        entry = d["models"][key]
+        model = split_key(key)[1]
+        assert entry["complete"] and 0 <= entry["trial"] < d["trials_per_model"], key
+        trials = sample_trials({model: SPACES[model]}, d["trials_per_model"], d["tune_seed"])[model]
+        assert cfg == trials[entry["trial"]], key
+
+
+def test_the_committed_file_applies_to_the_protocol_it_was_searched_under_only(tmp_path, monkeypatch):
+    """Without --tuned the committed file tunes the full-size sweep; --quick and another budget
+    run untuned (a note says so for the budget), an explicit --tuned applies anyway."""
+    from tnd.apps.suite import cli as suite_cli
+    from tnd.apps.suite import tuning_spaces
+    from tnd.apps.suite.cli import SuiteSettings
+
+    config = sample_trials({"lstm": SPACES["lstm"]}, 2, 0)["lstm"][1]
+    committed = tmp_path / "tuned.json"
+    committed.write_text(json.dumps({"format": TUNED_FORMAT, "param_budget": 2000, "quick": False,
+                                     "models": {"japanese_vowels/lstm": {"config": config}}}))
+    monkeypatch.setattr(tuning_spaces, "DEFAULT_TUNED", committed)
+    assert suite_cli._tuned(SuiteSettings()) == {"japanese_vowels/lstm": config}
+    assert suite_cli._tuned(SuiteSettings(quick=True)) == {}
+    notes = []
+    monkeypatch.setattr(suite_cli, "note", notes.append)
+    assert suite_cli._tuned(SuiteSettings(param_budget=5000)) == {} and "untuned" in notes[0]
+    assert suite_cli._tuned(SuiteSettings(quick=True, tuned=str(committed))) == {"japanese_vowels/lstm": config}

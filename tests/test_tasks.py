@@ -16,7 +16,7 @@ AEON_TASKS = [
     "irregular_japanese_vowels_30",
     "irregular_japanese_vowels_70",
 ]
-PMD_TASKS = ["electricity"]
+PMD_TASKS = ["electricity", "sunspots"]
 
 
 def _needs(name):
@@ -216,6 +216,37 @@ def test_electricity_windows():
     full = load_task("electricity")
     assert full.x_train.shape[1:] == (336, 1) and full.y_train.shape[1] == 48
     torch.testing.assert_close(full.y_train[0, :1], full.x_train[1, -1:, 0])
+
+
+def test_sunspots_windows_and_references():
+    """Targets of the three splits are disjoint and chronological; the base is persistence (the last
+    input month); the linear-autoregression reference is fit on train, chosen on validation, and
+    beats persistence on validation (else the penalty grid or the fit is broken)."""
+    pytest.importorskip("pmdarima")
+    from tnd.apps.tasks.sunspots import CYCLE, LINEAR_AR_PENALTIES, load_sunspots_series
+
+    task = load_task("sunspots")
+    md = task.metadata
+    assert task.x_train.shape[1:] == (CYCLE, 1) and task.output_size == 12 == task.y_train.shape[1]
+    assert md["split_boundaries"] == [1968, 2388, 2820] and len(load_sunspots_series()) == 2820
+    starts = {s: np.array(md[f"target_start_{s}"]) for s in SPLITS}
+    b1, b2, n = md["split_boundaries"]
+    assert starts["train"].max() + 12 <= b1 <= starts["val"].min()
+    assert starts["val"].max() + 12 <= b2 <= starts["test"].min() and starts["test"].max() + 12 == n
+    for s in SPLITS:  # persistence: the window's last input month over the whole horizon
+        torch.testing.assert_close(task.base_forecast(s), task.split(s)[0][:, -1:, 0].expand(-1, 12))
+    # one window's first target is the next window's last input
+    torch.testing.assert_close(task.y_train[0, :1], task.x_train[1, -1:, 0])
+    assert md["linear_ar_penalty"] in LINEAR_AR_PENALTIES
+    assert md["linear_ar_mse_val"] < md["persistence_mse_val"] < md["mean_mse"]
+    assert md["persistence_mse"] == pytest.approx(float(((task.y_test - task.base_forecast("test")) ** 2).mean()),
+                                                  rel=1e-5)
+    raw = (load_sunspots_series() - md["mean"]) / md["std"]
+    assert float(task.x_test[0, -1, 0]) == pytest.approx(raw[starts["test"][0] - 1], rel=1e-5)
+    with pytest.raises(ValueError, match="horizon"):
+        load_task("sunspots", horizon=0)
+    with pytest.raises(ValueError, match="train_years"):
+        load_task("sunspots", train_years=300)
 
 
 def test_base_forecast_is_checked():

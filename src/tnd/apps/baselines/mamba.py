@@ -1,4 +1,4 @@
-"""Mamba baseline: the ``mambapy`` package's Mamba (pure PyTorch) behind the baseline interface.
+r"""Mamba baseline: the ``mambapy`` package's Mamba (pure PyTorch) behind the baseline interface.
 
 The network is ``mambapy.mamba.Mamba`` (``mambapy >= 1.2``: residual blocks of RMSNorm + Mamba
 mixer: input projection to two branches, a short causal depthwise convolution, the selective
@@ -8,13 +8,22 @@ in its language model) and a linear readout of every step.
 
 Running it: the package's recurrent inference path (``Mamba.step``, one time step at a time,
 each layer carrying its SSM state ``h`` and the last ``d_conv - 1`` inputs of its convolution)
-runs every call that starts from a given state and every call without gradients (play), so
-chunks and single steps continue a sequence exactly. A training call (``hx=None``, gradients on,
-more than one step) computes the outputs with the package's parallel scan (``Mamba.forward``,
-the same outputs up to rounding; about 1.5x faster to train than stepping here), which can
-neither start from a given state nor return its final one: the returned state then comes from a
-second pass of the step path without gradients, i.e. it is detached (what truncated BPTT does
-anyway). ``parallel=False`` steps always (the state then carries gradients).
+runs every call that starts from a given state and every single step (play), so chunks and
+single steps continue a sequence exactly. A call from the zero state (``hx=None``) over more than
+one step computes the outputs with the package's parallel scan (``Mamba.forward``, the same
+outputs up to rounding), which can neither start from a given state nor return its final one.
+The final state is then computed without gradients, i.e. detached (what truncated BPTT does
+anyway), from what the scan saw (forward hooks on each layer's ``x_proj`` and ``conv1d``), in
+closed form:
+
+.. math::
+
+    h_T = \sum_{t=1}^{T} \Big(\prod_{s=t+1}^{T} \bar A_s\Big) \bar B_t x_t,
+    \qquad \bar A_s = e^{\Delta_s A},\ \bar B_t = \Delta_t B_t,
+
+one vectorised pass instead of stepping the sequence again (which made a training step
+1.6-1.9x and an evaluation 4-5x slower at T = 132-256; ``benchmarks/mamba_paths.py``). ``parallel=False`` steps
+always (the state then carries gradients).
 
 State ``(h, conv)``: ``h`` is ``(B, num_layers, d_inner, d_state)``, ``conv`` is
 ``(B, num_layers, d_inner, d_conv - 1)``, with ``d_inner = expand_factor * hidden_size``.
@@ -25,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tnd.checks import check_positive_int
@@ -107,14 +117,49 @@ class Mamba(BaselineModel):
         state = (torch.stack([c[0] for c in caches], dim=1), torch.stack([c[1] for c in caches], dim=1))
         return torch.stack(outs, dim=1), state
 
+    def _parallel_path(self, u: torch.Tensor):
+        """The package's parallel scan over ``u`` ``(B, T, d_model)`` from the zero state:
+        ``(outputs, detached final state)`` (the closed form of the module doc)."""
+        seen: list[dict[str, torch.Tensor]] = [{} for _ in self.mamba.layers]
+
+        def keep(i: int, name: str):
+            def hook(_module, inputs, output):
+                seen[i][name] = inputs[0].detach()
+                if name == "x":
+                    seen[i]["dbc"] = output.detach()
+            return hook
+
+        hooks = []
+        for i, layer in enumerate(self.mamba.layers):
+            hooks.append(layer.mixer.x_proj.register_forward_hook(keep(i, "x")))
+            hooks.append(layer.mixer.conv1d.register_forward_hook(keep(i, "conv_in")))
+        try:
+            out = self.mamba(u)
+        finally:
+            for hk in hooks:
+                hk.remove()
+        hs, convs = [], []
+        keep_last = self.d_conv - 1
+        with torch.no_grad():
+            for layer, got in zip(self.mamba.layers, seen):
+                mixer = layer.mixer
+                delta, b, _ = torch.split(got["dbc"], [self.config.dt_rank, self.d_state, self.d_state], dim=-1)
+                delta = F.softplus(F.linear(delta, mixer.dt_proj.weight, mixer.dt_proj.bias))  # (B, T, ED)
+                log_a = delta.unsqueeze(-1) * -torch.exp(mixer.A_log.float())  # (B, T, ED, N)
+                # decay from step t to the end: sum over s > t of log A_s (a reverse cumulative sum, shifted)
+                after = torch.cat([log_a.flip(1).cumsum(1).flip(1)[:, 1:], torch.zeros_like(log_a[:, :1])], 1)
+                bx = (delta * got["x"]).unsqueeze(-1) * b.unsqueeze(2)
+                hs.append((torch.exp(after) * bx).sum(1))
+                c = got["conv_in"][:, :, -keep_last:]  # (B, ED, <= d_conv - 1) pre-convolution inputs
+                convs.append(F.pad(c, (keep_last - c.shape[-1], 0)))  # zeros before the first step
+        return out, (torch.stack(hs, dim=1), torch.stack(convs, dim=1))
+
     def _forward_batched(self, x: torch.Tensor, hx: Optional[tuple]):
-        h, conv = self._zero_state(x) if hx is None else self._check_hx(hx)
         u = self.input_proj(x)
-        if hx is None and self.parallel and torch.is_grad_enabled() and x.shape[1] > 1:
-            out = self.mamba(u)  # the package's parallel scan, from a zero state
-            with torch.no_grad():
-                _, state = self._step_path(u, h, conv)
+        if hx is None and self.parallel and x.shape[1] > 1:
+            out, state = self._parallel_path(u)
         else:
+            h, conv = self._zero_state(x) if hx is None else self._check_hx(hx)
             out, state = self._step_path(u, h, conv)
         return self.readout(self.norm_f(out)), state
 

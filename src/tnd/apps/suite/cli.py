@@ -90,7 +90,8 @@ class SuiteSettings:
     """rewrite report.md/results.json from the finished cells of --out; run nothing"""
     tuned: str | None = setting(None, metavar="FILE", example="--tuned runs/suite-tune/best_configs.json")
     """chosen configurations per (task, model) (best_configs.json of tnd suite tune; none: the defaults);
-    default: the committed src/tnd/apps/suite/tuned.json when there is one. A tuned cell uses its
+    default: the committed src/tnd/apps/suite/tuned.json (its tasks; not with --quick or another
+    --param-budget than it was searched at). A tuned cell uses its
     configuration's learning rate and layout (TND: its graph family instead of --topologies)"""
 
     def check(self) -> None:
@@ -137,7 +138,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _tuned(s: SuiteSettings) -> dict[str, dict[str, Any]]:
-    """The chosen configurations of --tuned (every entry of the file: --tasks may change on resume)."""
+    """The chosen configurations of --tuned (every entry of the file: --tasks may change on resume).
+    The committed file (no --tuned) holds the defaults of the protocol it was searched under only:
+    --quick, or another --param-budget, runs untuned unless --tuned names a file."""
     from .sweep import BASE_SETTINGS, QUICK_SETTINGS
     from .tuning_spaces import load_tuned, resolve_tuned_path
 
@@ -146,6 +149,11 @@ def _tuned(s: SuiteSettings) -> dict[str, dict[str, Any]]:
         return {}
     loaded = load_tuned(path)
     budget = s.param_budget or (QUICK_SETTINGS if s.quick else BASE_SETTINGS)["param_budget"]
+    if s.tuned is None and (s.quick or loaded["param_budget"] not in (None, budget)):
+        if not s.quick:
+            note(f"tnd suite: the committed {path.name} was searched at --param-budget {loaded['param_budget']}; "
+                 f"this sweep ({budget}) runs every model untuned (--tuned {path} applies it anyway)")
+        return {}
     if loaded["param_budget"] not in (None, budget):
         note(f"tnd suite: --tuned {path}: searched at --param-budget {loaded['param_budget']}, this sweep uses "
              f"{budget} (the configurations apply; the widths are matched to this budget)")

@@ -2,7 +2,7 @@
 
 Groups (:func:`task_group`): ``memory`` (adding, copy, multiscale), ``classification``
 (japanese_vowels, italy_power_demand), ``irregular`` (irregular_japanese_vowels_*),
-``forecasting`` (electricity), ``other`` (any other task). ``suite_<group>.png`` has one
+``forecasting`` (electricity, sunspots), ``other`` (any other task). ``suite_<group>.png`` has one
 panel per task of the group: each model's test metric, mean over seeds (filled dot: TND,
 square: baseline), its 95 % confidence interval over seeds (Student t, so it is wide for few
 seeds; none for one seed), every seed as a small hollow dot, and the task's reference score
@@ -60,7 +60,7 @@ def task_group(task: str) -> str:
         return "memory"
     if task in ("japanese_vowels", "italy_power_demand"):
         return "classification"
-    if task.startswith("electricity"):
+    if task.startswith(("electricity", "sunspots")):
         return "forecasting"
     return "other"
 

@@ -15,6 +15,7 @@ Registered names (``sorted(TASKS)``):
   (:mod:`.irregular`)
 * ``electricity`` -- Taylor half-hourly demand forecasting, bundled in ``pmdarima``
   (:mod:`.electricity`)
+* ``sunspots`` -- monthly sunspot number a year ahead, bundled in ``pmdarima`` (:mod:`.sunspots`)
 * ``adding``, ``copy`` (``length=``), ``adding_{100,500,1000}``, ``copy_{100,500,1000}``
   (:mod:`.memory`)
 
@@ -23,11 +24,12 @@ The real-data tasks import ``aeon`` / ``pmdarima`` lazily, only when built, so
 """
 
 from .base import SPLITS, TASKS, SequenceTask, list_tasks, load_task, register_task
-from . import electricity, irregular, memory, multiscale, uea  # noqa: F401  (registration)
+from . import electricity, irregular, memory, multiscale, sunspots, uea  # noqa: F401  (registration)
 from .electricity import electricity_task
 from .irregular import irregular_japanese_vowels_task
 from .memory import adding_task, copy_task
 from .multiscale import multiscale_task
+from .sunspots import sunspots_task
 from .uea import italy_power_demand_task, japanese_vowels_task
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "italy_power_demand_task",
     "irregular_japanese_vowels_task",
     "electricity_task",
+    "sunspots_task",
     "adding_task",
     "copy_task",
 ]

@@ -44,6 +44,8 @@ __all__ = [
     "load_task",
     "list_tasks",
     "SPLITS",
+    "forecast_windows",
+    "pmdarima_series",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -194,6 +196,26 @@ def load_task(name: str, seed: int = 0, small: bool = False, **kw: Any) -> Seque
 
 
 # ------------------------------------------------------------- shared utilities
+def pmdarima_series(loader: str, task: str) -> np.ndarray:
+    """A series bundled in the ``pmdarima`` wheel (``pmdarima.datasets.<loader>()``) as float64,
+    offline; ImportError naming ``task`` when pmdarima is missing."""
+    try:
+        from pmdarima import datasets
+    except ImportError as e:  # pragma: no cover - depends on environment
+        raise ImportError(f"the {task} task needs 'pmdarima' (pip install 'tnd[suite]' or pip install pmdarima), "
+                          f"whose wheel bundles its series") from e
+    return np.asarray(getattr(datasets, loader)(), dtype=np.float64)
+
+
+def forecast_windows(v: np.ndarray, starts: np.ndarray, input_len: int, horizon: int):
+    """``(x, y, yi)`` of the windows of series ``v`` whose first target step is each of ``starts``:
+    ``x = v[start - input_len : start]``, ``y = v[start : start + horizon]`` (rows), ``yi`` the
+    absolute indices of the targets."""
+    xi = starts[:, None] + np.arange(-input_len, 0)[None, :]
+    yi = starts[:, None] + np.arange(horizon)[None, :]
+    return v[xi], v[yi], yi
+
+
 def to_x(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 

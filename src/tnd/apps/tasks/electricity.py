@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import SequenceTask, register_task, to_x
+from .base import SequenceTask, forecast_windows, pmdarima_series, register_task, to_x
 
 __all__ = ["electricity_task", "load_taylor_series", "DAY", "WEEK"]
 
@@ -56,20 +56,7 @@ WEEK = 336
 
 def load_taylor_series() -> np.ndarray:
     """The 4032 half-hourly demand values (MW) as float64, loaded offline from pmdarima."""
-    try:
-        from pmdarima.datasets import load_taylor
-    except ImportError as e:  # pragma: no cover - depends on environment
-        raise ImportError(
-            "the electricity task needs 'pmdarima' (pip install 'tnd[suite]' or "
-            "pip install pmdarima), whose wheel bundles Taylor's demand series"
-        ) from e
-    return np.asarray(load_taylor(), dtype=np.float64)
-
-
-def _windows(v: np.ndarray, starts: np.ndarray, input_len: int, horizon: int):
-    xi = starts[:, None] + np.arange(-input_len, 0)[None, :]
-    yi = starts[:, None] + np.arange(horizon)[None, :]
-    return v[xi], v[yi], yi
+    return pmdarima_series("load_taylor", "electricity")
 
 
 def electricity_task(
@@ -109,7 +96,7 @@ def electricity_task(
     for s, (lo, hi) in ranges.items():
         lo = max(lo, input_len, WEEK)  # the seasonal-naive base needs the week before each target
         starts = np.arange(lo, hi - horizon + 1, stride)
-        x, y, yi = _windows(v, starts, input_len, horizon)
+        x, y, yi = forecast_windows(v, starts, input_len, horizon)
         x = x[:, :, None]
         if time_features:
             xi = starts[:, None] + np.arange(-input_len, 0)[None, :]
