@@ -269,7 +269,7 @@ def test_help_names_the_command():
 def test_the_committed_tuned_file_holds_complete_equal_searches_per_task():
     """``src/tnd/apps/suite/tuned.json`` (what ``tnd suite`` uses by default) holds a task only when
     every default model that the suite runs on it was searched with the same number of trials, and
-    each choice is the recorded trial's configuration. A task tuned for some models only (multiscale)
+    each choice is the recorded trial's configuration. A task tuned for some models only (a memory task)
     stays out of it, so its cells keep the defaults for every model alike."""
     from tnd.apps.suite.sweep import DEFAULT_MODELS
     from tnd.apps.suite.tuning_spaces import DEFAULT_TUNED, load_tuned, split_key
