@@ -122,17 +122,16 @@ class Mamba(BaselineModel):
         ``(outputs, detached final state)`` (the closed form of the module doc)."""
         seen: list[dict[str, torch.Tensor]] = [{} for _ in self.mamba.layers]
 
-        def keep(i: int, name: str):
-            def hook(_module, inputs, output):
-                seen[i][name] = inputs[0].detach()
-                if name == "x":
-                    seen[i]["dbc"] = output.detach()
-            return hook
+        def on_x_proj(got: dict[str, torch.Tensor]):  # the SSM's input x and its (delta, B, C) projection
+            return lambda _m, inputs, output: got.update(x=inputs[0].detach(), dbc=output.detach())
+
+        def on_conv(got: dict[str, torch.Tensor]):  # the convolution's input: its cache is the last columns
+            return lambda _m, inputs, _output: got.update(conv_in=inputs[0].detach())
 
         hooks = []
-        for i, layer in enumerate(self.mamba.layers):
-            hooks.append(layer.mixer.x_proj.register_forward_hook(keep(i, "x")))
-            hooks.append(layer.mixer.conv1d.register_forward_hook(keep(i, "conv_in")))
+        for layer, got in zip(self.mamba.layers, seen):
+            hooks.append(layer.mixer.x_proj.register_forward_hook(on_x_proj(got)))
+            hooks.append(layer.mixer.conv1d.register_forward_hook(on_conv(got)))
         try:
             out = self.mamba(u)
         finally:

@@ -149,12 +149,13 @@ def _tuned(s: SuiteSettings) -> dict[str, dict[str, Any]]:
         return {}
     loaded = load_tuned(path)
     budget = s.param_budget or (QUICK_SETTINGS if s.quick else BASE_SETTINGS)["param_budget"]
-    if s.tuned is None and (s.quick or loaded["param_budget"] not in (None, budget)):
+    other_budget = loaded["param_budget"] not in (None, budget)
+    if s.tuned is None and (s.quick or other_budget):
         if not s.quick:
             note(f"tnd suite: the committed {path.name} was searched at --param-budget {loaded['param_budget']}; "
                  f"this sweep ({budget}) runs every model untuned (--tuned {path} applies it anyway)")
         return {}
-    if loaded["param_budget"] not in (None, budget):
+    if other_budget:
         note(f"tnd suite: --tuned {path}: searched at --param-budget {loaded['param_budget']}, this sweep uses "
              f"{budget} (the configurations apply; the widths are matched to this budget)")
     return loaded["configs"]

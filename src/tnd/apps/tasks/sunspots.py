@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tnd.checks import check_positive_int
+
 from .base import SequenceTask, forecast_windows, pmdarima_series, register_task, to_x
 
 __all__ = ["sunspots_task", "load_sunspots_series", "CYCLE", "LINEAR_AR_PENALTIES"]
@@ -90,8 +92,7 @@ def sunspots_task(
     n = len(raw)
     b1, b2 = train_years * _YEAR, (train_years + val_years) * _YEAR
     for name, value in (("input_len", input_len), ("horizon", horizon), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        check_positive_int(name, value)
     if not (max(input_len, CYCLE) < b1 < b2 < n - horizon):
         raise ValueError(f"train_years/val_years/input_len: the splits must fit the {n}-month series with "
                          f"room for the inputs ({max(input_len, CYCLE)} months) and a test horizon, got "
