@@ -249,6 +249,23 @@ def test_sunspots_windows_and_references():
         load_task("sunspots", train_years=300)
 
 
+def test_sunspots_second_origin():
+    """``sunspots_1913`` moves every split 35 years earlier: its test targets are the default task's
+    validation targets (1913-1947), it normalises by its own (shorter) training years, and a test
+    period that runs past the series or is empty is refused."""
+    pytest.importorskip("pmdarima")
+    default, early = load_task("sunspots"), load_task("sunspots_1913")
+    md = early.metadata
+    assert md["split_boundaries"] == [1548, 1968, 2388]
+    assert md["target_start_test"] == default.metadata["target_start_val"]
+    assert md["target_start_train"][-1] + 12 <= 1548 and md["mean"] != default.metadata["mean"]
+    assert md["linear_ar_mse_val"] < md["persistence_mse_val"]
+    with pytest.raises(ValueError, match="test_years"):
+        load_task("sunspots", test_years=40)
+    with pytest.raises(ValueError, match="test_years"):
+        load_task("sunspots", test_years=0)
+
+
 def test_base_forecast_is_checked():
     """A base forecast (residual forecasting) belongs to forecast tasks, on every split, shaped like y."""
     x, y = torch.zeros(4, 5, 1), torch.zeros(4, 3)

@@ -74,7 +74,7 @@ FULL_TASKS = (
     "japanese_vowels", "italy_power_demand",
     "irregular_japanese_vowels_30", "irregular_japanese_vowels_50", "irregular_japanese_vowels_70",
     "multiscale",
-    "electricity", "sunspots",
+    "electricity", "sunspots", "sunspots_1913",
     "adding_100", "adding_500", "adding_1000",
     "copy_100", "copy_500", "copy_1000",
 )
@@ -96,7 +96,7 @@ NA_TOPOLOGY = "na"
 #: nominal sequence length of each task (used by the skip rules without loading data)
 NOMINAL_LENGTH = {
     "multiscale": 256, "japanese_vowels": 29, "italy_power_demand": 24, "electricity": 336,
-    "sunspots": 132,
+    "sunspots": 132, "sunspots_1913": 132,
     "irregular_japanese_vowels_30": 21, "irregular_japanese_vowels_50": 15,
     "irregular_japanese_vowels_70": 9,
     "adding_100": 100, "adding_500": 500, "adding_1000": 1000,
@@ -121,6 +121,7 @@ _SMALL_DATA = {"max_updates": 2000, "eval_every": 25, "patience": 8}  # ~200 tra
 # (docs/SUITE.md, "Budgets"): 5,000 updates of patience, so the plateau does not end training, and
 # a 30,000 cap; an improvement must also exceed 3e-4 of loss (0.2 % of the constant predictor's MSE
 # on adding), or a solved model's noise at MSE 1e-5 keeps resetting the patience until the cap
+_SUNSPOTS = {"max_updates": 3000, "eval_every": 50, "patience": 8, "max_val": None}
 _MEMORY = {"max_updates": 30000, "eval_every": 200, "patience": 25, "min_abs_delta": 3e-4}
 _MEMORY_SHORT = {**_MEMORY, "max_test": 500}
 # copy_100: TND was still improving at 30,000 updates on 4 of 5 seeds (docs/SUITE.md, "Copy at 100
@@ -138,7 +139,7 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
     # at 0.0097 where all of them score 0.024 and the test weeks 0.012 -- too few days to stop on
     "electricity": {"max_updates": 2000, "eval_every": 50, "patience": 8, "max_val": None},
     # ~1,800 training windows (57 updates an epoch); every validation window (409, 35 years)
-    "sunspots": {"max_updates": 3000, "eval_every": 50, "patience": 8, "max_val": None},
+    "sunspots": _SUNSPOTS, "sunspots_1913": _SUNSPOTS,
     "adding_100": _MEMORY_SHORT, "copy_100": _COPY_SHORT,
     "adding_500": _MEMORY_LONG, "copy_500": _MEMORY_LONG,
     "adding_1000": _MEMORY_LONG, "copy_1000": _MEMORY_LONG,

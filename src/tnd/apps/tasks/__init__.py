@@ -15,7 +15,8 @@ Registered names (``sorted(TASKS)``):
   (:mod:`.irregular`)
 * ``electricity`` -- Taylor half-hourly demand forecasting, bundled in ``pmdarima``
   (:mod:`.electricity`)
-* ``sunspots`` -- monthly sunspot number a year ahead, bundled in ``pmdarima`` (:mod:`.sunspots`)
+* ``sunspots`` -- monthly sunspot number a year ahead, bundled in ``pmdarima`` (:mod:`.sunspots`);
+  ``sunspots_1913`` the same with the forecast origin 35 years earlier
 * ``adding``, ``copy`` (``length=``), ``adding_{100,500,1000}``, ``copy_{100,500,1000}``
   (:mod:`.memory`)
 
