@@ -117,11 +117,13 @@ BASE_SETTINGS: dict[str, Any] = {
     "max_test": None, "data_seed": 0, "graph_seed": 0,
 }
 _SMALL_DATA = {"max_updates": 2000, "eval_every": 25, "patience": 8}  # ~200 train sequences: 7 updates an epoch
+# sunspots (both forecast origins): ~1,400-1,800 training windows (44-57 updates an epoch); every
+# validation window (409, 35 years)
+_SUNSPOTS = {"max_updates": 3000, "eval_every": 50, "patience": 8, "max_val": None}
 # memory tasks: an LSTM leaves adding_100's plateau after ~3,000-10,000 updates at batch 32
 # (docs/SUITE.md, "Budgets"): 5,000 updates of patience, so the plateau does not end training, and
 # a 30,000 cap; an improvement must also exceed 3e-4 of loss (0.2 % of the constant predictor's MSE
 # on adding), or a solved model's noise at MSE 1e-5 keeps resetting the patience until the cap
-_SUNSPOTS = {"max_updates": 3000, "eval_every": 50, "patience": 8, "max_val": None}
 _MEMORY = {"max_updates": 30000, "eval_every": 200, "patience": 25, "min_abs_delta": 3e-4}
 _MEMORY_SHORT = {**_MEMORY, "max_test": 500}
 # copy_100: TND was still improving at 30,000 updates on 4 of 5 seeds (docs/SUITE.md, "Copy at 100
@@ -142,7 +144,6 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
     # every validation window (weeks 9-10): the first 256 (5 days) score the seasonal-naive forecast
     # at 0.0097 where all of them score 0.024 and the test weeks 0.012 -- too few days to stop on
     "electricity": {"max_updates": 2000, "eval_every": 50, "patience": 8, "max_val": None},
-    # ~1,800 training windows (57 updates an epoch); every validation window (409, 35 years)
     "sunspots": _SUNSPOTS, "sunspots_1913": _SUNSPOTS,
     "adding_100": _MEMORY_SHORT, "copy_100": _COPY_SHORT,
     "adding_500": _MEMORY_LONG, "copy_500": _MEMORY_LONG,

@@ -96,13 +96,12 @@ def sunspots_task(
     horizon = (6 if small else _YEAR) if horizon is None else horizon
     stride = (_YEAR if small else 1) if stride is None else stride
     raw = load_sunspots_series()
-    n = len(raw)
     for name, value in (("input_len", input_len), ("horizon", horizon), ("stride", stride)):
         check_positive_int(name, value)
     if test_years is not None:
         check_positive_int("test_years", test_years)
     b1, b2 = train_years * _YEAR, (train_years + val_years) * _YEAR
-    n = n if test_years is None else b2 + test_years * _YEAR
+    n = len(raw) if test_years is None else b2 + test_years * _YEAR
     if not (max(input_len, CYCLE) < b1 < b2 < n - horizon and n <= len(raw)):
         raise ValueError(f"train_years/val_years/test_years/input_len: the splits must fit the {len(raw)}-month "
                          f"series with room for the inputs ({max(input_len, CYCLE)} months) and a test horizon, "
