@@ -10,6 +10,7 @@ pytest.importorskip("ncps")
 from tnd.apps.baselines import (  # noqa: E402
     BASELINES,
     CausalTransformer,
+    LSTM,
     CfC,
     SparseRNN,
     count_parameters,
@@ -337,3 +338,47 @@ def test_sparse_rnn_edge_list_choice_and_reload():
     assert torch.equal(b.edges, a.edges)
     x = torch.randn(2, 5, C_IN)
     torch.testing.assert_close(b(x)[0], a(x)[0])
+
+
+def test_lstm_chrono_init():
+    """Chrono init (Tallec & Ollivier 2018): b_f = log(u), u ~ U(1, T_max - 1), b_i = -b_f, in
+    every layer; the hidden-to-hidden biases of those two gates are zero; the rest is PyTorch's."""
+    torch.manual_seed(0)
+    m = LSTM(3, 2, 32, num_layers=2, chrono_init=100)
+    h = 32
+    for k in range(2):
+        b_ih, b_hh = getattr(m.lstm, f"bias_ih_l{k}").detach(), getattr(m.lstm, f"bias_hh_l{k}").detach()
+        u = b_ih[h:2 * h].exp()
+        assert float(u.min()) >= 1.0 - 1e-5 and float(u.max()) <= 99.0 + 1e-4
+        assert float(u.max()) > 50.0  # spread over the range, not stuck at one end
+        assert torch.equal(b_ih[:h], -b_ih[h:2 * h])
+        assert torch.equal(b_hh[:2 * h], torch.zeros(2 * h))
+        assert float(b_hh[2 * h:].abs().sum()) > 0  # cell and output gates keep PyTorch's init
+    # no chrono: PyTorch's biases, forget gates near 0.5
+    torch.manual_seed(0)
+    plain = LSTM(3, 2, 32)
+    b_f = (plain.lstm.bias_ih_l0 + plain.lstm.bias_hh_l0).detach()[h:2 * h]
+    assert float(torch.sigmoid(b_f).max()) < 0.6
+    with pytest.raises(ValueError, match="chrono_init"):
+        LSTM(3, 2, 8, chrono_init=2)
+    with pytest.raises(TypeError, match="chrono_init"):
+        LSTM(3, 2, 8, chrono_init="long")
+
+
+def test_lstm_chrono_holds_a_value_longer():
+    """What chrono init is for: with zero input after the first step, the cell state of a
+    chrono-initialised LSTM (T_max = 1000) keeps far more of a first-step impulse after 100 steps."""
+    x = torch.zeros(2, 101, 1)
+    x[0, 0, 0] = 1.0  # sequence 0: an impulse at step 0; sequence 1: none
+
+    def kept(model):  # how much of the impulse's effect on the cell state is left
+        with torch.no_grad():
+            c0 = model.lstm(x[:, :1])[1][1][0]
+            c = model.lstm(x)[1][1][0]
+        return float((c[0] - c[1]).abs().sum() / (c0[0] - c0[1]).abs().sum())
+
+    torch.manual_seed(1)
+    plain = LSTM(1, 1, 16)
+    torch.manual_seed(1)
+    chrono = LSTM(1, 1, 16, chrono_init=1000)
+    assert kept(chrono) > 100 * kept(plain)

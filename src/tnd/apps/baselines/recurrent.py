@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from tnd.checks import check_positive_int
+from tnd.checks import check_positive_int, check_real
 
 State = Union[torch.Tensor, Tuple[Any, ...]]
 
@@ -156,16 +156,39 @@ class VanillaRNN(BaselineModel):
 class LSTM(BaselineModel):
     """``nn.LSTM`` with a linear readout.
 
+    ``chrono_init=T_max`` (default ``None``: PyTorch's init) sets the gate biases by the chrono
+    initialisation of Tallec & Ollivier (2018, "Can recurrent neural networks warp time?"):
+    forget bias ``b_f = log(u)``, ``u ~ U(1, T_max - 1)`` per unit, input bias ``b_i = -b_f``
+    (in every layer; the hidden-to-hidden biases of those gates are zeroed, since ``nn.LSTM`` adds
+    both). A unit then starts as a leaky integrator with a time constant of about ``u`` steps,
+    spread up to ``T_max``: the LSTM's counterpart of a log-spread time-constant init. PyTorch's
+    default draws every bias from ``U(-1/sqrt(H), 1/sqrt(H))``, so the forget gate starts near
+    0.5 and a cell state halves every step.
+
     State ``(h, c)``: each ``(B, num_layers, hidden_size)`` (batch first).
     """
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int, *,
-                 num_layers: int = 1, dropout: float = 0.0) -> None:
+                 num_layers: int = 1, dropout: float = 0.0, chrono_init: float | None = None) -> None:
         super().__init__(input_size, output_size, hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True,
                             dropout=dropout)
         self.readout = nn.Linear(hidden_size, output_size)
+        self.chrono_init = None if chrono_init is None else check_real("chrono_init", chrono_init, 2.0,
+                                                                       exclusive_min=True)
+        if self.chrono_init is not None:
+            self._chrono(self.chrono_init)
+
+    @torch.no_grad()
+    def _chrono(self, t_max: float) -> None:
+        h = self.hidden_size
+        for k in range(self.num_layers):  # nn.LSTM's gate order: input, forget, cell, output
+            b_ih, b_hh = getattr(self.lstm, f"bias_ih_l{k}"), getattr(self.lstm, f"bias_hh_l{k}")
+            b_f = torch.empty(h, dtype=b_ih.dtype).uniform_(1.0, t_max - 1.0).log_()
+            b_ih[h:2 * h] = b_f
+            b_ih[:h] = -b_f
+            b_hh[:2 * h] = 0.0
 
     def _forward_batched(self, x, hx):
         if hx is not None:

@@ -13,6 +13,10 @@ Models (``MODEL_NAMES``)
   integrated by the explicit midpoint rule (2nd order), at least one sub-step per input step, over
   the step's elapsed time ``timespans``; more sub-steps where ``dt / tau`` needs them for stability,
   see docs/STABILITY.md; RK4 doubles the cost for no gain at these step sizes).
+* ``lstm_chrono`` -- the LSTM with the chrono initialisation (Tallec & Ollivier 2018), ``T_max``
+  the task's sequence length: forget-gate time constants spread from 1 step to the whole
+  sequence at the start (:class:`tnd.apps.baselines.LSTM`, ``chrono_init``). The layer-wise
+  control for a long-timescale start on the memory tasks; not in the default sweep.
 * ``lstm``, ``cfc`` (ncps CfC, dense, 1-layer backbone of 32 units), ``ltc`` (ncps LTC, dense,
   6 ODE unfolds), ``transformer`` (pre-norm causal Transformer, 2 layers, 2 heads, relative
   positions, a window of ``min(seq_len, MAX_CONTEXT)`` steps).
@@ -95,7 +99,9 @@ __all__ = [
 ]
 
 TND_NAMES = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared")
-BASELINE_NAMES = ("lstm", "cfc", "ltc", "transformer", "mamba", "lru")
+BASELINE_NAMES = ("lstm", "lstm_chrono", "cfc", "ltc", "transformer", "mamba", "lru")
+#: suite baselines built from another registry entry (with their own keywords, ``_baseline_kwargs``)
+_REGISTRY_NAME = {"lstm_chrono": "lstm"}
 #: the memoryless reference (an MLP on the current observation)
 MEMORYLESS = "mlp"
 MODEL_NAMES = TND_NAMES + BASELINE_NAMES + ("ode_rnn", MEMORYLESS)
@@ -243,6 +249,8 @@ def _baseline_kwargs(name: str, seq_len: int, options: dict[str, Any] | None = N
     if name == "transformer":
         kw = {"context": int(max(2, min(seq_len, MAX_CONTEXT))), "num_layers": 2, "nhead": 2,
               "positional": "relative"}
+    if name == "lstm_chrono":  # T_max: the task's length, the longest dependency it can hold
+        kw = {"chrono_init": float(max(3, seq_len))}
     return {**kw, **(options or {})}
 
 
@@ -308,7 +316,7 @@ def build_model(name: str, input_size: int, output_size: int, param_budget: int,
         spec.update(kind="mlp", hidden_size=int(h), kwargs=kw)
     else:
         kw = _baseline_kwargs(name, seq_len, options)
-        h = hidden_size_for_budget(name, input_size, output_size, int(param_budget), **kw)
+        h = hidden_size_for_budget(_REGISTRY_NAME.get(name, name), input_size, output_size, int(param_budget), **kw)
         spec.update(kind="baseline", hidden_size=int(h), kwargs=kw)
     model = model_from_spec(spec)
     spec["params"] = int(count_parameters(model))
@@ -326,5 +334,5 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
         return ODERNN(spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
     if spec["kind"] == "mlp":
         return FrameStackMLP(spec["input_size"], spec["output_size"], spec["hidden_size"], **spec["kwargs"])
-    return make_baseline(spec["name"], spec["input_size"], spec["output_size"], spec["hidden_size"],
-                         **spec["kwargs"])
+    return make_baseline(_REGISTRY_NAME.get(spec["name"], spec["name"]), spec["input_size"], spec["output_size"],
+                         spec["hidden_size"], **spec["kwargs"])

@@ -79,7 +79,7 @@ FULL_TASKS = (
     "copy_100", "copy_500", "copy_1000",
 )
 #: every model of the suite (``--full``)
-FULL_MODELS = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc", "transformer", "mamba", "lru",
+FULL_MODELS = ("tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "lstm_chrono", "cfc", "ltc", "transformer", "mamba", "lru",
                "ode_rnn", MEMORYLESS)
 #: ``tnd suite`` without ``--full``: the tasks that matter most (multi-timescale, irregular,
 #: one real classification, memory at 100 and 1000 steps; docs/SUITE.md, "Cost"). Electricity,

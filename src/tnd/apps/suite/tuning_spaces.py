@@ -19,7 +19,7 @@ every model                ``lr`` log-uniform [1e-3, 3e-2] (3e-3, the suite's)
                            ``tau_init`` {[1, 10], [0.25, 10], span} (per-neuron log-uniform [1, 10])
 ``tnd_ct``,                the same without ``propagation_steps`` (continuous time refuses K > 1)
 ``tnd_ct_shared``
-``lstm``                   ``num_layers`` {1, 2} (1)
+``lstm``, ``lstm_chrono``  ``num_layers`` {1, 2} (1)
 ``cfc``                    ``backbone_units`` {8, 16, 32} (32); ``backbone_layers`` {1, 2} (1)
 ``ltc``                    ``ode_unfolds`` {3, 6} (6) solver unfolds per step
 ``transformer``            ``num_layers`` {1, 2} (2); ``nhead`` {1, 2, 4} (2)
@@ -88,6 +88,7 @@ SPACES: dict[str, SearchSpace] = {
     "tnd_ct": _TND_CT,
     "tnd_ct_shared": _TND_CT,
     "lstm": _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked LSTM layers"}),
+    "lstm_chrono": _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked LSTM layers"}),
     "cfc": _space({"backbone_units": choice([8, 16, 32]), "backbone_layers": choice([1, 2])},
                   {"backbone_units": 32, "backbone_layers": 1},
                   {"backbone_units": "units of each backbone layer", "backbone_layers": "backbone layers"}),
