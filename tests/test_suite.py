@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tnd.apps.suite import ODERNN, SweepSpec, build_model, plan, run_cell, run_sweep
+from tnd.apps.suite.models import model_from_spec
 from tnd.apps.suite.sweep import (DEFAULT_MODELS, DEFAULT_SEEDS, DEFAULT_TASKS, FULL_MODELS, FULL_TASKS, TASK_OVERRIDES,
                                   load_cells, skip_reason, task_settings)
 from tnd.apps.suite.train import ConstantPredictor, TrainConfig, reference_score, score, train_and_evaluate
@@ -40,7 +41,7 @@ def test_import_needs_no_ray():
     assert "ok" in out.stdout
 
 
-@pytest.mark.parametrize("name", ["tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "cfc", "ltc",
+@pytest.mark.parametrize("name", ["tnd", "tnd_shared", "tnd_ct", "tnd_ct_shared", "lstm", "lstm_chrono", "cfc", "ltc",
                                   "transformer", "ode_rnn", "mlp"])
 def test_models_are_parameter_matched(name):
     torch.manual_seed(0)
@@ -49,6 +50,22 @@ def test_models_are_parameter_matched(name):
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == spec["params"]
     y, _ = model(torch.randn(3, 7, 12))
     assert y.shape == (3, 7, 9)
+
+
+def test_lstm_chrono_is_the_lstm_with_its_gate_biases_set_by_the_task_length():
+    torch.manual_seed(0)
+    plain, ps = build_model("lstm", 5, 3, 2000, seq_len=40)
+    torch.manual_seed(0)
+    chrono, cs = build_model("lstm_chrono", 5, 3, 2000, seq_len=40)
+    assert cs["kwargs"] == {"chrono_init": 40.0} and cs["hidden_size"] == ps["hidden_size"] and cs["params"] == ps["params"]
+    h = cs["hidden_size"]
+    u = chrono.lstm.bias_ih_l0.detach()[h:2 * h].exp()
+    assert float(u.min()) >= 1.0 - 1e-5 and float(u.max()) <= 39.0 + 1e-4
+    # the weights and the other gates' biases are the plain LSTM's (the same RNG draws first)
+    assert torch.equal(chrono.lstm.weight_hh_l0, plain.lstm.weight_hh_l0)
+    assert torch.equal(chrono.lstm.bias_ih_l0[2 * h:], plain.lstm.bias_ih_l0[2 * h:])
+    rebuilt = model_from_spec(cs)
+    assert rebuilt.chrono_init == 40.0
 
 
 def test_the_mlp_reference_has_no_memory():
