@@ -2,7 +2,8 @@
 # one model's seeds into OUT, with a checkpoint every 2,000 updates so a killed run resumes mid-cell.
 # Usage (from the repository root): python docs/figures/suite_mem/p150/run.py OUT MODEL SEED [SEED ...]
 # Two processes (one per core) wrote runs/c1000-p150-A and -B; the report merges them:
-#   tnd suite --report-only --out DIR --tasks copy_1000 --models tnd tnd_shared lstm mlp --tuned none
+#   tnd suite --report-only --out DIR --tasks copy_1000 --models tnd tnd_shared lstm lstm_chrono mlp --tuned none
+# To resume the unfinished cells: copy docs/figures/suite_mem/p150/checkpoints/* into OUT/checkpoints/ first.
 import sys
 
 from tnd.apps.suite.sweep import SweepSpec, run_sweep
