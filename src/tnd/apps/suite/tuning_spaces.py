@@ -82,13 +82,15 @@ _TND_CT = _space({k: v for k, v in _TND_KNOBS.items() if k != "propagation_steps
                  {k: v for k, v in _TND_DEFAULT.items() if k != "propagation_steps"},
                  {k: v for k, v in _TND_DOC.items() if k != "propagation_steps"})
 
+_LSTM = _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked LSTM layers"})
+
 SPACES: dict[str, SearchSpace] = {
     "tnd": _TND,
     "tnd_shared": _TND,
     "tnd_ct": _TND_CT,
     "tnd_ct_shared": _TND_CT,
-    "lstm": _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked LSTM layers"}),
-    "lstm_chrono": _space({"num_layers": choice([1, 2])}, {"num_layers": 1}, {"num_layers": "stacked LSTM layers"}),
+    "lstm": _LSTM,
+    "lstm_chrono": _LSTM,
     "cfc": _space({"backbone_units": choice([8, 16, 32]), "backbone_layers": choice([1, 2])},
                   {"backbone_units": 32, "backbone_layers": 1},
                   {"backbone_units": "units of each backbone layer", "backbone_layers": "backbone layers"}),
