@@ -408,8 +408,11 @@ def test_killed_sweep_resumes_mid_cell(tmp_path, die_after_checkpoint):
     assert not list((tmp_path / "run" / "checkpoints").iterdir())  # removed once the cell is done
 
 
-def test_non_finite_loss_stops_suite_training_naming_the_update(tmp_path):
-    from tnd.apps.checkpoint import MANIFEST_NAME, NonFiniteError
+def test_non_finite_loss_ends_suite_training_there_and_scores_the_best_weights(tmp_path):
+    """The suite's divergence rule, the same for every model: a NaN at update 5 ends training after
+    update 4 (the last good checkpoint), the best weights are tested, and the cell says where it
+    diverged (not early stopping, not the cap)."""
+    from tnd.apps.checkpoint import MANIFEST_NAME
     from tnd.apps.tasks import load_task
 
     task = load_task("italy_power_demand", small=True)
@@ -419,18 +422,32 @@ def test_non_finite_loss_stops_suite_training_naming_the_update(tmp_path):
     real_forward = model.forward
 
     def poisoned(*a, **kw):  # the 5th update's forward produces NaN
-        calls["n"] += 1
+        calls["n"] += model.training
         y = real_forward(*a, **kw)
         if model.training and calls["n"] == 5:
             y = (y[0] * float("nan"), *y[1:]) if isinstance(y, tuple) else y * float("nan")
         return y
 
     model.forward = poisoned
-    cfg = TrainConfig(max_updates=8, batch_size=8, eval_every=100, patience=10, max_val=8, max_test=8)
-    with pytest.raises(NonFiniteError, match="at update 5") as e:
-        train_and_evaluate(model, task, cfg, seed=0, checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
-    assert e.value.step == 5
-    assert json.loads((tmp_path / "ck" / MANIFEST_NAME).read_text())["step"] == 4  # the last good one is kept
+    cfg = TrainConfig(max_updates=8, batch_size=8, eval_every=2, patience=10, max_val=8, max_test=8)
+    res = train_and_evaluate(model, task, cfg, seed=0, checkpoint_dir=tmp_path / "ck", checkpoint_every=100)
+    assert (res["updates"], res["diverged_at"], res["stopped_early"], res["hit_cap"]) == (4, 5, False, False)
+    assert res["best_update"] in (2, 4) and [h["update"] for h in res["history"]] == [2, 4]
+    assert math.isfinite(res["test_accuracy"]) and res["n_test"] == 8
+    assert json.loads((tmp_path / "ck" / MANIFEST_NAME).read_text())["step"] == 4  # the last good update
+
+
+def test_report_names_the_cells_that_diverged(tmp_path):
+    from tnd.apps.suite.sweep import aggregate, write_report
+
+    cells = [_fake_cell("adding_100", "lstm", s, 0.1, 900, True) for s in (0, 1)]
+    cells[1].update(stopped_early=False, hit_cap=False, diverged_at=901, updates=900, best_update=600)
+    agg = aggregate(cells)["adding_100"]["lstm"]
+    assert agg["diverged"] == [[1, 901, 600]] and agg["cap_hits"] == 0
+    spec = SweepSpec(tasks=["adding_100"], models=["lstm"], seeds=[0, 1], quick=False)
+    md = write_report(tmp_path, spec, cells, [], wall_time_s=1.0, backend="local", planned=2)
+    assert "lstm seed 1 at update 901 (scored with its best weights, update 600)" in md
+    assert "Diverged" not in write_report(tmp_path, spec, cells[:1], [], wall_time_s=1.0, backend="local", planned=1)
 
 
 def test_plan_of_the_default_suite_and_of_full(capsys):
@@ -529,3 +546,45 @@ def test_suite_matrix_shows_every_task_model_and_reference(tmp_path):
     row = next(line for line in r.stdout.splitlines() if line.startswith("| adding_100"))
     assert "**0.1100±0.0141** (2900, 1/2 cap, 2 seeds)" in row and "0.1600±0.0000 (900, 2 seeds)" in row, row
     assert row.endswith("| constant (mean target) 0.1600 |"), row
+
+
+def test_recap_script_carries_cells_over_a_raised_cap_and_nothing_else(tmp_path):
+    """docs/figures/suite_mem/p150/recap.py: a cell that stopped before the old cap is re-keyed with
+    its scores; one that hit the old cap is not (its checkpoint continues); a checkpoint resumes
+    under the new key with the cap raised in its fingerprint; any other difference is refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tnd.apps.suite.sweep import plan
+
+    (cell,), _ = plan(SweepSpec(tasks=["copy_1000"], models=["lstm"], seeds=[0]))
+    old = {**cell.settings, "max_updates": 120000}
+    src, new = tmp_path / "src", tmp_path / "new"
+    (src / "cells").mkdir(parents=True)
+
+    def write_cell(seed, updates, hit_cap, **changes):
+        d = {"cell_id": f"copy_1000__lstm__na__seed{seed}", "status": "ok", "settings": {**old, **changes},
+             "key": "old", "max_updates": 120000, "updates": updates, "hit_cap": hit_cap, "test_accuracy": 0.13}
+        (src / "cells" / f"{d['cell_id']}.json").write_text(json.dumps(d))
+
+    write_cell(0, 30200, False)
+    write_cell(1, 120000, True)
+    write_cell(2, 30200, False, lr=1e-3)
+    ck = src / "checkpoints" / "copy_1000__lstm__na__seed1-old"
+    ck.mkdir(parents=True)
+    (ck / "t.safetensors").write_bytes(b"x")
+    (ck / "checkpoint.json").write_text(json.dumps({"step": 118000, "tensors_file": "t.safetensors",
+                                                    "fingerprint": {"suite_train": {"config": dict(old)}}}))
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "docs/figures/suite_mem/p150/recap.py"), str(new), str(src)],
+                         capture_output=True, text=True, check=True).stdout
+    assert sorted(p.name for p in (new / "cells").iterdir()) == ["copy_1000__lstm__na__seed0.json"]
+    d = json.loads((new / "cells" / "copy_1000__lstm__na__seed0.json").read_text())
+    assert (d["key"], d["max_updates"], d["settings"], d["test_accuracy"]) == (cell.key, 400000, cell.settings, 0.13)
+    assert "seed2.json: differs in ['lr', 'max_updates']" in out and "seed1.json: ended at the old cap" in out
+    (moved,) = (new / "checkpoints").iterdir()
+    (c1,), _ = plan(SweepSpec(tasks=["copy_1000"], models=["lstm"], seeds=[1]))
+    assert moved.name == f"{c1.cell_id}-{c1.key}" and (moved / "t.safetensors").read_bytes() == b"x"
+    manifest = json.loads((moved / "checkpoint.json").read_text())
+    assert manifest["step"] == 118000 and manifest["fingerprint"]["suite_train"]["config"]["max_updates"] == 400000

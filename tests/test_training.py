@@ -123,14 +123,20 @@ def test_mean_and_last_train_loss_reach_the_history():
 
 # ---- non-finite loss and gradients ---------------------------------------------------------
 
-def test_nonfinite_loss_stops_before_the_step_and_keeps_last_good_checkpoint(tmp_path):
+def _nan_loss_at(call):
+    """The MSE loss, NaN on its ``call``-th call; returns it and the list its calls append to."""
     x, y = _data()
     calls = []
 
     def loss_fn(m, idx):
         calls.append(1)
         loss = (m(x[idx]) - y[idx]).pow(2).mean()
-        return loss * float("nan") if len(calls) == 8 else loss
+        return loss * float("nan") if len(calls) == call else loss
+    return loss_fn, calls
+
+
+def test_nonfinite_loss_stops_before_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    loss_fn, calls = _nan_loss_at(8)
 
     model, snaps = _model(), {}
     with pytest.raises(NonFiniteError, match="non-finite training loss .* at step 8") as ei:
@@ -155,6 +161,41 @@ def test_nonfinite_gradients_stop_before_the_optimiser_step(tmp_path):
     assert ei.value.step == 5
     assert json.loads((tmp_path / "ck" / MANIFEST_NAME).read_text())["step"] == 4
     assert _equal(_weights(model), snaps[4])
+
+
+def test_on_nonfinite_stop_ends_training_there_with_the_best_weights(tmp_path):
+    """The divergence rule: a NaN loss at step 8 ends training after step 7 with the best
+    weights (validations at 3 and 6), ``diverged_at`` 8, not an early stop and not the budget;
+    the stopped checkpoint resumes to the same result without training again."""
+    loss_fn, calls = _nan_loss_at(8)
+
+    model = _model()
+    _, res = _run(model, loss_fn=loss_fn, patience=50, on_nonfinite="stop", checkpoint_dir=tmp_path / "ck",
+                  checkpoint_every=100)
+    assert (res["stop_step"], res["diverged_at"], res["stopped_early"]) == (7, 8, False)
+    assert res["best_step"] in (3, 6) and [h["step"] for h in res["history"]] == [3, 6]
+    assert _equal(_weights(model), res["best_state"])
+    assert json.loads((tmp_path / "ck" / MANIFEST_NAME).read_text())["step"] == 7
+    n = len(calls)
+    again = _model()
+    _, res2 = _run(again, loss_fn=loss_fn, patience=50, on_nonfinite="stop", checkpoint_dir=tmp_path / "ck",
+                   checkpoint_every=100, resume=True)
+    assert len(calls) == n  # nothing trained: the checkpoint says training ended
+    assert (res2["resumed_from"], res2["stop_step"], res2["diverged_at"]) == (7, 7, 8)
+    assert res2["best_step"] == res["best_step"] and _equal(_weights(again), _weights(model))
+    # a divergence before the first validation keeps the initial weights and has no best scores
+    init = _weights(_model())
+    _, res3 = _run(loss_fn=lambda m, idx: torch.tensor(float("inf"), requires_grad=True), on_nonfinite="stop")
+    assert (res3["stop_step"], res3["diverged_at"], res3["best_val"]) == (0, 1, None)
+    assert _equal(res3["best_state"], init)
+    # the same gradient-norm divergence with the default rule still raises
+    with pytest.raises(NonFiniteError):
+        _run(loss_fn=lambda m, idx: torch.tensor(float("inf"), requires_grad=True))
+
+
+def test_on_nonfinite_is_checked():
+    with pytest.raises(ValueError, match="on_nonfinite: expected one of 'raise', 'stop', got 'skip'"):
+        _run(on_nonfinite="skip")
 
 
 # ---- resume --------------------------------------------------------------------------------

@@ -4,12 +4,15 @@
 
 1. ``idx = batches.next()`` -- mini-batch indices (:class:`TorchPermutationBatches`,
    :class:`NumpyPermutationBatches`: epoch by epoch from seeded permutations);
-2. ``loss = loss_fn(model, idx)``; ``opt.zero_grad``; a non-finite loss raises
-   :class:`~tnd.apps.checkpoint.NonFiniteError` (before the backward pass);
+2. ``loss = loss_fn(model, idx)``; ``opt.zero_grad``; a non-finite loss is a divergence
+   (before the backward pass);
 3. ``loss.backward()``; ``gnorm = grad_norm(model)`` (clips, if the protocol does, and returns
-   the total norm; default :func:`clip_gradients`); a non-finite norm raises
-   :class:`~tnd.apps.checkpoint.NonFiniteError` (before the optimiser step, so the weights and
-   the last checkpoint stay good);
+   the total norm; default :func:`clip_gradients`); a non-finite norm is a divergence (before the
+   optimiser step, so the weights and the last checkpoint stay good). On a divergence,
+   ``on_nonfinite="raise"`` raises :class:`~tnd.apps.checkpoint.NonFiniteError`;
+   ``on_nonfinite="stop"`` ends training there like early stopping does (the best weights are
+   loaded, ``diverged_at`` names the step that diverged), as Keras' ``TerminateOnNaN`` with
+   ``restore_best_weights`` does: a seeded run that diverges would diverge again on every retry;
 4. ``opt.step()``; ``on_update(step)``;
 5. every ``eval_every`` steps and after the last: ``validate(model) -> dict``; the entry
    ``record(step, mean train loss since the last validation, last loss, scores)`` goes into the
@@ -18,8 +21,9 @@
 6. ``step_hook(step)``; a checkpoint every ``checkpoint_every`` steps and when training ends;
    ``progress(step, info)``.
 
-At the end the best weights are loaded into the model. The result holds ``stop_step``: the step
-at which training ended (early stopping, or the budget), with ``stopped_early`` saying which.
+At the end the best weights are loaded into the model. The result holds ``stop_step``: the last
+step taken, when training ended by early stopping (``stopped_early``), a divergence
+(``diverged_at``, not ``None``) or the budget (neither).
 
 Checkpoints (:mod:`tnd.apps.checkpoint`) hold the weights, the optimiser state, the batch
 source (permutation, position, RNG), the global torch RNG, the history, the best weights and
@@ -46,10 +50,12 @@ from torch import nn
 from . import checkpoint as ckmod
 from .checkpoint import CheckpointError, NonFiniteError
 
-__all__ = ["LOOP_FORMAT", "EarlyStopping", "PermutationBatches", "TorchPermutationBatches", "NumpyPermutationBatches",
+__all__ = ["LOOP_FORMAT", "ON_NONFINITE", "EarlyStopping", "PermutationBatches", "TorchPermutationBatches", "NumpyPermutationBatches",
            "clip_gradients", "train_loop"]
 
 LOOP_FORMAT = "tnd.training/1"
+#: what :func:`train_loop` does when a loss or gradient norm is not finite
+ON_NONFINITE = ("raise", "stop")
 
 
 def _count(name: str, v: Any, minimum: int) -> int:
@@ -231,13 +237,15 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
                checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 100,
                resume: bool = False, fingerprint: dict[str, Any] | None = None,
                name: str = "tnd.apps.training", step_word: str = "step",
-               legacy_state: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+               legacy_state: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               on_nonfinite: str = "raise") -> dict[str, Any]:
     """Train ``model`` in place (see the module doc for the order of a step) and return
     ``{"history", "stop_step", "best_state", "stopped_early", "best_step", "best_score",
-    "best_val", "last_loss", "train_time_s", "eval_time_s", "wall_time_s", "resumed_from"}``.
+    "best_val", "last_loss", "train_time_s", "eval_time_s", "wall_time_s", "resumed_from", "diverged_at"}``.
 
-    ``stop_step`` is the step at which training ended: early stopping (``stopped_early``) or
-    the budget ``max_steps``; ``best_state`` the best weights (already loaded into the model);
+    ``stop_step`` is the last step taken: training ended by early stopping (``stopped_early``),
+    by a divergence (``diverged_at``: the step whose loss or gradient norm was not finite; only
+    with ``on_nonfinite="stop"``, else it raises) or at the budget ``max_steps``; ``best_state`` the best weights (already loaded into the model);
     ``resumed_from`` the step of the checkpoint it continued from (``None``: a fresh start).
 
     ``optimizer(params)`` builds the optimiser (default ``Adam(params, lr=lr)``); ``seed``, if
@@ -252,6 +260,8 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
     of a checkpoint written before this loop existed (it has no ``"loop"`` key)."""
     max_steps = _count("max_steps", max_steps, 0)
     eval_every = _count("eval_every", eval_every, 1)
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite: expected one of {', '.join(map(repr, ON_NONFINITE))}, got {on_nonfinite!r}")
     if not isinstance(early_stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be an EarlyStopping, got {type(early_stopping).__name__}")
     if checkpoint_dir is not None:
@@ -270,6 +280,7 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
     best_state = copy.deepcopy(model.state_dict())
     best_score, best_step, best_val = es.initial(), 0, None
     run_loss, run_n, bad, step, stopped = 0.0, 0, 0, 0, False
+    diverged_at: int | None = None
     last_loss = float("nan")
     t_train = t_eval = 0.0
     resumed_from = None
@@ -302,11 +313,14 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
                     raise TypeError("best_val is not an object")
                 if not isinstance(st["stopped"], bool):
                     raise TypeError(f"stopped {st['stopped']!r}")
+                dv = st.get("diverged_at")  # absent in checkpoints from before the divergence rule
+                if dv is not None and (_int(dv, "diverged_at") < 1 or not st["stopped"]):
+                    raise ValueError(f"diverged_at {dv!r} (stopped {st['stopped']!r})")
                 parsed.update(
                     restore=restore, best_state=bs, history=list(hist), best_val=bv,
                     best_score=_num(st["best_score"], "best_score"), best_step=_int(st["best_step"], "best_step"),
                     bad=_int(st["bad"], "bad"), stopped=st["stopped"], run_loss=_num(st["run_loss"], "run_loss"),
-                    run_n=_int(st["run_n"], "run_n"), last_loss=_num(st["last_loss"], "last_loss"),
+                    run_n=_int(st["run_n"], "run_n"), diverged_at=dv, last_loss=_num(st["last_loss"], "last_loss"),
                     train_time_s=_num(st["train_time_s"], "train_time_s"),
                     eval_time_s=_num(st["eval_time_s"], "eval_time_s"),
                     wall_time_s=_num(st["wall_time_s"], "wall_time_s"))
@@ -320,6 +334,7 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
         history, best_state, best_val = parsed["history"], parsed["best_state"], parsed["best_val"]
         best_score, best_step, bad, stopped = parsed["best_score"], parsed["best_step"], parsed["bad"], parsed["stopped"]
         run_loss, run_n, last_loss = parsed["run_loss"], parsed["run_n"], parsed["last_loss"]
+        diverged_at = parsed["diverged_at"]
         t_train, t_eval = parsed["train_time_s"], parsed["eval_time_s"]
         t0 -= parsed["wall_time_s"]
 
@@ -330,8 +345,19 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
             tensors={**btensors, **{f"best.{k}": v for k, v in best_state.items()}},
             state={"loop": LOOP_FORMAT, "batches": bst, "history": history, "best_val": best_val,
                    "best_score": best_score, "best_step": best_step, "bad": bad, "stopped": stopped,
+                   "diverged_at": diverged_at,
                    "run_loss": run_loss, "run_n": run_n, "last_loss": last_loss, "train_time_s": t_train,
                    "eval_time_s": t_eval, "wall_time_s": time.perf_counter() - t0})
+
+    def diverge(what: str) -> None:
+        nonlocal stopped, diverged_at
+        if on_nonfinite == "raise":
+            raise NonFiniteError(f"{what} at {step_word} {step + 1}; the last good checkpoint (if any) is kept", step + 1)
+        # the weights are those after step `step`: the failed step changed nothing
+        stopped, diverged_at = True, step + 1
+        opt.zero_grad(set_to_none=True)
+        if checkpoint_dir is not None:
+            write_checkpoint()
 
     while step < max_steps and not stopped:
         ts = time.perf_counter()
@@ -339,13 +365,13 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
         loss = loss_fn(model, idx)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss.detach()):
-            raise NonFiniteError(f"non-finite training loss ({float(loss.detach())}) at {step_word} {step + 1}; "
-                                 "the last good checkpoint (if any) is kept", step + 1)
+            diverge(f"non-finite training loss ({float(loss.detach())})")
+            break
         loss.backward()
         gnorm = grad_norm(model)
         if not torch.isfinite(gnorm):
-            raise NonFiniteError(f"non-finite gradients (norm {float(gnorm)}) at {step_word} {step + 1}; "
-                                 "the last good checkpoint (if any) is kept", step + 1)
+            diverge(f"non-finite gradients (norm {float(gnorm)})")
+            break
         opt.step()
         step += 1
         last_loss = float(loss.detach())
@@ -377,6 +403,7 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
         if progress is not None:
             progress(step, info)
     model.load_state_dict(best_state)
-    return {"history": history, "stop_step": step, "best_state": best_state, "stopped_early": stopped, "best_step": best_step,
+    return {"history": history, "stop_step": step, "best_state": best_state,
+            "stopped_early": stopped and diverged_at is None, "diverged_at": diverged_at, "best_step": best_step,
             "best_score": best_score, "best_val": best_val, "last_loss": last_loss, "train_time_s": t_train,
             "eval_time_s": t_eval, "wall_time_s": time.perf_counter() - t0, "resumed_from": resumed_from}

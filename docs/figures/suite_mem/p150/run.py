@@ -1,4 +1,5 @@
-# copy_1000 under the memory protocol of 2026-12-07 (patience 150 x 200 updates, cap 120,000),
+# copy_1000 under the memory protocol of 2026-12-07 (patience 150 x 200 updates; cap 120,000, since
+# that night 400,000: recap.py carries cells over),
 # one model's seeds into OUT, with a checkpoint every 2,000 updates so a killed run resumes mid-cell.
 # Usage (from the repository root): python docs/figures/suite_mem/p150/run.py OUT MODEL SEED [SEED ...]
 # Two processes (one per core) wrote runs/c1000-p150-A and -B; the report merges them:

@@ -233,8 +233,10 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside).
 
     ``updates`` in the result is the update at which training ended: by early stopping if
-    ``stopped_early``, else by the cap ``cfg.max_updates`` (``hit_cap``); ``best_update`` the one
-    whose weights are kept and tested.
+    ``stopped_early``, by a divergence if ``diverged_at`` is set (the update whose loss or gradient
+    norm was not finite: training stops there and keeps its best weights, the same rule for every
+    model, since a seeded cell that diverges diverges again on every retry), else by the cap
+    ``cfg.max_updates`` (``hit_cap``); ``best_update`` the one whose weights are kept and tested.
 
     ``test=False`` (tuning, :mod:`tnd.apps.suite.tune`): the test split is never read; the result
     has the validation scores only (``test_<metric>``, ``test_loss`` and ``n_test`` are None)."""
@@ -275,7 +277,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                                                 min_rel_delta=cfg.min_rel_delta, min_abs_delta=cfg.min_abs_delta),
                    record=record, on_update=on_update, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, fingerprint=fingerprint,
-                   name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state)
+                   name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state,
+                   on_nonfinite="stop")
     t0 = time.perf_counter()
     te = evaluate(model, task, test_split, cfg.eval_batch) if test_split is not None else {"loss": None, mname: None}
     t_train, t_eval = r["train_time_s"], r["eval_time_s"] + (time.perf_counter() - t0)
@@ -291,7 +294,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         "best_update": r["best_step"],
         "updates": updates,
         "stopped_early": r["stopped_early"],
-        "hit_cap": not r["stopped_early"],
+        "diverged_at": r["diverged_at"],
+        "hit_cap": not r["stopped_early"] and r["diverged_at"] is None,
         "max_updates": cfg.max_updates,
         "final_train_loss": r["last_loss"],
         "train_time_s": t_train,
