@@ -1,4 +1,4 @@
-# The time constants of copy_1000's TND cells: at initialisation and at the best validation
+# The time constants of a memory task's TND cells (copy_1000's here): at initialisation and at the best validation
 # update of a training checkpoint (its "extra.best.*" tensors). Tests the guess that TND holds
 # the symbols across 1,000 steps with slow leaky neurons (time constants of hundreds of steps).
 # Usage (from the repository root): python docs/figures/suite_mem/p150/taus.py CHECKPOINT_DIR [...]
@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from tnd.apps.suite.models import build_model
+from tnd.apps.suite.sweep import SweepSpec, plan
+from tnd.apps.tasks import load_task
 
 Q = (0.0, 0.5, 0.9, 0.99, 1.0)
 print("| cell | update (best) | tau at init: min / median / 90 % / 99 % / max | tau at best |")
@@ -19,9 +21,13 @@ print("|---|---|---|---|")
 for d in sys.argv[1:]:
     manifest = json.loads(open(f"{d}/checkpoint.json").read())
     cfg = manifest["fingerprint"]["suite_train"]
-    model_name = d.rstrip("/").split("/")[-1].split("__")[1]
+    task_name, model_name, topology = d.rstrip("/").split("/")[-1].split("__")[:3]
+    (cell,), _ = plan(SweepSpec(tasks=[task_name], models=[model_name], seeds=[int(cfg["seed"])]))
+    st = cell.settings  # the cell's task and sizes, as the sweep builds them
+    task = load_task(task_name, seed=int(st["data_seed"]), small=bool(st["small"]))
     torch.manual_seed(int(cfg["seed"]))  # the cell's own init (build_model draws from the global RNG)
-    m, _ = build_model(model_name, 10, 8, 2000, seq_len=1020)
+    m, _ = build_model(model_name, task.input_size, int(task.output_size), int(st["param_budget"]), topology=topology,
+                       graph_seed=int(st["graph_seed"]), seq_len=task.seq_len)
     init = m.cell.dynamics.tau().detach().flatten().numpy()
     last = sorted(glob.glob(f"{d}/ckpt-*.safetensors"))[-1]
     t = load_file(last)
