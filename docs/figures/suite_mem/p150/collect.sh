@@ -1,8 +1,7 @@
 # How the night of 2026-12-07 collected its T = 1000 cells into cap400/ and adding_1000/ (run from the
 # repository root with the run folders of that night: runs/c1000-p150-C, runs/c1000-cap400, runs/ckpt-snap,
-# runs/a1000-cap400*; adding_1000 checkpoints that recap.py also picks up from ckpt-snap were removed by hand).
+# runs/a1000-cap400*).
 set -e
-cd /work/main
 export OMP_NUM_THREADS=1 PYTHONPATH=src
 P=docs/figures/suite_mem/p150
 # copy_1000 under cap 400,000: every finished cell and the latest checkpoint of every unfinished one
@@ -10,6 +9,7 @@ rm -rf runs/c1000-final && mkdir -p runs/c1000-final
 .venv/bin/python $P/recap.py runs/c1000-final runs/c1000-p150-C runs/c1000-cap400 runs/ckpt-snap
 cp runs/c1000-cap400/cells/*.json runs/c1000-final/cells/
 rm -rf runs/c1000-final/checkpoints/copy_1000__lstm__*   # finished cells' leftovers from snapshots
+rm -rf runs/c1000-final/checkpoints/adding_1000__*  # recap.py takes every task's snapshots; adding_1000 goes below
 .venv/bin/tnd suite --report-only --out runs/c1000-final --tasks copy_1000 --models tnd tnd_shared lstm lstm_chrono mlp --tuned none
 # adding_1000: chrono (finished or not), tnd and lstm (checkpoints)
 rm -rf runs/a1000-final && mkdir -p runs/a1000-final/cells runs/a1000-final/checkpoints

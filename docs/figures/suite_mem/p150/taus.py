@@ -8,12 +8,9 @@ import json
 import sys
 
 import numpy as np
-import torch
 from safetensors.torch import load_file
 
-from tnd.apps.suite.models import build_model
-from tnd.apps.suite.sweep import SweepSpec, plan
-from tnd.apps.tasks import load_task
+from tnd.apps.suite.sweep import SweepSpec, build_cell_model, plan
 
 Q = (0.0, 0.5, 0.9, 0.99, 1.0)
 print("| cell | update (best) | tau at init: min / median / 90 % / 99 % / max | tau at best |")
@@ -21,13 +18,9 @@ print("|---|---|---|---|")
 for d in sys.argv[1:]:
     manifest = json.loads(open(f"{d}/checkpoint.json").read())
     cfg = manifest["fingerprint"]["suite_train"]
-    task_name, model_name, topology = d.rstrip("/").split("/")[-1].split("__")[:3]
+    task_name, model_name = d.rstrip("/").split("/")[-1].split("__")[:2]
     (cell,), _ = plan(SweepSpec(tasks=[task_name], models=[model_name], seeds=[int(cfg["seed"])]))
-    st = cell.settings  # the cell's task and sizes, as the sweep builds them
-    task = load_task(task_name, seed=int(st["data_seed"]), small=bool(st["small"]))
-    torch.manual_seed(int(cfg["seed"]))  # the cell's own init (build_model draws from the global RNG)
-    m, _ = build_model(model_name, task.input_size, int(task.output_size), int(st["param_budget"]), topology=topology,
-                       graph_seed=int(st["graph_seed"]), seq_len=task.seq_len)
+    _, m, _ = build_cell_model(cell.to_dict())  # the cell's own init, as the sweep builds it
     init = m.cell.dynamics.tau().detach().flatten().numpy()
     last = sorted(glob.glob(f"{d}/ckpt-*.safetensors"))[-1]
     t = load_file(last)

@@ -59,6 +59,7 @@ __all__ = [
     "FULL_TASKS",
     "Cell",
     "SweepSpec",
+    "build_cell_model",
     "format_metric",
     "load_cells",
     "plan",
@@ -278,6 +279,23 @@ def _load_task(name: str, seed: int, small: bool):
     return load_task(name, seed=seed, small=small)
 
 
+def build_cell_model(cell: dict[str, Any]):
+    """``(task, model, spec)`` of a cell (a dict from :meth:`Cell.to_dict`): its task loaded, the
+    global torch RNG seeded with the cell's seed, the model built at the cell's budget, topology,
+    graph seed and tuned options -- the model a cell trains, before training."""
+    import torch
+
+    s = cell["settings"]
+    task = _load_task(cell["task"], int(s["data_seed"]), bool(s["small"]))
+    torch.manual_seed(int(cell["seed"]))
+    topo = cell["topology"] if cell["topology"] != NA_TOPOLOGY else "small_world"
+    options = build_options(cell["model"], s["tuned"])["options"] if s.get("tuned") else None
+    model, spec = build_model(cell["model"], task.input_size, int(task.output_size),
+                              int(s["param_budget"]), topology=topo,
+                              graph_seed=int(s["graph_seed"]), seq_len=task.seq_len, options=options)
+    return task, model, spec
+
+
 def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one cell (a dict from :meth:`Cell.to_dict`); never raises.
 
@@ -294,13 +312,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     ckpt = out.pop("checkpoint", None)  # where, not what: not part of the result
     t0 = time.perf_counter()
     try:
-        task = _load_task(cell["task"], int(s["data_seed"]), bool(s["small"]))
-        torch.manual_seed(int(cell["seed"]))
-        topo = cell["topology"] if cell["topology"] != NA_TOPOLOGY else "small_world"
-        options = build_options(cell["model"], s["tuned"])["options"] if s.get("tuned") else None
-        model, spec = build_model(cell["model"], task.input_size, int(task.output_size),
-                                  int(s["param_budget"]), topology=topo,
-                                  graph_seed=int(s["graph_seed"]), seq_len=task.seq_len, options=options)
+        task, model, spec = build_cell_model(cell)
         cfg = train_config(s)
         use_ts = takes_timespans(cell["model"]) and task.is_irregular
         ck_kw: dict[str, Any] = {}
@@ -673,7 +685,7 @@ def write_report(out: str | os.PathLike, spec: SweepSpec, results: list[dict[str
             lines.append("")
             lines.append("Task metadata: " + ", ".join(f"{k} = {v:.4g}" for k, v in other.items()))
         dv = [f"{label} seed {sd} at update {at} (scored with its best weights, update {bu})"
-              for label, a in ordered for sd, at, bu in a.get("diverged", [])]
+              for label, a in ordered for sd, at, bu in a["diverged"]]
         if dv:
             lines.append("")
             lines.append("Diverged (a non-finite loss or gradient ended training; \"stopped at\" counts it, \"cap hit\" "
