@@ -358,7 +358,7 @@ cfg = TrainConfig(max_updates=16, batch_size=8, eval_every=4, patience=10, max_v
 res = train_and_evaluate(model, task, cfg, seed=3, checkpoint_dir=None if ckdir == "-" else ckdir,
                          checkpoint_every=2, resume=resume, on_update=lambda u: time.sleep(sleep))
 save_tensors(out + "/model.safetensors", model.state_dict())
-for k in ("train_time_s", "eval_time_s", "sec_per_update"):
+for k in ("train_time_s", "eval_time_s", "sec_per_update", "wall_before_resume_s"):
     res.pop(k)
 open(out + "/metrics.json", "w").write(json.dumps(res))
 """
@@ -406,6 +406,10 @@ def test_killed_sweep_resumes_mid_cell(tmp_path, die_after_checkpoint):
     assert (res["ran"], res["failed"]) == (1, 0)
     assert _metrics(res["results"]) == _metrics(ref["results"])
     assert not list((tmp_path / "run" / "checkpoints").iterdir())  # removed once the cell is done
+    # the cell's wall time counts the killed process's training up to its checkpoint too
+    (got,), (want,) = res["results"], ref["results"]
+    assert want["wall_before_resume_s"] == 0.0 and got["wall_before_resume_s"] > 0.0
+    assert got["wall_time_s"] > got["wall_before_resume_s"]
 
 
 def test_non_finite_loss_ends_suite_training_there_and_scores_the_best_weights(tmp_path):

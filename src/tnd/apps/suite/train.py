@@ -230,7 +230,9 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     ``checkpoint_dir``: write a training checkpoint there every ``checkpoint_every`` updates and
     when training ends; with ``resume=True`` continue from the checkpoint found there (a fresh
     start if there is none), with the same final weights and scores as an uninterrupted run
-    (``train_time_s``, ``eval_time_s`` and ``sec_per_update`` aside).
+    (``train_time_s``, ``eval_time_s``, ``sec_per_update`` and ``wall_before_resume_s`` aside).
+    ``wall_before_resume_s``: the wall seconds the training had run, up to its checkpoint, in the
+    processes before a resume (0 on a fresh start), so a resumed cell's whole time can be told.
 
     ``updates`` in the result is the update at which training ended: by early stopping if
     ``stopped_early``, by a divergence if ``diverged_at`` is set (the update whose loss or gradient
@@ -269,6 +271,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     def record(step: int, mean_loss: float, last_loss: float, v: dict[str, Any]) -> dict[str, Any]:
         return {"update": step, "train_loss": last_loss, "val_loss": v["loss"], f"val_{mname}": v[mname]}
 
+    t_loop = time.perf_counter()
     r = train_loop(model, batches=batches, loss_fn=loss_fn, validate=lambda m: evaluate(m, task, val, cfg.eval_batch),
                    max_steps=cfg.max_updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
                    early_stopping=EarlyStopping(monitor="loss" if cfg.monitor == "loss" else mname,
@@ -280,6 +283,8 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                    name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state,
                    on_nonfinite="stop")
     t0 = time.perf_counter()
+    # the loop's wall time counts the processes before a resume too; this process's share is t0 - t_loop
+    before_resume = max(r["wall_time_s"] - (t0 - t_loop), 0.0) if r["resumed_from"] is not None else 0.0
     te = evaluate(model, task, test_split, cfg.eval_batch) if test_split is not None else {"loss": None, mname: None}
     t_train, t_eval = r["train_time_s"], r["eval_time_s"] + (time.perf_counter() - t0)
     updates = r["stop_step"]
@@ -301,6 +306,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         "train_time_s": t_train,
         "eval_time_s": t_eval,
         "sec_per_update": t_train / max(updates, 1),
+        "wall_before_resume_s": before_resume,
         "n_train": train.n, "n_val": val.n, "n_test": None if test_split is None else test_split.n,
         "history": r["history"],
     }
