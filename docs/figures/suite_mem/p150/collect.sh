@@ -18,3 +18,10 @@ for d in runs/a1000-cap400 runs/a1000-cap400-tnd runs/a1000-cap400-lstm; do
   [ -d $d/checkpoints ] && cp -r $d/checkpoints/* runs/a1000-final/checkpoints/ 2>/dev/null || true
 done
 ls runs/a1000-final/cells | grep -q . && .venv/bin/tnd suite --report-only --out runs/a1000-final --tasks adding_1000 --models tnd lstm lstm_chrono --tuned none || true
+# 2026-12-08: the default LSTM's adding_1000 seed 0 finished (its cell replaces its checkpoint); the latest
+# checkpoint of TND seed 0; the LSTM seed 1 finished too
+cp runs/a1000-cap400-lstm/cells/adding_1000__lstm__na__seed0.json $P/adding_1000/cells/
+rm -rf $P/adding_1000/checkpoints/adding_1000__lstm__na__seed0-*
+rm -rf $P/adding_1000/checkpoints/adding_1000__tnd__small_world__seed0-* && cp -r runs/a1000-cap400-tnd/checkpoints/* $P/adding_1000/checkpoints/
+cp runs/a1000-cap400-lstm/cells/adding_1000__lstm__na__seed1.json $P/adding_1000/cells/  # it finished at the session's end
+.venv/bin/tnd suite --report-only --out $P/adding_1000 --tasks adding_1000 --models tnd lstm lstm_chrono --tuned none
