@@ -219,6 +219,8 @@ def test_killed_run_resumes_bit_identical(tmp_path, die_after_checkpoint, source
     (model, res), loads = die_after_checkpoint.run_resumed(lambda: run(tmp_path / "ck"))
     assert loads == [saves[-1]] == [3 * kill_at]
     assert res["resumed_from"] == 3 * kill_at and ref["resumed_from"] is None
+    assert res["wall_before_resume_s"] > 0.0 and ref["wall_before_resume_s"] == 0.0
+    assert res["wall_time_s"] >= res["wall_before_resume_s"]
     for k in ("history", "stop_step", "stopped_early", "best_step", "best_score", "best_val", "last_loss"):
         assert res[k] == ref[k], k
     assert _equal(_weights(model), _weights(ref_model))

@@ -241,12 +241,15 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
                on_nonfinite: str = "raise") -> dict[str, Any]:
     """Train ``model`` in place (see the module doc for the order of a step) and return
     ``{"history", "stop_step", "best_state", "stopped_early", "best_step", "best_score",
-    "best_val", "last_loss", "train_time_s", "eval_time_s", "wall_time_s", "resumed_from", "diverged_at"}``.
+    "best_val", "last_loss", "train_time_s", "eval_time_s", "wall_time_s", "resumed_from",
+    "wall_before_resume_s", "diverged_at"}``.
 
     ``stop_step`` is the last step taken: training ended by early stopping (``stopped_early``),
     by a divergence (``diverged_at``: the step whose loss or gradient norm was not finite; only
     with ``on_nonfinite="stop"``, else it raises) or at the budget ``max_steps``; ``best_state`` the best weights (already loaded into the model);
-    ``resumed_from`` the step of the checkpoint it continued from (``None``: a fresh start).
+    ``resumed_from`` the step of the checkpoint it continued from (``None``: a fresh start),
+    ``wall_before_resume_s`` the wall seconds the processes before it had run up to that
+    checkpoint (0 on a fresh start; ``wall_time_s`` includes them).
 
     ``optimizer(params)`` builds the optimiser (default ``Adam(params, lr=lr)``); ``seed``, if
     given, seeds the global torch RNG first (dropout and the like). ``best_val`` is the
@@ -284,6 +287,7 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
     last_loss = float("nan")
     t_train = t_eval = 0.0
     resumed_from = None
+    wall_before_resume = 0.0
 
     if checkpoint_dir is not None and resume and ckmod.has_checkpoint(checkpoint_dir):
         parsed: dict[str, Any] = {}
@@ -336,7 +340,8 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
         run_loss, run_n, last_loss = parsed["run_loss"], parsed["run_n"], parsed["last_loss"]
         diverged_at = parsed["diverged_at"]
         t_train, t_eval = parsed["train_time_s"], parsed["eval_time_s"]
-        t0 -= parsed["wall_time_s"]
+        wall_before_resume = parsed["wall_time_s"]
+        t0 -= wall_before_resume
 
     def write_checkpoint() -> None:
         bst, btensors, brng = batches.state()
@@ -406,4 +411,5 @@ def train_loop(model: nn.Module, *, batches: PermutationBatches,
     return {"history": history, "stop_step": step, "best_state": best_state,
             "stopped_early": stopped and diverged_at is None, "diverged_at": diverged_at, "best_step": best_step,
             "best_score": best_score, "best_val": best_val, "last_loss": last_loss, "train_time_s": t_train,
-            "eval_time_s": t_eval, "wall_time_s": time.perf_counter() - t0, "resumed_from": resumed_from}
+            "eval_time_s": t_eval, "wall_time_s": time.perf_counter() - t0, "resumed_from": resumed_from,
+            "wall_before_resume_s": wall_before_resume}

@@ -271,7 +271,6 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
     def record(step: int, mean_loss: float, last_loss: float, v: dict[str, Any]) -> dict[str, Any]:
         return {"update": step, "train_loss": last_loss, "val_loss": v["loss"], f"val_{mname}": v[mname]}
 
-    t_loop = time.perf_counter()
     r = train_loop(model, batches=batches, loss_fn=loss_fn, validate=lambda m: evaluate(m, task, val, cfg.eval_batch),
                    max_steps=cfg.max_updates, eval_every=cfg.eval_every, lr=cfg.lr, grad_norm=grad_norm,
                    early_stopping=EarlyStopping(monitor="loss" if cfg.monitor == "loss" else mname,
@@ -283,8 +282,6 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
                    name="tnd.apps.suite training", step_word="update", legacy_state=_legacy_state,
                    on_nonfinite="stop")
     t0 = time.perf_counter()
-    # the loop's wall time counts the processes before a resume too; this process's share is t0 - t_loop
-    before_resume = max(r["wall_time_s"] - (t0 - t_loop), 0.0) if r["resumed_from"] is not None else 0.0
     te = evaluate(model, task, test_split, cfg.eval_batch) if test_split is not None else {"loss": None, mname: None}
     t_train, t_eval = r["train_time_s"], r["eval_time_s"] + (time.perf_counter() - t0)
     updates = r["stop_step"]
@@ -306,7 +303,7 @@ def train_and_evaluate(model: nn.Module, task: SequenceTask, cfg: TrainConfig, s
         "train_time_s": t_train,
         "eval_time_s": t_eval,
         "sec_per_update": t_train / max(updates, 1),
-        "wall_before_resume_s": before_resume,
+        "wall_before_resume_s": r["wall_before_resume_s"],
         "n_train": train.n, "n_val": val.n, "n_test": None if test_split is None else test_split.n,
         "history": r["history"],
     }
